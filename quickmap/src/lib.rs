@@ -1,0 +1,2 @@
+//! quickmap (work in progress)
+#![no_std]
