@@ -1,1 +1,64 @@
-fn main() {}
+//! `cargo xtask`: builds the `qmk` kernel, boots it under QEMU and turns its serial
+//! output into test results. See `cargo xtask help` and `docs/kernel-protocol.md`.
+//!
+//! Layout, one job per module:
+//! - [`cli`]: command line to a validated [`cli::Command`];
+//! - [`kernel_build`], [`host_checks`]: the cargo invocations;
+//! - [`qemu_setup`]: find or install QEMU; [`boot_config`]: kernel and QEMU command
+//!   lines; [`qemu`]: run one boot (stream, log, timeout); [`verdict`]: exit status;
+//! - [`protocol`]: parse the kernel's lines; [`suite`]: plan boots, judge results;
+//! - [`commands`]: `build`, `run`, `test`.
+//!
+//! Exit status: 0 success, 1 something failed, 2 bad command line.
+
+#![deny(unsafe_code)]
+
+mod boot_config;
+mod cli;
+mod commands;
+mod host_checks;
+mod kernel_build;
+mod paths;
+mod protocol;
+mod qemu;
+mod qemu_setup;
+mod serial_tail;
+mod suite;
+mod verdict;
+
+use std::process::ExitCode;
+
+use cli::Command;
+use commands::Failure;
+
+/// Exit status for a build, boot or test that failed.
+const EXIT_FAILURE: u8 = 1;
+/// Exit status for a command line we cannot act on.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let command = match cli::parse_args(std::env::args().skip(1)) {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let result = match &command {
+        Command::Help => {
+            println!("{}", cli::USAGE);
+            Ok(())
+        }
+        Command::Build(options) => commands::build::build(options),
+        Command::Run(options) => commands::run::run(options),
+        Command::Test(options) => commands::test::test(options),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Error(message)) => {
+            eprintln!("xtask: {message}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Err(Failure::Reported) => ExitCode::from(EXIT_FAILURE),
+    }
+}

@@ -1,0 +1,818 @@
+//! Command-line parsing: turns `cargo xtask <command> [options]` into a validated
+//! [`Command`], or a [`UsageError`] whose message fits on one line.
+//!
+//! Hand-written rather than `clap`: the tool promises ONE error line and exit status 2
+//! for any bad input, and a dozen options do not justify a dependency plus the
+//! configuration needed to tame clap's multi-line usage output.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Text printed by `cargo xtask help`.
+pub const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  build              build the qmk kernel and print the ELF path
+  run                build the kernel and boot it (mode=run), streaming its serial output
+  test               run every test: host (cargo test, fmt, clippy), then the kernel suite
+  help               print this text
+
+options for run and test:
+  --cpus N           CPUs to boot, 1..=16 (default 1); `test` takes a list, e.g. 1,2,4,
+                     and runs the whole kernel suite once per count
+  --memory MiB       guest memory, at least 128 (default 2048)
+  --dmap MiB         size of the kernel's direct map, at most --memory (default 256)
+  --timeout SECONDS  kill QEMU after this long, per boot (default 300)
+  --icount           deterministic instruction counting (-icount shift=0); 1 CPU, TCG only
+  --seed N           seed (u64) passed to the kernel
+  --kvm              use KVM instead of TCG (opt-in; TCG is the supported accelerator)
+  --verbose          show the QEMU command line (and, for test, all serial output)
+
+options for test only:
+  --test FILTER      run only kernel tests whose name contains FILTER (exact name wins)
+  --host-only        run only the host tests
+  --kernel-only      run only the kernel suite
+
+options for build:
+  --verbose          show the cargo command
+
+environment:
+  QMK_QEMU=PATH      QEMU binary to use (default: qemu-system-x86_64 from PATH)
+  QMK_KERNEL=PATH    boot this ELF instead of building qmk/
+  QMK_LOG_DIR=DIR    where serial logs go (default: target/qmk-logs)
+
+exit status: 0 success, 1 a build, boot or test failed, 2 bad command line";
+
+/// Fewest and most CPUs a boot may have; 16 is what the kernel's per-CPU tables hold.
+pub const CPU_RANGE: std::ops::RangeInclusive<u32> = 1..=16;
+/// Smallest guest memory (MiB) the kernel is expected to boot in.
+pub const MIN_MEMORY_MIB: u32 = 128;
+/// Largest guest memory (MiB) accepted: a sanity bound against typos, not a QEMU limit.
+pub const MAX_MEMORY_MIB: u32 = 1024 * 1024;
+/// Default guest memory (MiB): large enough that most of it lies above the direct map.
+pub const DEFAULT_MEMORY_MIB: u32 = 2048;
+/// Default direct-map size (MiB); memory above it is reachable only through quickmap.
+pub const DEFAULT_DMAP_MIB: u32 = 256;
+/// Default per-boot timeout: generous, because TCG with many CPUs is slow.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A bad command line. The message names the option and the problem, on one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `cargo xtask build`.
+    Build(BuildOptions),
+    /// `cargo xtask run`.
+    Run(RunOptions),
+    /// `cargo xtask test`.
+    Test(TestOptions),
+    /// `cargo xtask help` (or `--help`, `-h`).
+    Help,
+}
+
+/// Options of `cargo xtask build`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BuildOptions {
+    /// Show the commands run.
+    pub verbose: bool,
+}
+
+/// Options of `cargo xtask run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Number of CPUs of the single boot.
+    pub cpus: u32,
+    /// Everything else about the machine.
+    pub machine: MachineOptions,
+}
+
+/// Options of `cargo xtask test`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestOptions {
+    /// One kernel suite runs per entry, in this order.
+    pub cpu_counts: Vec<u32>,
+    /// Everything else about the machine, shared by every boot.
+    pub machine: MachineOptions,
+    /// Only kernel tests matching this (see `docs/kernel-protocol.md`).
+    pub filter: Option<String>,
+    /// Which halves of the test run.
+    pub scope: TestScope,
+}
+
+/// Which halves of `cargo xtask test` run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestScope {
+    /// Host tests, then the kernel suite.
+    All,
+    /// `--host-only`.
+    HostOnly,
+    /// `--kernel-only`.
+    KernelOnly,
+}
+
+impl TestScope {
+    /// Whether `cargo test`, fmt and clippy run.
+    pub fn runs_host(self) -> bool {
+        self != TestScope::KernelOnly
+    }
+
+    /// Whether the kernel suite runs.
+    pub fn runs_kernel(self) -> bool {
+        self != TestScope::HostOnly
+    }
+}
+
+/// The accelerator QEMU uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Software emulation; the default, because the nested KVM on our machines faults on
+    /// SSE in a guest kernel (DESIGN.md §5).
+    Tcg,
+    /// `--kvm`.
+    Kvm,
+}
+
+/// Machine settings shared by `run` and `test`, already validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineOptions {
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// Direct-map size in MiB (`dmap=` on the kernel command line); `<= memory_mib`.
+    pub dmap_mib: u32,
+    /// Per-boot timeout.
+    pub timeout: Duration,
+    /// `-icount shift=0`; only with one CPU and TCG.
+    pub icount: bool,
+    /// `seed=` on the kernel command line, if given.
+    pub seed: Option<u64>,
+    /// Accelerator.
+    pub accel: Accel,
+    /// Show QEMU command lines (and, for `test`, all serial output).
+    pub verbose: bool,
+}
+
+/// Every option the tool knows, whichever command accepts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OptionName {
+    Cpus,
+    Memory,
+    Dmap,
+    Timeout,
+    Icount,
+    Test,
+    Seed,
+    Kvm,
+    Verbose,
+    HostOnly,
+    KernelOnly,
+}
+
+impl OptionName {
+    const ALL: [OptionName; 11] = [
+        OptionName::Cpus,
+        OptionName::Memory,
+        OptionName::Dmap,
+        OptionName::Timeout,
+        OptionName::Icount,
+        OptionName::Test,
+        OptionName::Seed,
+        OptionName::Kvm,
+        OptionName::Verbose,
+        OptionName::HostOnly,
+        OptionName::KernelOnly,
+    ];
+
+    fn spelling(self) -> &'static str {
+        match self {
+            OptionName::Cpus => "--cpus",
+            OptionName::Memory => "--memory",
+            OptionName::Dmap => "--dmap",
+            OptionName::Timeout => "--timeout",
+            OptionName::Icount => "--icount",
+            OptionName::Test => "--test",
+            OptionName::Seed => "--seed",
+            OptionName::Kvm => "--kvm",
+            OptionName::Verbose => "--verbose",
+            OptionName::HostOnly => "--host-only",
+            OptionName::KernelOnly => "--kernel-only",
+        }
+    }
+
+    fn takes_value(self) -> bool {
+        matches!(
+            self,
+            OptionName::Cpus
+                | OptionName::Memory
+                | OptionName::Dmap
+                | OptionName::Timeout
+                | OptionName::Test
+                | OptionName::Seed
+        )
+    }
+
+    fn from_spelling(spelling: &str) -> Option<OptionName> {
+        Self::ALL.into_iter().find(|o| o.spelling() == spelling)
+    }
+}
+
+/// The commands that take options, used to say which options each accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CommandName {
+    Build,
+    Run,
+    Test,
+}
+
+impl CommandName {
+    fn accepts(self, option: OptionName) -> bool {
+        use OptionName::*;
+        match self {
+            CommandName::Build => option == Verbose,
+            CommandName::Run => !matches!(option, Test | HostOnly | KernelOnly),
+            CommandName::Test => true,
+        }
+    }
+
+    fn spelling(self) -> &'static str {
+        match self {
+            CommandName::Build => "build",
+            CommandName::Run => "run",
+            CommandName::Test => "test",
+        }
+    }
+}
+
+/// Options as typed, before validation: value options keep their text so that error
+/// messages can quote it.
+#[derive(Debug, Default)]
+struct RawOptions {
+    values: Vec<(OptionName, String)>,
+    flags: Vec<OptionName>,
+}
+
+impl RawOptions {
+    fn value(&self, name: OptionName) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn flag(&self, name: OptionName) -> bool {
+        self.flags.contains(&name)
+    }
+
+    fn seen(&self, name: OptionName) -> bool {
+        self.flag(name) || self.value(name).is_some()
+    }
+}
+
+/// Parses the arguments after `cargo xtask` (program name excluded).
+pub fn parse_args<I, S>(args: I) -> Result<Command, UsageError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut args = args.into_iter().map(Into::into);
+    let command = match args.next().as_deref() {
+        None => {
+            return Err(usage(
+                "missing command (expected build, run, test or help; see `cargo xtask help`)",
+            ))
+        }
+        Some("help" | "--help" | "-h") => return Ok(Command::Help),
+        Some("build") => CommandName::Build,
+        Some("run") => CommandName::Run,
+        Some("test") => CommandName::Test,
+        Some(other) => {
+            return Err(usage(format!(
+                "unknown command '{other}' (expected build, run, test or help)"
+            )))
+        }
+    };
+    let raw = collect_options(command, args)?;
+    match command {
+        CommandName::Build => Ok(Command::Build(BuildOptions {
+            verbose: raw.flag(OptionName::Verbose),
+        })),
+        CommandName::Run => validate_run(&raw).map(Command::Run),
+        CommandName::Test => validate_test(&raw).map(Command::Test),
+    }
+}
+
+fn usage(message: impl Into<String>) -> UsageError {
+    UsageError(message.into())
+}
+
+/// Splits `--name value` / `--name=value` / `--flag`, rejecting unknown, misplaced and
+/// repeated options.
+fn collect_options(
+    command: CommandName,
+    mut args: impl Iterator<Item = String>,
+) -> Result<RawOptions, UsageError> {
+    let mut raw = RawOptions::default();
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            return Err(usage(format!(
+                "{arg}: use `cargo xtask help` for the list of options"
+            )));
+        }
+        if !arg.starts_with("--") {
+            return Err(usage(format!(
+                "unexpected argument '{arg}' for `cargo xtask {}` (options start with --)",
+                command.spelling()
+            )));
+        }
+        let (spelling, inline_value) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_string())),
+            None => (arg.as_str(), None),
+        };
+        let Some(name) = OptionName::from_spelling(spelling) else {
+            return Err(usage(format!(
+                "unknown option '{spelling}' for `cargo xtask {}`",
+                command.spelling()
+            )));
+        };
+        if !command.accepts(name) {
+            return Err(usage(format!(
+                "{spelling}: not an option of `cargo xtask {}`",
+                command.spelling()
+            )));
+        }
+        if raw.seen(name) {
+            return Err(usage(format!("{spelling}: given more than once")));
+        }
+        if name.takes_value() {
+            let value = match inline_value {
+                Some(value) => value,
+                None => match args.next() {
+                    Some(value) if !value.starts_with("--") => value,
+                    _ => return Err(usage(format!("{spelling}: needs a value"))),
+                },
+            };
+            raw.values.push((name, value));
+        } else {
+            if inline_value.is_some() {
+                return Err(usage(format!("{spelling}: takes no value")));
+            }
+            raw.flags.push(name);
+        }
+    }
+    Ok(raw)
+}
+
+fn validate_run(raw: &RawOptions) -> Result<RunOptions, UsageError> {
+    let cpu_counts = parse_cpu_counts(raw.value(OptionName::Cpus))?;
+    let [cpus] = cpu_counts[..] else {
+        return Err(usage(format!(
+            "--cpus {}: `run` boots one machine, give a single CPU count",
+            raw.value(OptionName::Cpus).unwrap_or_default()
+        )));
+    };
+    let machine = validate_machine(raw, &cpu_counts)?;
+    Ok(RunOptions { cpus, machine })
+}
+
+fn validate_test(raw: &RawOptions) -> Result<TestOptions, UsageError> {
+    let cpu_counts = parse_cpu_counts(raw.value(OptionName::Cpus))?;
+    let machine = validate_machine(raw, &cpu_counts)?;
+    let scope = match (
+        raw.flag(OptionName::HostOnly),
+        raw.flag(OptionName::KernelOnly),
+    ) {
+        (true, true) => {
+            return Err(usage(
+                "--host-only and --kernel-only exclude each other (give neither to run both)",
+            ))
+        }
+        (true, false) => TestScope::HostOnly,
+        (false, true) => TestScope::KernelOnly,
+        (false, false) => TestScope::All,
+    };
+    let filter = match raw.value(OptionName::Test) {
+        None => None,
+        Some(filter) => Some(parse_filter(filter, scope)?),
+    };
+    Ok(TestOptions {
+        cpu_counts,
+        machine,
+        filter,
+        scope,
+    })
+}
+
+/// Checks the options that describe the machine; `cpu_counts` is already valid.
+fn validate_machine(raw: &RawOptions, cpu_counts: &[u32]) -> Result<MachineOptions, UsageError> {
+    let memory_mib = match raw.value(OptionName::Memory) {
+        None => DEFAULT_MEMORY_MIB,
+        Some(text) => {
+            let mib = parse_number::<u32>("--memory", text)?;
+            if mib < MIN_MEMORY_MIB {
+                return Err(usage(format!(
+                    "--memory {text}: must be at least {MIN_MEMORY_MIB} (MiB)"
+                )));
+            }
+            if mib > MAX_MEMORY_MIB {
+                return Err(usage(format!(
+                    "--memory {text}: must be at most {MAX_MEMORY_MIB} (MiB)"
+                )));
+            }
+            mib
+        }
+    };
+    let dmap_mib = match raw.value(OptionName::Dmap) {
+        None if DEFAULT_DMAP_MIB <= memory_mib => DEFAULT_DMAP_MIB,
+        // --memory below the default direct map: map all of memory directly.
+        None => memory_mib,
+        Some(text) => {
+            let mib = parse_number::<u32>("--dmap", text)?;
+            if mib == 0 {
+                return Err(usage(format!("--dmap {text}: must be at least 1 (MiB)")));
+            }
+            if mib > memory_mib {
+                return Err(usage(format!(
+                    "--dmap {text}: must not exceed the guest memory ({memory_mib} MiB)"
+                )));
+            }
+            mib
+        }
+    };
+    let timeout = match raw.value(OptionName::Timeout) {
+        None => DEFAULT_TIMEOUT,
+        Some(text) => {
+            let seconds = parse_number::<u64>("--timeout", text)?;
+            if seconds == 0 {
+                return Err(usage(format!(
+                    "--timeout {text}: must be at least 1 (seconds)"
+                )));
+            }
+            Duration::from_secs(seconds)
+        }
+    };
+    let seed = raw
+        .value(OptionName::Seed)
+        .map(|text| parse_number::<u64>("--seed", text))
+        .transpose()?;
+    let accel = if raw.flag(OptionName::Kvm) {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    };
+    let icount = raw.flag(OptionName::Icount);
+    if icount {
+        if cpu_counts.iter().any(|&cpus| cpus != 1) {
+            return Err(usage(
+                "--icount: needs --cpus 1 (QEMU 7.2 hangs starting a second CPU under \
+                 -icount shift=0, DESIGN.md §5)",
+            ));
+        }
+        if accel == Accel::Kvm {
+            return Err(usage(
+                "--icount: cannot be combined with --kvm (instruction counting is a TCG feature)",
+            ));
+        }
+    }
+    Ok(MachineOptions {
+        memory_mib,
+        dmap_mib,
+        timeout,
+        icount,
+        seed,
+        accel,
+        verbose: raw.flag(OptionName::Verbose),
+    })
+}
+
+/// Parses `--cpus`: one count, or a comma-separated list without repeats.
+fn parse_cpu_counts(text: Option<&str>) -> Result<Vec<u32>, UsageError> {
+    let Some(text) = text else {
+        return Ok(vec![1]);
+    };
+    let mut counts = Vec::new();
+    for item in text.split(',') {
+        let cpus = parse_number::<u32>("--cpus", item).map_err(|_| {
+            usage(format!(
+                "--cpus {text}: '{item}' is not a number (give e.g. 4 or 1,2,4)"
+            ))
+        })?;
+        if !CPU_RANGE.contains(&cpus) {
+            return Err(usage(format!(
+                "--cpus {text}: must be between {} and {}",
+                CPU_RANGE.start(),
+                CPU_RANGE.end()
+            )));
+        }
+        if counts.contains(&cpus) {
+            return Err(usage(format!("--cpus {text}: {cpus} is listed twice")));
+        }
+        counts.push(cpus);
+    }
+    Ok(counts)
+}
+
+/// The filter becomes one `test=FILTER` word of the kernel command line, so it cannot
+/// hold a space (word separator) or `=` (key separator).
+fn parse_filter(filter: &str, scope: TestScope) -> Result<String, UsageError> {
+    if scope == TestScope::HostOnly {
+        return Err(usage(
+            "--test: filters kernel tests, but --host-only skips the kernel suite",
+        ));
+    }
+    if filter.is_empty() {
+        return Err(usage("--test: the filter must not be empty"));
+    }
+    if filter.chars().any(|c| c.is_whitespace() || c == '=') {
+        return Err(usage(format!(
+            "--test '{filter}': must be one word without spaces or '=' (it goes on the \
+             kernel command line)"
+        )));
+    }
+    Ok(filter.to_string())
+}
+
+fn parse_number<T: std::str::FromStr>(option: &str, text: &str) -> Result<T, UsageError> {
+    text.parse()
+        .map_err(|_| usage(format!("{option} {text}: not a non-negative whole number")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Command, UsageError> {
+        parse_args(line.split_whitespace())
+    }
+
+    fn error(line: &str) -> String {
+        match parse(line) {
+            Err(UsageError(message)) => message,
+            Ok(command) => panic!("`{line}` parsed as {command:?}"),
+        }
+    }
+
+    fn test_options(line: &str) -> TestOptions {
+        match parse(line) {
+            Ok(Command::Test(options)) => options,
+            other => panic!("`{line}` gave {other:?}"),
+        }
+    }
+
+    fn run_options(line: &str) -> RunOptions {
+        match parse(line) {
+            Ok(Command::Run(options)) => options,
+            other => panic!("`{line}` gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let run = run_options("run");
+        assert_eq!(run.cpus, 1);
+        assert_eq!(
+            run.machine,
+            MachineOptions {
+                memory_mib: 2048,
+                dmap_mib: 256,
+                timeout: DEFAULT_TIMEOUT,
+                icount: false,
+                seed: None,
+                accel: Accel::Tcg,
+                verbose: false,
+            }
+        );
+        let test = test_options("test");
+        assert_eq!(test.cpu_counts, vec![1]);
+        assert_eq!(test.scope, TestScope::All);
+        assert_eq!(test.filter, None);
+        assert_eq!(
+            parse("build"),
+            Ok(Command::Build(BuildOptions { verbose: false }))
+        );
+    }
+
+    #[test]
+    fn help_spellings() {
+        for spelling in ["help", "--help", "-h"] {
+            assert_eq!(parse(spelling), Ok(Command::Help));
+        }
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let test = test_options(
+            "test --cpus 1 --memory 512 --dmap=128 --timeout 9 --icount --test window \
+             --seed 42 --verbose --kernel-only",
+        );
+        assert_eq!(test.cpu_counts, vec![1]);
+        assert_eq!(test.machine.memory_mib, 512);
+        assert_eq!(test.machine.dmap_mib, 128);
+        assert_eq!(test.machine.timeout, Duration::from_secs(9));
+        assert!(test.machine.icount);
+        assert_eq!(test.machine.seed, Some(42));
+        assert!(test.machine.verbose);
+        assert_eq!(test.filter.as_deref(), Some("window"));
+        assert_eq!(test.scope, TestScope::KernelOnly);
+        assert_eq!(run_options("run --kvm --cpus=16").machine.accel, Accel::Kvm);
+        assert_eq!(run_options("run --kvm --cpus=16").cpus, 16);
+        assert_eq!(test_options("test --host-only").scope, TestScope::HostOnly);
+        assert_eq!(
+            parse("build --verbose"),
+            Ok(Command::Build(BuildOptions { verbose: true }))
+        );
+    }
+
+    #[test]
+    fn cpu_lists_for_test() {
+        assert_eq!(test_options("test --cpus 1,2,4,8").cpu_counts, [1, 2, 4, 8]);
+        assert_eq!(
+            error("run --cpus 1,2"),
+            "--cpus 1,2: `run` boots one machine, give a single CPU count"
+        );
+        assert_eq!(
+            error("test --cpus 1,2,2"),
+            "--cpus 1,2,2: 2 is listed twice"
+        );
+        assert_eq!(
+            error("test --cpus 1,,2"),
+            "--cpus 1,,2: '' is not a number (give e.g. 4 or 1,2,4)"
+        );
+    }
+
+    #[test]
+    fn cpu_count_errors() {
+        assert_eq!(error("run --cpus 0"), "--cpus 0: must be between 1 and 16");
+        assert_eq!(
+            error("test --cpus 17"),
+            "--cpus 17: must be between 1 and 16"
+        );
+        assert_eq!(
+            error("run --cpus two"),
+            "--cpus two: 'two' is not a number (give e.g. 4 or 1,2,4)"
+        );
+    }
+
+    #[test]
+    fn memory_errors() {
+        assert_eq!(
+            error("run --memory 64"),
+            "--memory 64: must be at least 128 (MiB)"
+        );
+        assert_eq!(
+            error("run --memory 2000000"),
+            "--memory 2000000: must be at most 1048576 (MiB)"
+        );
+        assert_eq!(
+            error("run --memory 1G"),
+            "--memory 1G: not a non-negative whole number"
+        );
+    }
+
+    #[test]
+    fn dmap_errors_and_default() {
+        assert_eq!(error("run --dmap 0"), "--dmap 0: must be at least 1 (MiB)");
+        assert_eq!(
+            error("run --dmap 4096"),
+            "--dmap 4096: must not exceed the guest memory (2048 MiB)"
+        );
+        assert_eq!(
+            error("run --memory 512 --dmap 513"),
+            "--dmap 513: must not exceed the guest memory (512 MiB)"
+        );
+        assert_eq!(
+            error("run --dmap -1"),
+            "--dmap -1: not a non-negative whole number"
+        );
+        assert_eq!(run_options("run --memory 128").machine.dmap_mib, 128);
+    }
+
+    #[test]
+    fn timeout_and_seed_errors() {
+        assert_eq!(
+            error("test --timeout 0"),
+            "--timeout 0: must be at least 1 (seconds)"
+        );
+        assert_eq!(
+            error("test --timeout 1.5"),
+            "--timeout 1.5: not a non-negative whole number"
+        );
+        assert_eq!(
+            error("run --seed -3"),
+            "--seed -3: not a non-negative whole number"
+        );
+    }
+
+    #[test]
+    fn icount_rules() {
+        assert_eq!(
+            error("run --icount --cpus 2"),
+            "--icount: needs --cpus 1 (QEMU 7.2 hangs starting a second CPU under \
+             -icount shift=0, DESIGN.md §5)"
+        );
+        assert_eq!(
+            error("test --icount --cpus 1,4"),
+            "--icount: needs --cpus 1 (QEMU 7.2 hangs starting a second CPU under \
+             -icount shift=0, DESIGN.md §5)"
+        );
+        assert_eq!(
+            error("run --icount --kvm"),
+            "--icount: cannot be combined with --kvm (instruction counting is a TCG feature)"
+        );
+        assert!(run_options("run --icount").machine.icount);
+    }
+
+    #[test]
+    fn filter_errors() {
+        assert_eq!(
+            error("test --test foo --host-only"),
+            "--test: filters kernel tests, but --host-only skips the kernel suite"
+        );
+        assert_eq!(
+            parse_args(["test", "--test", ""]),
+            Err(usage("--test: the filter must not be empty"))
+        );
+        assert_eq!(
+            parse_args(["test", "--test", "a b"]),
+            Err(usage(
+                "--test 'a b': must be one word without spaces or '=' (it goes on the \
+                 kernel command line)"
+            ))
+        );
+        assert!(error("test --test=a=b").starts_with("--test 'a=b': must be one word"));
+    }
+
+    #[test]
+    fn scope_conflict() {
+        assert_eq!(
+            error("test --host-only --kernel-only"),
+            "--host-only and --kernel-only exclude each other (give neither to run both)"
+        );
+    }
+
+    #[test]
+    fn command_errors() {
+        assert_eq!(
+            error(""),
+            "missing command (expected build, run, test or help; see `cargo xtask help`)"
+        );
+        assert_eq!(
+            error("bench"),
+            "unknown command 'bench' (expected build, run, test or help)"
+        );
+    }
+
+    #[test]
+    fn option_shape_errors() {
+        assert_eq!(
+            error("test --frobnicate"),
+            "unknown option '--frobnicate' for `cargo xtask test`"
+        );
+        assert_eq!(
+            error("run --test foo"),
+            "--test: not an option of `cargo xtask run`"
+        );
+        assert_eq!(
+            error("build --cpus 2"),
+            "--cpus: not an option of `cargo xtask build`"
+        );
+        assert_eq!(
+            error("run extra"),
+            "unexpected argument 'extra' for `cargo xtask run` (options start with --)"
+        );
+        assert_eq!(error("run --cpus"), "--cpus: needs a value");
+        assert_eq!(error("run --cpus --kvm"), "--cpus: needs a value");
+        assert_eq!(error("run --kvm=yes"), "--kvm: takes no value");
+        assert_eq!(
+            error("run --cpus 1 --cpus 2"),
+            "--cpus: given more than once"
+        );
+        assert_eq!(error("run --kvm --kvm"), "--kvm: given more than once");
+        assert_eq!(
+            error("test -h"),
+            "-h: use `cargo xtask help` for the list of options"
+        );
+    }
+
+    #[test]
+    fn every_error_is_one_line() {
+        for line in [
+            "",
+            "x",
+            "run --cpus 0",
+            "run --icount --cpus 2",
+            "test --test=a=b",
+            "test --host-only --kernel-only",
+        ] {
+            assert!(!error(line).contains('\n'), "{line}");
+        }
+    }
+}

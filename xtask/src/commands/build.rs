@@ -1,0 +1,12 @@
+//! `cargo xtask build`: build the kernel, print where the ELF is.
+
+use super::Failure;
+use crate::cli::BuildOptions;
+use crate::kernel_build::build_kernel;
+
+/// Builds the kernel and prints the ELF's path on stdout (so scripts can use it).
+pub fn build(options: &BuildOptions) -> Result<(), Failure> {
+    let elf = build_kernel(options.verbose)?;
+    println!("{}", elf.display());
+    Ok(())
+}

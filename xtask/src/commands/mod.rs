@@ -1,0 +1,51 @@
+//! The commands, one module each. They compose the building blocks (kernel build,
+//! QEMU setup, boots, protocol parsing) and decide what to print.
+//!
+//! Adding a command (e.g. `bench`): add a variant to [`crate::cli::Command`] with its
+//! options, a module here with a function returning `Result<(), Failure>`, and a line
+//! in `main`'s dispatch. A bench boot is one more [`boot_kernel`] call with
+//! [`crate::boot_config::BootMode`] `Bench` and a parser for its result lines.
+
+pub mod build;
+pub mod run;
+pub mod test;
+
+use std::path::Path;
+
+use crate::boot_config::BootSpec;
+use crate::paths;
+use crate::qemu::{run_boot, Boot, BootReport};
+
+/// Why a command did not succeed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Something stopped the command; the message (one line) says what.
+    Error(String),
+    /// Tests or boots failed and the details are already printed.
+    Reported,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Error(message)
+    }
+}
+
+/// Boots `kernel` as `spec` says, logging to `target/qmk-logs/LABEL.log` (or
+/// `$QMK_LOG_DIR`), and calls `on_serial_line` for each serial line.
+pub fn boot_kernel(
+    qemu: &Path,
+    kernel: &Path,
+    spec: &BootSpec,
+    label: &str,
+    on_serial_line: impl FnMut(&str),
+) -> Result<BootReport, String> {
+    let boot = Boot {
+        qemu,
+        args: spec.qemu_args(kernel),
+        timeout: spec.machine.timeout,
+        log_path: paths::log_dir().join(paths::log_file_name(label)),
+        verbose: spec.machine.verbose,
+    };
+    run_boot(&boot, on_serial_line)
+}

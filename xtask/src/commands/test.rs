@@ -1,0 +1,281 @@
+//! `cargo xtask test`: every test there is.
+//!
+//! 1. Host checks: `cargo test --workspace`, `cargo fmt --check`, `cargo clippy`.
+//! 2. The kernel suite, once per CPU count in `--cpus` (default 1): a `mode=list` boot
+//!    to learn the tests, one `mode=test` boot for all ordinary tests, one boot per
+//!    `should_panic` test (its panic ends the boot).
+//!
+//! Result lines go to stdout as each kernel test finishes; diagnostics go to stderr.
+//! The last line sums the kernel tests: `N passed, N failed`. A failure that is not a
+//! test's (the kernel did not build, a boot crashed after its last result) is counted
+//! as a failed `<...>` entry, so the sum never hides it.
+
+use std::path::Path;
+
+use super::{boot_kernel, Failure};
+use crate::boot_config::{BootMode, BootSpec};
+use crate::cli::TestOptions;
+use crate::host_checks::run_host_checks;
+use crate::kernel_build::build_kernel;
+use crate::protocol::{parse_line, KernelLine, ListedTest, TestOutcome};
+use crate::qemu_setup::locate_or_install_qemu;
+use crate::suite::{judge_boot, plan_boots, tally, PlannedBoot, TestRecord};
+
+/// The kernel results of one CPU count.
+struct SuiteResult {
+    /// e.g. `kernel suite, 4 CPUs`.
+    title: String,
+    records: Vec<TestRecord>,
+}
+
+/// Runs the requested halves, prints the summary, fails if anything failed.
+pub fn test(options: &TestOptions) -> Result<(), Failure> {
+    let host_failures = if options.scope.runs_host() {
+        run_host_checks()
+    } else {
+        Vec::new()
+    };
+    let suites = if options.scope.runs_kernel() {
+        run_kernel_suites(options)
+    } else {
+        Vec::new()
+    };
+
+    println!();
+    if options.scope.runs_host() {
+        if host_failures.is_empty() {
+            println!("host checks: ok");
+        } else {
+            println!("host checks: FAILED: {}", host_failures.join("; "));
+        }
+    }
+    let all_records = || suites.iter().flat_map(|s| s.records.iter());
+    if options.scope.runs_kernel() {
+        let failed: Vec<&TestRecord> = all_records().filter(|r| !r.passed()).collect();
+        if !failed.is_empty() {
+            println!("kernel failures:");
+            for record in failed {
+                println!("    {}", record.name);
+            }
+        }
+        if suites.len() > 1 {
+            for suite in &suites {
+                let (passed, failed) = tally(&suite.records);
+                println!("{}: {passed} passed, {failed} failed", suite.title);
+            }
+        }
+        let (passed, failed) = tally(all_records());
+        println!("{passed} passed, {failed} failed");
+    }
+    if host_failures.is_empty() && all_records().all(TestRecord::passed) {
+        Ok(())
+    } else {
+        Err(Failure::Reported)
+    }
+}
+
+fn run_kernel_suites(options: &TestOptions) -> Vec<SuiteResult> {
+    let setup = build_kernel(options.machine.verbose)
+        .and_then(|kernel| locate_or_install_qemu().map(|qemu| (kernel, qemu)));
+    let (kernel, qemu) = match setup {
+        Ok(found) => found,
+        Err(reason) => {
+            eprintln!("xtask: {reason}");
+            return vec![SuiteResult {
+                title: "kernel suite".into(),
+                records: vec![failed_record("<kernel setup>", reason)],
+            }];
+        }
+    };
+    options
+        .cpu_counts
+        .iter()
+        .map(|&cpus| run_suite(&qemu, &kernel, cpus, options))
+        .collect()
+}
+
+/// The whole suite on `cpus` CPUs.
+fn run_suite(qemu: &Path, kernel: &Path, cpus: u32, options: &TestOptions) -> SuiteResult {
+    let title = format!(
+        "kernel suite, {cpus} CPU{}",
+        if cpus == 1 { "" } else { "s" }
+    );
+    let fail = |name: &str, reason: String| SuiteResult {
+        title: title.clone(),
+        records: vec![failed_record(name, reason)],
+    };
+    let listed = match list_tests(qemu, kernel, cpus, options) {
+        Ok(listed) => listed,
+        Err(reason) => return fail("<list boot>", reason),
+    };
+    let boots = match plan_boots(&listed, options.filter.as_deref()) {
+        Ok(boots) => boots,
+        Err(reason) => {
+            eprintln!("xtask: {reason}");
+            return fail("<test selection>", reason);
+        }
+    };
+    let test_count: usize = boots.iter().map(|b| b.expected.len()).sum();
+    println!();
+    println!(
+        "running {test_count} kernel test{} on {cpus} CPU{} ({} boot{})",
+        if test_count == 1 { "" } else { "s" },
+        if cpus == 1 { "" } else { "s" },
+        boots.len(),
+        if boots.len() == 1 { "" } else { "s" },
+    );
+    let records = boots
+        .iter()
+        .flat_map(|boot| run_planned_boot(qemu, kernel, cpus, boot, options))
+        .collect();
+    SuiteResult { title, records }
+}
+
+/// Boots `mode=list`; the error is the reason the list cannot be trusted.
+fn list_tests(
+    qemu: &Path,
+    kernel: &Path,
+    cpus: u32,
+    options: &TestOptions,
+) -> Result<Vec<ListedTest>, String> {
+    let verbose = options.machine.verbose;
+    let spec = BootSpec {
+        mode: BootMode::List,
+        test: None,
+        cpus,
+        machine: &options.machine,
+    };
+    let mut listed = Vec::new();
+    let mut announced = None;
+    let report = boot_kernel(qemu, kernel, &spec, &format!("list-cpus{cpus}"), |line| {
+        if verbose {
+            println!("  | {line}");
+        }
+        match parse_line(line) {
+            Some(KernelLine::Listed(test)) => listed.push(test),
+            Some(KernelLine::ListEnd { count }) => announced = Some(count),
+            _ => {}
+        }
+    })?;
+    if !report.verdict.is_success() {
+        report.print_failure("listing the kernel tests", !verbose);
+        return Err(format!("listing the kernel tests: {}", report.verdict));
+    }
+    let problem = match announced {
+        None => Some("the test list has no `qmk: listed N` line".to_string()),
+        Some(count) if count != listed.len() => Some(format!(
+            "the kernel says it listed {count} tests, xtask read {}",
+            listed.len()
+        )),
+        Some(_) => None,
+    };
+    if let Some(problem) = problem {
+        eprintln!(
+            "xtask: {problem}; see {}",
+            crate::paths::shown(&report.log_path)
+        );
+        return Err(problem);
+    }
+    Ok(listed)
+}
+
+/// One `mode=test` boot; prints each result as it arrives, then what the kernel's own
+/// lines did not say (missing results, a crash).
+fn run_planned_boot(
+    qemu: &Path,
+    kernel: &Path,
+    cpus: u32,
+    boot: &PlannedBoot,
+    options: &TestOptions,
+) -> Vec<TestRecord> {
+    let verbose = options.machine.verbose;
+    let spec = BootSpec {
+        mode: BootMode::Test,
+        test: boot.test_arg.as_deref(),
+        cpus,
+        machine: &options.machine,
+    };
+    let label = format!("test-cpus{cpus}-{}", boot.label());
+    let mut reported: Vec<(String, TestOutcome)> = Vec::new();
+    let mut kernel_summary = None;
+    let report = boot_kernel(qemu, kernel, &spec, &label, |line| {
+        if verbose {
+            println!("  | {line}");
+        }
+        match parse_line(line) {
+            Some(KernelLine::Result { name, outcome }) => {
+                println!("{}", result_line(&name, &outcome));
+                reported.push((name, outcome));
+            }
+            Some(KernelLine::Summary { passed, failed }) => kernel_summary = Some((passed, failed)),
+            _ => {}
+        }
+    });
+    let report = match report {
+        Ok(report) => report,
+        Err(reason) => {
+            eprintln!("xtask: {reason}");
+            return vec![failed_record(&format!("<boot {}>", boot.label()), reason)];
+        }
+    };
+    if !report.verdict.is_success() {
+        let what = format!("boot `{}`", spec.kernel_cmdline());
+        report.print_failure(&what, !verbose);
+    }
+    if let Some(summary) = kernel_summary {
+        let from_lines = reported.iter().fold((0, 0), |(p, f), (_, outcome)| {
+            if outcome.passed() {
+                (p + 1, f)
+            } else {
+                (p, f + 1)
+            }
+        });
+        if summary != from_lines {
+            eprintln!(
+                "xtask: warning: the kernel's summary says {} passed, {} failed, but its \
+                 result lines say {} and {}",
+                summary.0, summary.1, from_lines.0, from_lines.1
+            );
+        }
+    }
+    let records = judge_boot(boot, &reported, report.verdict);
+    for record in records.iter().filter(|r| !r.shown_live) {
+        let reason = record.failure.as_deref().unwrap_or("");
+        println!("test {} ... FAILED ({reason})", record.name);
+    }
+    records
+}
+
+/// How a kernel result is shown, in the style of `cargo test`.
+fn result_line(name: &str, outcome: &TestOutcome) -> String {
+    match outcome {
+        TestOutcome::Passed => format!("test {name} ... ok"),
+        TestOutcome::PanickedAsExpected(message) => {
+            format!("test {name} ... ok (panicked as expected: {message})")
+        }
+        TestOutcome::Failed => format!("test {name} ... FAILED"),
+    }
+}
+
+fn failed_record(name: &str, reason: String) -> TestRecord {
+    TestRecord {
+        name: name.to_string(),
+        failure: Some(reason),
+        shown_live: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_lines_look_like_cargo_test() {
+        assert_eq!(result_line("a", &TestOutcome::Passed), "test a ... ok");
+        assert_eq!(result_line("a", &TestOutcome::Failed), "test a ... FAILED");
+        assert_eq!(
+            result_line("a", &TestOutcome::PanickedAsExpected("PTE busy".into())),
+            "test a ... ok (panicked as expected: PTE busy)"
+        );
+    }
+}

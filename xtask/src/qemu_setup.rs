@@ -1,0 +1,147 @@
+//! Finds the QEMU binary, installing Debian's package when we are allowed to.
+
+use std::env;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The emulator the kernel targets.
+pub const QEMU_PROGRAM: &str = "qemu-system-x86_64";
+/// The Debian package that provides [`QEMU_PROGRAM`].
+pub const QEMU_PACKAGE: &str = "qemu-system-x86";
+/// Environment variable naming a QEMU binary to use instead (tests use a fake one).
+pub const QEMU_OVERRIDE_VAR: &str = "QMK_QEMU";
+
+/// What to do when QEMU is not installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MissingQemu {
+    /// We are root: install it with apt-get, non-interactively.
+    Install,
+    /// We are not: tell the user the command, in one line.
+    AskUser(String),
+}
+
+/// Decides how to get QEMU; pure so that both paths are tested without being root.
+pub fn missing_qemu_action(is_root: bool) -> MissingQemu {
+    if is_root {
+        MissingQemu::Install
+    } else {
+        MissingQemu::AskUser(format!(
+            "{QEMU_PROGRAM} not found; install it with: sudo apt-get update && sudo \
+             DEBIAN_FRONTEND=noninteractive apt-get install -y {QEMU_PACKAGE} \
+             (or point {QEMU_OVERRIDE_VAR} at a QEMU binary)"
+        ))
+    }
+}
+
+/// Returns the QEMU to run: `$QMK_QEMU` if set, else `qemu-system-x86_64` from `PATH`,
+/// installing it first if missing and we run as root. The error is one line.
+pub fn locate_or_install_qemu() -> Result<PathBuf, String> {
+    if let Some(path) = env::var_os(QEMU_OVERRIDE_VAR).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return if is_executable(&path) {
+            Ok(path)
+        } else {
+            Err(format!(
+                "{QEMU_OVERRIDE_VAR}={}: not an executable file",
+                path.display()
+            ))
+        };
+    }
+    if let Some(path) = find_in_path(QEMU_PROGRAM) {
+        return Ok(path);
+    }
+    match missing_qemu_action(running_as_root()) {
+        MissingQemu::AskUser(message) => Err(message),
+        MissingQemu::Install => {
+            install_qemu()?;
+            find_in_path(QEMU_PROGRAM).ok_or_else(|| {
+                format!("{QEMU_PROGRAM} still not on PATH after installing {QEMU_PACKAGE}")
+            })
+        }
+    }
+}
+
+/// `apt-get update && apt-get install -y qemu-system-x86`, visibly and without ever
+/// waiting for input (works under CI=true with no stdin).
+fn install_qemu() -> Result<(), String> {
+    eprintln!("xtask: {QEMU_PROGRAM} not found; installing Debian package {QEMU_PACKAGE}");
+    let steps: [&[&str]; 2] = [
+        &["update"],
+        &["install", "-y", "--no-install-recommends", QEMU_PACKAGE],
+    ];
+    for args in steps {
+        eprintln!("xtask: running `apt-get {}`", args.join(" "));
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run apt-get to install {QEMU_PACKAGE}: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "`apt-get {}` failed ({status}); install {QEMU_PACKAGE} by hand",
+                args.join(" ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn find_in_path(program: impl AsRef<OsStr>) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .map(|dir| dir.join(program.as_ref()))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Reads the effective user id from `/proc/self/status` (a host tool without `libc`
+/// or unsafe code); assumes "not root" if it cannot tell, which only means we print
+/// the install command instead of running it.
+fn running_as_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| effective_uid(&status))
+        == Some(0)
+}
+
+/// The effective uid from the `Uid:` line (real, effective, saved, filesystem).
+fn effective_uid(proc_status: &str) -> Option<u32> {
+    let line = proc_status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_installs_others_are_told_the_command() {
+        assert_eq!(missing_qemu_action(true), MissingQemu::Install);
+        let MissingQemu::AskUser(message) = missing_qemu_action(false) else {
+            panic!("non-root must not install");
+        };
+        assert!(message.contains("apt-get install -y qemu-system-x86"));
+        assert!(!message.contains('\n'));
+    }
+
+    #[test]
+    fn uid_parsing() {
+        let status = "Name:\txtask\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
+        assert_eq!(effective_uid(status), Some(0));
+        assert_eq!(effective_uid("Uid:\t5\t6\t7\t8"), Some(6));
+        assert_eq!(effective_uid("Name: x"), None);
+    }
+
+    #[test]
+    fn path_lookup() {
+        assert!(find_in_path("sh").is_some());
+        assert!(find_in_path("no-such-program-xtask").is_none());
+    }
+}
