@@ -240,7 +240,8 @@ fn run_planned_boot(
     }
     let records = judge_boot(boot, &reported, report.verdict);
     for record in records.iter().filter(|r| !r.shown_live) {
-        let reason = record.failure.as_deref().unwrap_or("");
+        // Only failures are ever not shown live.
+        let reason = record.failure.as_deref().unwrap_or("?");
         println!("test {} ... FAILED ({reason})", record.name);
     }
     records
@@ -257,11 +258,14 @@ fn result_line(name: &str, outcome: &TestOutcome) -> String {
     }
 }
 
+/// A failure that no kernel result line announced: prints it like a test result (so
+/// the list of results is complete) and returns its record.
 fn failed_record(name: &str, reason: String) -> TestRecord {
+    println!("test {name} ... FAILED ({reason})");
     TestRecord {
         name: name.to_string(),
         failure: Some(reason),
-        shown_live: false,
+        shown_live: true,
     }
 }
 
