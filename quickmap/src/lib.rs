@@ -1,2 +1,133 @@
-//! quickmap (work in progress)
+//! # quickmap — fast, temporary, per-CPU kernel mappings of single physical pages
+//!
+//! FreeBSD's `pmap_quick_enter_page(9)` / `pmap_quick_remove_page(9)` for Rust kernels.
+//! A kernel that cannot (or will not) keep all of physical memory mapped still needs to
+//! reach any page for a moment: to zero it, copy it, or bounce an I/O buffer through it.
+//! quickmap maps the page at a window reserved for the current CPU, with preemption
+//! disabled, and takes the mapping down again with one local TLB invalidation: no lock,
+//! no inter-processor interrupt, no atomic instruction shared between CPUs.
+//!
+//! ## The contract (from the man page, and where quickmap goes further)
+//!
+//! - [`QuickMap::enter`] *"accepts a single page m, and enters this page into a
+//!   preallocated address in kernel virtual address space"*, and *"always returns a valid
+//!   address"*. It never sleeps. Misuse panics with a message that names the rule (see
+//!   [`rules`](crate#rules)).
+//! - [`QuickMap::remove`] *"removes a mapping previously created ... making the KVA frame
+//!   available for reuse"*. The window is also **invalidated**: the old address faults
+//!   from then on (FreeBSD i386 leaves a stale TLB entry behind).
+//! - *"it must disable preemption on the local CPU"*: a window path `enter` calls
+//!   [`Platform::critical_enter`], its `remove` calls [`Platform::critical_exit`]. So,
+//!   *"it is therefore not safe ... to sleep ... while holding these mappings"*; kernels
+//!   call [`QuickMap::assert_may_sleep`] from their `might_sleep()` to catch it.
+//! - *"calls to pmap_quick_enter_page() must not be nested"*: quickmap instead gives each
+//!   CPU `N` windows (at least 4 recommended), taken and given back in **any order**, so
+//!   Rust drop order is fine and an interrupt handler can map a page while the thread it
+//!   interrupted holds its own. Running out is a panic, never a silent reuse.
+//! - *"safe ... under all types of locks except spin mutexes ... in all thread contexts
+//!   except primary interrupt context"*: FreeBSD needs those exclusions only because
+//!   some of its implementations lock inside. quickmap takes no lock, so it works under
+//!   spin locks, with interrupts disabled, and in interrupt handlers
+//!   ([`ContextPolicy::Anywhere`], the default; [`ContextPolicy::FreeBsd`] enforces the
+//!   man page word for word).
+//! - *"The page must not be swapped or otherwise reused while the mapping is active"*:
+//!   [`HeldPage`]; the safe guard [`Mapping`] borrows the page, so the borrow checker
+//!   enforces it.
+//! - Pages inside the kernel's direct map with the write-back attribute come back at
+//!   their direct-map address: no page-table write, no invalidation, nothing pinned.
+//!   Other attributes (write-combining, uncached, ...) always take a window, so a frame is
+//!   never mapped with two cache attributes at once.
+//!
+//! ## Three layers
+//!
+//! 1. FreeBSD style: [`QuickMap::enter`] returns an address, [`QuickMap::remove`]
+//!    (unsafe: the caller vouches that the address is its own) takes it back.
+//! 2. A guard: [`QuickMap::map`] returns a [`Mapping`] (`#[must_use]`, not `Send`, borrows
+//!    the page) that removes itself on drop and moves bytes without ever lending out a
+//!    Rust reference to memory that may be mapped elsewhere too.
+//! 3. Page work: [`QuickMap::zero_page`], [`QuickMap::copy_page`],
+//!    [`QuickMap::copy_to_pages`] and [`QuickMap::copy_from_pages`] (`uiomove_fromphys`,
+//!    busdma bounce copies).
+//!
+//! ## Example
+//!
+//! On the host, the simulated machine of [`sim`] stands in for a kernel:
+//!
+//! ```
+//! use quickmap::sim::{SimConfig, SimMachine, SimPage};
+//!
+//! let machine = SimMachine::new(SimConfig::default());
+//! let quickmap = machine.quickmap::<4>();
+//! let (source, destination) = (SimPage::high_memory(&machine, 0), SimPage::high_memory(&machine, 1));
+//!
+//! // The guard API.
+//! let mapping = quickmap.map(&source);
+//! mapping.fill(0, 4096, 0xAB);
+//! drop(mapping);
+//!
+//! // Page work on top of it: two windows at once.
+//! quickmap.copy_page(&source, &destination);
+//!
+//! // The FreeBSD API.
+//! let va = quickmap.enter(&destination);
+//! let mut byte = [0u8];
+//! // SAFETY: `va` maps `destination` until the remove below.
+//! unsafe { quickmap::Mmu::read_bytes(quickmap.mmu(), va.add(4095), &mut byte) };
+//! assert_eq!(byte, [0xAB]);
+//! // SAFETY: `va` came from `enter` just above, in this context, and is not used again.
+//! unsafe { quickmap.remove(va) };
+//! assert_eq!(quickmap.windows_in_use(0), 0);
+//! ```
+//!
+//! ## What a kernel provides
+//!
+//! - [`Platform`]: the current CPU and nestable critical sections (and, optionally, what
+//!   context it is in);
+//! - [`Mmu`]: set and clear a window's page-table entry, invalidate one address locally
+//!   (an x86_64 encoding is in [`arch::x86_64`]);
+//! - a [`Config`]: where windows are ([`WindowLayout`], with guard pages), the direct
+//!   map if any, the physical address limit;
+//! - per-CPU state: a `static` array of [`CpuWindows`].
+//!
+//! ## Rules
+//!
+//! Each rule that can be broken at run time is one function in `src/rules.rs`, and its
+//! panic message starts with `quickmap: <rule>`: `nesting beyond capacity`, `double
+//! remove`, `remove on another CPU`, `remove of a foreign address`, `sleep while mapped`,
+//! `unaligned page`, `page out of range`, `unknown CPU`, and the two context rules of
+//! [`ContextPolicy::FreeBsd`].
+//!
+//! ## Features
+//!
+//! - `stats`: per-CPU event counters ([`QuickMap::stats`]); exact, and free of `lock`
+//!   instructions on the window path.
+//! - `sim` (implies `std`): the simulated machine for host tests.
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod addr;
+pub mod arch;
+mod guard;
+mod layout;
+mod mmu;
+mod page;
+mod page_ops;
+mod percpu;
+mod platform;
+mod quick_map;
+mod rules;
+#[cfg(feature = "sim")]
+pub mod sim;
+mod stats;
+pub mod untyped;
+
+pub use addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+pub use guard::{Mapping, Mismatch};
+pub use layout::{ConfigError, DirectMap, WindowLayout, PTES_PER_CACHE_LINE};
+pub use mmu::{Mmu, Window};
+pub use page::{HeldPage, MemoryAttribute};
+pub use percpu::CpuWindows;
+pub use platform::{ContextPolicy, ExecutionContext, Platform};
+pub use quick_map::{Config, QuickMap};
+pub use stats::Stats;

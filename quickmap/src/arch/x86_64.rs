@@ -1,0 +1,316 @@
+//! x86_64: window page-table entries, memory types through the PAT, and `invlpg`.
+//!
+//! ## Page-table entry of a window
+//!
+//! Present, writable, **supervisor-only** (no U/S bit) and **no-execute**: a window holds
+//! data for a moment and must never become a gadget for user code or for executing a
+//! page's contents. Accessed and dirty are preset so the CPU need not write the entry
+//! back while it is in use.
+//!
+//! The entry is **not global**. A window never lives across a context switch (it pins
+//! its thread), so a global bit would buy nothing, while a non-global entry is also
+//! dropped by every CR3 write. With PCIDs this stays correct: the entry is present only
+//! between `enter` and `remove`, which run on one CPU in one address space, so any TLB
+//! entry for it is tagged with that address space's PCID, and the `invlpg` in `remove`
+//! (which invalidates the current PCID's entry and global entries for the address)
+//! removes it. Another CPU never touches this CPU's window addresses, so no
+//! shootdown is ever needed.
+//!
+//! ## Memory types
+//!
+//! The PAT index of a 4 KiB entry is `PAT << 2 | PCD << 1 | PWT`. quickmap expects the
+//! kernel to program `IA32_PAT` with [`PAT_MSR_VALUE`], FreeBSD's layout, whose first
+//! four entries equal the power-on default (so entries written before the PAT is
+//! programmed keep their meaning):
+//!
+//! | index | 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 |
+//! |---|---|---|---|---|---|---|---|---|
+//! | type | WB | WT | UC- | UC | WP | WC | UC- | UC |
+
+use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::mmu::{Mmu, Window};
+use crate::page::MemoryAttribute;
+
+/// Present.
+pub const PTE_PRESENT: u64 = 1 << 0;
+/// Writable.
+pub const PTE_WRITABLE: u64 = 1 << 1;
+/// Accessible from user mode (never set on windows).
+pub const PTE_USER: u64 = 1 << 2;
+/// Page-level write-through: PAT index bit 0.
+pub const PTE_PWT: u64 = 1 << 3;
+/// Page-level cache disable: PAT index bit 1.
+pub const PTE_PCD: u64 = 1 << 4;
+/// Accessed.
+pub const PTE_ACCESSED: u64 = 1 << 5;
+/// Dirty.
+pub const PTE_DIRTY: u64 = 1 << 6;
+/// PAT index bit 2 (in a 4 KiB entry).
+pub const PTE_PAT: u64 = 1 << 7;
+/// Global: survives CR3 writes (never set on windows; see the module documentation).
+pub const PTE_GLOBAL: u64 = 1 << 8;
+/// No-execute (needs `EFER.NXE`).
+pub const PTE_NO_EXECUTE: u64 = 1 << 63;
+/// Bits 12..52: the frame's physical address.
+pub const PTE_ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// Physical addresses are at most 52 bits wide on x86_64.
+pub const PHYS_LIMIT: PhysAddr = PhysAddr(1 << 52);
+
+/// The `IA32_PAT` model-specific register.
+pub const IA32_PAT_MSR: u32 = 0x277;
+
+/// PAT memory-type encodings (SDM Vol. 3, table "Memory Types That Can Be Encoded With PAT").
+mod pat_type {
+    pub const UC: u64 = 0x00;
+    pub const WC: u64 = 0x01;
+    pub const WT: u64 = 0x04;
+    pub const WP: u64 = 0x05;
+    pub const WB: u64 = 0x06;
+    pub const UC_MINUS: u64 = 0x07;
+}
+
+/// The value the kernel writes to `IA32_PAT` on every CPU (see the module
+/// documentation for the layout).
+pub const PAT_MSR_VALUE: u64 = {
+    use pat_type::*;
+    let entries = [WB, WT, UC_MINUS, UC, WP, WC, UC_MINUS, UC];
+    let mut value = 0;
+    let mut index = 0;
+    while index < 8 {
+        value |= entries[index] << (8 * index);
+        index += 1;
+    }
+    value
+};
+
+/// The PAT index that selects `attribute` under [`PAT_MSR_VALUE`].
+pub const fn pat_index(attribute: MemoryAttribute) -> u64 {
+    match attribute {
+        MemoryAttribute::WriteBack => 0,
+        MemoryAttribute::WriteThrough => 1,
+        MemoryAttribute::WeakUncacheable => 2,
+        MemoryAttribute::Uncacheable => 3,
+        MemoryAttribute::WriteProtected => 4,
+        MemoryAttribute::WriteCombining => 5,
+    }
+}
+
+/// The PAT, PCD and PWT bits of a 4 KiB entry for `attribute`.
+pub const fn cache_bits(attribute: MemoryAttribute) -> u64 {
+    let index = pat_index(attribute);
+    let mut bits = 0;
+    if index & 1 != 0 {
+        bits |= PTE_PWT;
+    }
+    if index & 2 != 0 {
+        bits |= PTE_PCD;
+    }
+    if index & 4 != 0 {
+        bits |= PTE_PAT;
+    }
+    bits
+}
+
+/// The memory attribute a 4 KiB entry selects, read back from its PAT/PCD/PWT bits.
+pub const fn attribute_of(pte: u64) -> MemoryAttribute {
+    let index = (pte & PTE_PWT != 0) as u64
+        | ((pte & PTE_PCD != 0) as u64) << 1
+        | ((pte & PTE_PAT != 0) as u64) << 2;
+    match index {
+        0 => MemoryAttribute::WriteBack,
+        1 => MemoryAttribute::WriteThrough,
+        2 | 6 => MemoryAttribute::WeakUncacheable,
+        4 => MemoryAttribute::WriteProtected,
+        5 => MemoryAttribute::WriteCombining,
+        _ => MemoryAttribute::Uncacheable,
+    }
+}
+
+/// The page-table entry of a window mapping `pa` with `attribute`.
+///
+/// ```
+/// use quickmap::arch::x86_64::*;
+/// use quickmap::{MemoryAttribute, PhysAddr};
+/// let pte = window_pte(PhysAddr(0x1234_5000), MemoryAttribute::WriteCombining);
+/// assert_eq!(pte & PTE_ADDRESS_MASK, 0x1234_5000);
+/// assert_eq!(pte & (PTE_USER | PTE_GLOBAL), 0);
+/// assert_ne!(pte & PTE_NO_EXECUTE, 0);
+/// assert_eq!(attribute_of(pte), MemoryAttribute::WriteCombining);
+/// ```
+pub const fn window_pte(pa: PhysAddr, attribute: MemoryAttribute) -> u64 {
+    (pa.0 & PTE_ADDRESS_MASK)
+        | PTE_PRESENT
+        | PTE_WRITABLE
+        | PTE_ACCESSED
+        | PTE_DIRTY
+        | PTE_NO_EXECUTE
+        | cache_bits(attribute)
+}
+
+/// Drop this CPU's translation of the page at `va`.
+///
+/// # Safety
+///
+/// Must run at CPL 0 (it is a privileged instruction).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub unsafe fn invlpg(va: VirtAddr) {
+    // SAFETY: the caller runs at CPL 0; invlpg only drops cached translations, which the
+    // CPU reloads from the page tables when needed.
+    unsafe { core::arch::asm!("invlpg [{}]", in(reg) va.0, options(nostack, preserves_flags)) };
+}
+
+/// The x86_64 window backend: the window region's last-level entries form one array.
+///
+/// The kernel allocates the page tables of the region once at boot and keeps them
+/// forever. The region for 16 CPUs with 4 guarded windows each is 128 pages, well
+/// inside one page table, so the entries are contiguous.
+pub struct X86Mmu {
+    region_base: VirtAddr,
+    region_pages: usize,
+    ptes: *mut u64,
+}
+
+// SAFETY: every CPU writes only the entries of its own windows (quickmap's per-CPU
+// windows), with volatile single-word stores the page walker reads atomically.
+unsafe impl Sync for X86Mmu {}
+// SAFETY: as above; the pointer names page tables that live forever.
+unsafe impl Send for X86Mmu {}
+
+impl X86Mmu {
+    /// A backend for the `region_pages` pages of windows (and guard pages) from
+    /// `region_base`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `ptes` points to the live, writable last-level entries that translate
+    ///    `region_base .. region_base + region_pages * PAGE_SIZE`, in order, and they stay
+    ///    in use by every CPU's page tables for as long as the backend lives;
+    /// 2. nothing but quickmap writes those entries while it runs, and all are clear;
+    /// 3. `EFER.NXE` is set on every CPU (the no-execute bit is otherwise reserved) and
+    ///    `IA32_PAT` holds [`PAT_MSR_VALUE`].
+    pub const unsafe fn new(region_base: VirtAddr, region_pages: usize, ptes: *mut u64) -> X86Mmu {
+        X86Mmu {
+            region_base,
+            region_pages,
+            ptes,
+        }
+    }
+
+    #[inline]
+    fn pte_of(&self, va: VirtAddr) -> *mut u64 {
+        let index = (va.0 - self.region_base.0) / PAGE_SIZE;
+        debug_assert!(
+            index < self.region_pages,
+            "quickmap: window {va} is outside the x86_64 backend's region"
+        );
+        // SAFETY (of the arithmetic): quickmap passes only window addresses of its region,
+        // whose entries lie in the array (constructor's first promise).
+        self.ptes.wrapping_add(index)
+    }
+
+    /// The entry of the window at `va`, e.g. for a test that checks its bits.
+    pub fn read_pte(&self, va: VirtAddr) -> u64 {
+        // SAFETY: `pte_of` points into the live entry array.
+        unsafe { self.pte_of(va).read_volatile() }
+    }
+}
+
+// SAFETY: entries are written whole with volatile stores while the window is claimed by
+// the calling CPU (promise 1); invlpg runs at CPL 0 in the kernel.
+#[cfg(target_arch = "x86_64")]
+unsafe impl Mmu for X86Mmu {
+    #[inline]
+    fn set_window_pte(&self, window: Window, pa: PhysAddr, attribute: MemoryAttribute) {
+        // SAFETY: the entry belongs to this CPU's claimed window and is clear.
+        unsafe {
+            self.pte_of(window.va)
+                .write_volatile(window_pte(pa, attribute))
+        };
+    }
+
+    #[inline]
+    fn clear_window_pte(&self, window: Window) {
+        // SAFETY: as above; the window is about to be released.
+        unsafe { self.pte_of(window.va).write_volatile(0) };
+    }
+
+    #[inline]
+    fn invalidate_local(&self, va: VirtAddr) {
+        // SAFETY: quickmap runs in the kernel, at CPL 0.
+        unsafe { invlpg(va) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pat_value_keeps_the_power_on_default_in_the_first_four_entries() {
+        assert_eq!(PAT_MSR_VALUE & 0xffff_ffff, 0x0007_0406);
+        assert_eq!(PAT_MSR_VALUE, 0x0007_0106_0007_0406);
+    }
+
+    #[test]
+    fn every_attribute_round_trips_through_its_bits() {
+        for attribute in MemoryAttribute::ALL {
+            let pte = window_pte(PhysAddr(0x7000), attribute);
+            assert_eq!(attribute_of(pte), attribute, "{attribute:?}");
+            let selected = (PAT_MSR_VALUE >> (8 * pat_index(attribute))) & 0xff;
+            let expected = match attribute {
+                MemoryAttribute::WriteBack => pat_type::WB,
+                MemoryAttribute::WriteThrough => pat_type::WT,
+                MemoryAttribute::Uncacheable => pat_type::UC,
+                MemoryAttribute::WeakUncacheable => pat_type::UC_MINUS,
+                MemoryAttribute::WriteCombining => pat_type::WC,
+                MemoryAttribute::WriteProtected => pat_type::WP,
+            };
+            assert_eq!(
+                selected, expected,
+                "{attribute:?} selects the wrong PAT entry"
+            );
+        }
+    }
+
+    #[test]
+    fn window_entries_are_supervisor_only_no_execute_and_not_global() {
+        let pte = window_pte(PhysAddr(0xfff_ffff_f000), MemoryAttribute::WriteBack);
+        assert_eq!(
+            pte & (PTE_USER | PTE_GLOBAL | PTE_PAT | PTE_PCD | PTE_PWT),
+            0
+        );
+        assert_eq!(
+            pte & (PTE_PRESENT | PTE_WRITABLE | PTE_NO_EXECUTE),
+            PTE_PRESENT | PTE_WRITABLE | PTE_NO_EXECUTE
+        );
+        assert_eq!(pte & PTE_ADDRESS_MASK, 0xfff_ffff_f000);
+    }
+
+    #[test]
+    fn backend_writes_and_clears_the_windows_own_entry() {
+        let mut ptes = [0u64; 16];
+        let base = VirtAddr(0xffff_c000_0000_0000);
+        // SAFETY: `ptes` stands in for the region's entries; only the entry writes run
+        // (no invlpg on the host).
+        let mmu = unsafe { X86Mmu::new(base, ptes.len(), ptes.as_mut_ptr()) };
+        let window = Window {
+            cpu: 1,
+            slot: 1,
+            va: base.add(10 * PAGE_SIZE),
+        };
+        mmu.set_window_pte(
+            window,
+            PhysAddr(0x4_0000_0000),
+            MemoryAttribute::Uncacheable,
+        );
+        assert_eq!(
+            mmu.read_pte(window.va),
+            window_pte(PhysAddr(0x4_0000_0000), MemoryAttribute::Uncacheable)
+        );
+        mmu.clear_window_pte(window);
+        drop(mmu);
+        assert!(ptes.iter().all(|&pte| pte == 0));
+    }
+}

@@ -1,0 +1,226 @@
+//! Where windows and the direct map live in kernel virtual address space.
+
+use core::fmt;
+
+use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+
+/// Bytes of page-table entries that share one cache line (eight 8-byte PTEs in a
+/// 64-byte line on x86_64 and arm64). A CPU's windows span at least this many pages so
+/// that two CPUs never write the same line of the page table: no false sharing, as in
+/// OpenBSD i386's padded per-CPU PTEs.
+pub const PTES_PER_CACHE_LINE: usize = 8;
+
+/// The per-CPU window region: for CPU `c`, window `w` is at
+/// `base + c * cpu_stride + w * window_stride`.
+///
+/// Strides are powers of two so that `remove` finds the CPU and window of an address
+/// with two shifts, not a search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowLayout {
+    /// Address of CPU 0's first window; aligned to `cpu_stride`.
+    pub base: VirtAddr,
+    /// Distance between two windows of one CPU. `2 * PAGE_SIZE` leaves an unmapped guard
+    /// page after each window, so running off the end of a window faults.
+    pub window_stride: usize,
+    /// Distance between the windows of two consecutive CPUs.
+    pub cpu_stride: usize,
+}
+
+impl WindowLayout {
+    /// The recommended layout: each window followed by an unmapped guard page, each
+    /// CPU's windows padded to a whole cache line of page-table entries.
+    ///
+    /// ```
+    /// use quickmap::{VirtAddr, WindowLayout, PAGE_SIZE};
+    /// let layout = WindowLayout::guarded(VirtAddr(0xffff_c000_0000_0000), 4);
+    /// assert_eq!(layout.window_stride, 2 * PAGE_SIZE);
+    /// assert_eq!(layout.cpu_stride, 8 * PAGE_SIZE);
+    /// assert_eq!(layout.window_va(1, 2), VirtAddr(0xffff_c000_0000_0000 + 8 * PAGE_SIZE + 4 * PAGE_SIZE));
+    /// ```
+    pub const fn guarded(base: VirtAddr, windows_per_cpu: usize) -> WindowLayout {
+        let window_stride = 2 * PAGE_SIZE;
+        let needed = windows_per_cpu * window_stride;
+        let line = PTES_PER_CACHE_LINE * PAGE_SIZE;
+        let cpu_stride = if needed > line {
+            needed.next_power_of_two()
+        } else {
+            line
+        };
+        WindowLayout {
+            base,
+            window_stride,
+            cpu_stride,
+        }
+    }
+
+    /// Kernel virtual address of window `slot` of `cpu`.
+    pub const fn window_va(&self, cpu: usize, slot: usize) -> VirtAddr {
+        VirtAddr(self.base.0 + cpu * self.cpu_stride + slot * self.window_stride)
+    }
+
+    /// One past the last byte of the region that serves `cpus` CPUs.
+    pub const fn end(&self, cpus: usize) -> usize {
+        self.base.0 + cpus * self.cpu_stride
+    }
+
+    pub(crate) fn validate(&self, windows_per_cpu: usize, cpus: usize) -> Result<(), ConfigError> {
+        let stride_ok = |s: usize| s.is_power_of_two() && s >= PAGE_SIZE;
+        if !stride_ok(self.window_stride) || !stride_ok(self.cpu_stride) {
+            return Err(ConfigError::StrideNotPowerOfTwoPages {
+                window_stride: self.window_stride,
+                cpu_stride: self.cpu_stride,
+            });
+        }
+        if windows_per_cpu * self.window_stride > self.cpu_stride {
+            return Err(ConfigError::WindowsOverlapNextCpu {
+                windows_per_cpu,
+                window_stride: self.window_stride,
+                cpu_stride: self.cpu_stride,
+            });
+        }
+        if self.cpu_stride < PTES_PER_CACHE_LINE * PAGE_SIZE {
+            return Err(ConfigError::CpusShareCacheLine {
+                cpu_stride: self.cpu_stride,
+            });
+        }
+        if self.base.0 % self.cpu_stride != 0 {
+            return Err(ConfigError::BaseMisaligned {
+                base: self.base,
+                cpu_stride: self.cpu_stride,
+            });
+        }
+        if cpus == 0
+            || cpus
+                .checked_mul(self.cpu_stride)
+                .and_then(|n| self.base.0.checked_add(n))
+                .is_none()
+        {
+            return Err(ConfigError::RegionOverflows {
+                base: self.base,
+                cpus,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A linear mapping of physical memory that the kernel keeps at all times.
+///
+/// Pages inside it with the write-back attribute need no window: `enter` returns their
+/// direct-map address with no page-table write and no invalidation (what FreeBSD
+/// amd64, arm64 and riscv do below `dmaplimit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectMap {
+    /// First physical address mapped.
+    pub phys_start: PhysAddr,
+    /// Bytes mapped.
+    pub len: u64,
+    /// Where `phys_start` appears in kernel virtual address space.
+    pub virt_start: VirtAddr,
+}
+
+impl DirectMap {
+    /// The direct-map address of the page at `pa`, if the direct map covers it.
+    #[inline]
+    pub fn translate(&self, pa: PhysAddr) -> Option<VirtAddr> {
+        let offset = pa.0.wrapping_sub(self.phys_start.0);
+        // One comparison covers both ends: below the start wraps to a huge offset.
+        (offset < self.len && self.len - offset >= PAGE_SIZE as u64)
+            .then(|| VirtAddr(self.virt_start.0 + offset as usize))
+    }
+
+    /// Whether `va` lies in the direct map.
+    #[inline]
+    pub fn contains_va(&self, va: VirtAddr) -> bool {
+        (va.0.wrapping_sub(self.virt_start.0) as u64) < self.len
+    }
+}
+
+/// Why a [`QuickMap`](crate::QuickMap) configuration was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Window and CPU strides must be powers of two of at least a page.
+    StrideNotPowerOfTwoPages {
+        /// The window stride given.
+        window_stride: usize,
+        /// The CPU stride given.
+        cpu_stride: usize,
+    },
+    /// A CPU's windows would run into the next CPU's.
+    WindowsOverlapNextCpu {
+        /// Windows per CPU.
+        windows_per_cpu: usize,
+        /// The window stride given.
+        window_stride: usize,
+        /// The CPU stride given.
+        cpu_stride: usize,
+    },
+    /// Two CPUs' page-table entries would share a cache line.
+    CpusShareCacheLine {
+        /// The CPU stride given.
+        cpu_stride: usize,
+    },
+    /// The region must start on a CPU-stride boundary.
+    BaseMisaligned {
+        /// The base given.
+        base: VirtAddr,
+        /// The CPU stride given.
+        cpu_stride: usize,
+    },
+    /// The region for this many CPUs would wrap around the address space (or no CPUs).
+    RegionOverflows {
+        /// The base given.
+        base: VirtAddr,
+        /// CPUs configured.
+        cpus: usize,
+    },
+    /// The direct map's physical or virtual start is not page aligned.
+    DirectMapMisaligned {
+        /// The direct map given.
+        direct_map: DirectMap,
+    },
+    /// The direct map and the window region overlap.
+    DirectMapOverlapsWindows {
+        /// The direct map given.
+        direct_map: DirectMap,
+    },
+    /// More windows per CPU than one word of bits can track (32).
+    TooManyWindows {
+        /// Windows per CPU asked for.
+        windows_per_cpu: usize,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ConfigError::StrideNotPowerOfTwoPages { window_stride, cpu_stride } => write!(
+                f,
+                "quickmap: window stride {window_stride:#x} and CPU stride {cpu_stride:#x} must be powers of two of at least one page"
+            ),
+            ConfigError::WindowsOverlapNextCpu { windows_per_cpu, window_stride, cpu_stride } => write!(
+                f,
+                "quickmap: {windows_per_cpu} windows of stride {window_stride:#x} do not fit in a CPU stride of {cpu_stride:#x}"
+            ),
+            ConfigError::CpusShareCacheLine { cpu_stride } => write!(
+                f,
+                "quickmap: CPU stride {cpu_stride:#x} is below {PTES_PER_CACHE_LINE} pages, so two CPUs would write the same cache line of page-table entries"
+            ),
+            ConfigError::BaseMisaligned { base, cpu_stride } => {
+                write!(f, "quickmap: window region base {base} is not aligned to the CPU stride {cpu_stride:#x}")
+            }
+            ConfigError::RegionOverflows { base, cpus } => {
+                write!(f, "quickmap: a window region at {base} for {cpus} CPUs is empty or wraps the address space")
+            }
+            ConfigError::DirectMapMisaligned { direct_map } => {
+                write!(f, "quickmap: direct map {direct_map:?} does not start on page boundaries")
+            }
+            ConfigError::DirectMapOverlapsWindows { direct_map } => {
+                write!(f, "quickmap: direct map {direct_map:?} overlaps the window region")
+            }
+            ConfigError::TooManyWindows { windows_per_cpu } => {
+                write!(f, "quickmap: {windows_per_cpu} windows per CPU asked for; at most 32 are supported")
+            }
+        }
+    }
+}

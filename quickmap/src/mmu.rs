@@ -1,0 +1,91 @@
+//! What quickmap asks of the MMU: set and clear one window's page-table entry,
+//! invalidate one address on the local CPU, and move bytes through a mapping.
+
+use crate::addr::{PhysAddr, VirtAddr};
+use crate::page::MemoryAttribute;
+use crate::untyped;
+
+/// One window: a page of kernel virtual address space reserved for one CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// The CPU that owns the window; only that CPU writes its page-table entry.
+    pub cpu: usize,
+    /// The window's index among its CPU's windows.
+    pub slot: usize,
+    /// The window's kernel virtual address.
+    pub va: VirtAddr,
+}
+
+/// A page-table backend for the window region.
+///
+/// quickmap calls these with preemption disabled, on the CPU that owns the window.
+/// None of them may sleep, take a lock or send an interrupt to another CPU: that is the
+/// whole point of a per-CPU window.
+///
+/// # Safety
+///
+/// Implementors promise:
+/// 1. after [`set_window_pte`](Self::set_window_pte), accesses on the window's CPU to
+///    `window.va .. window.va + PAGE_SIZE` reach the page at `pa` with `attribute`,
+///    supervisor-only and not executable;
+/// 2. after [`clear_window_pte`](Self::clear_window_pte) followed by
+///    [`invalidate_local`](Self::invalidate_local) on the same CPU, that CPU no longer
+///    translates the window's address (an access faults);
+/// 3. the byte accessors reach exactly the memory the current translation of the given
+///    addresses names, and touch nothing else.
+pub unsafe trait Mmu {
+    /// Install the translation of `window` to the page at `pa`. The entry is clear
+    /// when this is called, so the CPU holds no translation for it and no invalidation
+    /// is needed (processors do not cache not-present entries).
+    fn set_window_pte(&self, window: Window, pa: PhysAddr, attribute: MemoryAttribute);
+
+    /// Clear the translation of `window`.
+    fn clear_window_pte(&self, window: Window);
+
+    /// Drop any cached translation of the page at `va` on the calling CPU only.
+    fn invalidate_local(&self, va: VirtAddr);
+
+    /// Copy `dst.len()` bytes from kernel address `src` into `dst`.
+    ///
+    /// The default treats the memory as untyped: it may be mapped elsewhere at the same
+    /// time, so it is never turned into a Rust reference (see [`untyped`](crate::untyped)).
+    ///
+    /// # Safety
+    ///
+    /// `src .. src + dst.len()` is mapped readable for the duration of the call.
+    unsafe fn read_bytes(&self, src: VirtAddr, dst: &mut [u8]) {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { untyped::read(src.as_mut_ptr(), dst) }
+    }
+
+    /// Copy `src` to kernel address `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `dst .. dst + src.len()` is mapped writable for the duration of the call.
+    unsafe fn write_bytes(&self, dst: VirtAddr, src: &[u8]) {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { untyped::write(dst.as_mut_ptr(), src) }
+    }
+
+    /// Set `len` bytes at kernel address `dst` to `byte`.
+    ///
+    /// # Safety
+    ///
+    /// `dst .. dst + len` is mapped writable for the duration of the call.
+    unsafe fn fill_bytes(&self, dst: VirtAddr, len: usize, byte: u8) {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { untyped::fill(dst.as_mut_ptr(), len, byte) }
+    }
+
+    /// Copy `len` bytes between two kernel addresses whose ranges do not overlap.
+    ///
+    /// # Safety
+    ///
+    /// `src .. src + len` is mapped readable and `dst .. dst + len` writable for the
+    /// duration of the call, and the two ranges do not overlap.
+    unsafe fn copy_bytes(&self, dst: VirtAddr, src: VirtAddr, len: usize) {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { untyped::copy(dst.as_mut_ptr(), src.as_mut_ptr(), len) }
+    }
+}

@@ -1,0 +1,304 @@
+//! The facility: `enter` a page, get a kernel address; `remove` it.
+
+use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::guard::Mapping;
+use crate::layout::{ConfigError, DirectMap, WindowLayout};
+use crate::mmu::{Mmu, Window};
+use crate::page::{HeldPage, MemoryAttribute};
+use crate::percpu::CpuWindows;
+use crate::platform::{ContextPolicy, Platform};
+use crate::rules;
+#[cfg(feature = "stats")]
+use crate::stats::Stats;
+
+/// How a kernel sets up quickmap at boot.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Where each CPU's windows are.
+    pub windows: WindowLayout,
+    /// The kernel's direct map, if it has one: write-back pages inside it are entered
+    /// without a window.
+    pub direct_map: Option<DirectMap>,
+    /// Physical addresses at or above this cannot be mapped (the MMU's physical address
+    /// width, or the end of RAM and device memory).
+    pub phys_limit: PhysAddr,
+    /// Which contexts may call `enter` and `remove`.
+    pub context_policy: ContextPolicy,
+}
+
+/// Fast, temporary, per-CPU kernel mappings of single physical pages.
+///
+/// `N` windows per CPU (at most 32), claimable and released in any order, by threads
+/// and by the interrupt handlers that interrupt them. See the [crate documentation](crate)
+/// for the contract and an example.
+pub struct QuickMap<P, M, const N: usize> {
+    platform: P,
+    mmu: M,
+    cpus: &'static [CpuWindows<N>],
+    layout: WindowLayout,
+    /// log2 of the layout's strides, so that decoding an address is two shifts.
+    cpu_shift: u32,
+    window_shift: u32,
+    region_len: usize,
+    direct_map: Option<DirectMap>,
+    phys_limit: PhysAddr,
+    context_policy: ContextPolicy,
+}
+
+impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
+    /// Set up quickmap for `cpus.len()` CPUs.
+    ///
+    /// The window region's page tables must already exist with every window entry
+    /// clear; quickmap only ever writes the entries of windows.
+    pub fn new(
+        config: Config,
+        platform: P,
+        mmu: M,
+        cpus: &'static [CpuWindows<N>],
+    ) -> Result<Self, ConfigError> {
+        if N == 0 || N > 32 {
+            return Err(ConfigError::TooManyWindows { windows_per_cpu: N });
+        }
+        let layout = config.windows;
+        layout.validate(N, cpus.len())?;
+        let region_len = cpus.len() * layout.cpu_stride;
+        if let Some(direct_map) = config.direct_map {
+            let aligned =
+                direct_map.phys_start.is_page_aligned() && direct_map.virt_start.0 % PAGE_SIZE == 0;
+            if !aligned {
+                return Err(ConfigError::DirectMapMisaligned { direct_map });
+            }
+            let dmap_end = direct_map
+                .virt_start
+                .0
+                .saturating_add(direct_map.len as usize);
+            if direct_map.virt_start.0 < layout.base.0 + region_len && layout.base.0 < dmap_end {
+                return Err(ConfigError::DirectMapOverlapsWindows { direct_map });
+            }
+        }
+        Ok(QuickMap {
+            platform,
+            mmu,
+            cpus,
+            layout,
+            cpu_shift: layout.cpu_stride.trailing_zeros(),
+            window_shift: layout.window_stride.trailing_zeros(),
+            region_len,
+            direct_map: config.direct_map,
+            phys_limit: config.phys_limit,
+            context_policy: config.context_policy,
+        })
+    }
+
+    /// `pmap_quick_enter_page(9)`: map `page` and return its kernel address.
+    ///
+    /// Never sleeps, takes no lock, and always returns a valid address (or panics with
+    /// the rule broken). A write-back page inside the direct map comes back at its
+    /// direct-map address and pins nothing; any other page gets one of this CPU's
+    /// windows and disables preemption until [`remove`](Self::remove).
+    ///
+    /// Every address returned must be given back to `remove`, on this CPU and in this
+    /// context (thread or interrupt handler), before the context blocks, returns from
+    /// the interrupt, or lets `page`'s hold go. Prefer [`map`](Self::map), whose guard
+    /// does all that by itself.
+    #[inline]
+    pub fn enter<H: HeldPage + ?Sized>(&self, page: &H) -> VirtAddr {
+        self.enter_phys(page.phys_addr(), page.memory_attribute())
+    }
+
+    #[inline]
+    fn enter_phys(&self, pa: PhysAddr, attribute: MemoryAttribute) -> VirtAddr {
+        if !pa.is_page_aligned() {
+            rules::unaligned_page(pa);
+        }
+        if pa >= self.phys_limit {
+            rules::page_out_of_range(pa, self.phys_limit);
+        }
+        if self.context_policy == ContextPolicy::FreeBsd {
+            self.check_freebsd_context();
+        }
+        // Only write-back may use the direct map: its mapping is write-back, and mapping a
+        // frame with two cache attributes at once is undefined on x86 (SDM 11.12.4).
+        if attribute == MemoryAttribute::WriteBack {
+            if let Some(va) = self.direct_map.and_then(|d| d.translate(pa)) {
+                #[cfg(feature = "stats")]
+                self.cpus[self.current_cpu_unpinned()]
+                    .counters
+                    .count_direct_map_hit();
+                return va;
+            }
+        }
+        self.enter_window(pa, attribute)
+    }
+
+    #[inline]
+    fn enter_window(&self, pa: PhysAddr, attribute: MemoryAttribute) -> VirtAddr {
+        // "it must disable preemption on the local CPU": the window is this CPU's.
+        self.platform.critical_enter();
+        let cpu = self.current_cpu();
+        let windows = &self.cpus[cpu];
+        let Some(slot) = windows.claim() else {
+            rules::nesting_beyond_capacity(cpu, N)
+        };
+        let va = self.layout.window_va(cpu, slot);
+        // The entry was cleared and invalidated at the last remove, so no stale
+        // translation can exist: no invalidation on this side of the pair.
+        self.mmu
+            .set_window_pte(Window { cpu, slot, va }, pa, attribute);
+        #[cfg(feature = "stats")]
+        windows.counters.count_window_map(slot);
+        va
+    }
+
+    /// `pmap_quick_remove_page(9)`: remove the mapping at `va` that
+    /// [`enter`](Self::enter) returned, making its window free for reuse.
+    ///
+    /// A window's entry is cleared and invalidated on this CPU before the window is
+    /// free again, so the old address faults from then on (FreeBSD i386 leaves the stale
+    /// translation in the TLB until the next enter; quickmap does not). Then preemption
+    /// is enabled again.
+    ///
+    /// # Safety
+    ///
+    /// 1. `va` was returned by `enter` in the calling context (the same thread, or the
+    ///    same run of the same interrupt handler) and has not been removed since;
+    /// 2. nothing uses `va` (or pointers derived from it) after this call.
+    ///
+    /// Broken rules that quickmap can see panic with the rule's name: double remove,
+    /// remove on another CPU, remove of an address that is not a window.
+    #[inline]
+    pub unsafe fn remove(&self, va: VirtAddr) {
+        let offset = va.0.wrapping_sub(self.layout.base.0);
+        if offset >= self.region_len {
+            if self.direct_map.is_some_and(|d| d.contains_va(va)) {
+                return; // Direct-map entries pinned nothing and changed nothing.
+            }
+            rules::remove_of_foreign_address(
+                va,
+                "is neither in the window region nor in the direct map",
+            );
+        }
+        let owner = offset >> self.cpu_shift;
+        let within_cpu = offset & (self.layout.cpu_stride - 1);
+        let slot = within_cpu >> self.window_shift;
+        if within_cpu & (self.layout.window_stride - 1) != 0 || slot >= N {
+            rules::remove_of_foreign_address(
+                va,
+                "is inside the window region but not the start of a window",
+            );
+        }
+        let cpu = self.current_cpu();
+        if owner != cpu {
+            rules::remove_on_other_cpu(va, owner, cpu);
+        }
+        let windows = &self.cpus[cpu];
+        if !windows.is_claimed(slot) {
+            rules::double_remove(cpu, slot, va);
+        }
+        let window = Window { cpu, slot, va };
+        self.mmu.clear_window_pte(window);
+        self.mmu.invalidate_local(va);
+        #[cfg(feature = "stats")]
+        windows.counters.count_invalidation(slot);
+        windows.release(slot);
+        self.platform.critical_exit();
+    }
+
+    /// Map `page` for as long as the returned guard lives; dropping it removes the
+    /// mapping. The guard borrows `page`, so the page stays held while it is mapped.
+    #[inline]
+    pub fn map<'q, 'p, H: HeldPage + ?Sized>(&'q self, page: &'p H) -> Mapping<'q, 'p, P, M, N> {
+        let va = self.enter(page);
+        // SAFETY: `va` was just returned by `enter` for `page`, which the guard borrows
+        // for `'p`; the guard is the only owner of `va` and removes it exactly once.
+        unsafe { Mapping::new(self, va) }
+    }
+
+    /// The check behind a kernel's `might_sleep()`: panics if the calling thread holds
+    /// windows. Kernels call it wherever a thread may block.
+    ///
+    /// A thread that holds a window cannot be preempted, so windows in use on the CPU
+    /// of a thread that is about to sleep are that thread's own.
+    pub fn assert_may_sleep(&self) {
+        self.platform.critical_enter();
+        let cpu = self.current_cpu();
+        let held = self.cpus[cpu].in_use_mask().count_ones();
+        self.platform.critical_exit();
+        if held != 0 {
+            rules::sleep_while_mapped(cpu, held);
+        }
+    }
+
+    /// Windows in use on `cpu` (a bit mask), e.g. to check at the end of a test that
+    /// every window is free.
+    pub fn windows_in_use(&self, cpu: usize) -> u32 {
+        self.cpus[cpu].in_use_mask()
+    }
+
+    /// Number of CPUs served.
+    pub fn cpu_count(&self) -> usize {
+        self.cpus.len()
+    }
+
+    /// Where the windows are.
+    pub fn layout(&self) -> &WindowLayout {
+        &self.layout
+    }
+
+    /// The direct map the fast path uses, if any.
+    pub fn direct_map(&self) -> Option<&DirectMap> {
+        self.direct_map.as_ref()
+    }
+
+    /// The MMU backend.
+    pub fn mmu(&self) -> &M {
+        &self.mmu
+    }
+
+    /// The platform.
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// Event counts of `cpu`.
+    #[cfg(feature = "stats")]
+    pub fn stats(&self, cpu: usize) -> Stats {
+        self.cpus[cpu].counters.snapshot()
+    }
+
+    /// Event counts of all CPUs together.
+    #[cfg(feature = "stats")]
+    pub fn total_stats(&self) -> Stats {
+        self.cpus.iter().fold(Stats::default(), |sum, cpu| {
+            sum.plus(cpu.counters.snapshot())
+        })
+    }
+
+    /// The current CPU; valid only with preemption disabled.
+    #[inline]
+    fn current_cpu(&self) -> usize {
+        let cpu = self.platform.current_cpu();
+        if cpu >= self.cpus.len() {
+            rules::unknown_cpu(cpu, self.cpus.len());
+        }
+        cpu
+    }
+
+    /// The current CPU, possibly stale by the time it is used: only for counters that
+    /// tolerate landing on a neighbour's line.
+    #[cfg(feature = "stats")]
+    fn current_cpu_unpinned(&self) -> usize {
+        self.current_cpu()
+    }
+
+    #[cold]
+    fn check_freebsd_context(&self) {
+        let context = self.platform.execution_context();
+        if context.spin_locks_held > 0 {
+            rules::under_spin_lock(context.spin_locks_held);
+        }
+        if context.in_primary_interrupt {
+            rules::in_primary_interrupt();
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The rules of the contract that can be broken at run time, one function each.
+//!
+//! Every check in quickmap ends here, so a panic message always names the rule and the
+//! values, and a reader can find each rule of `pmap_quick_enter_page(9)` by name. The
+//! functions are cold and never inlined: the fast paths carry only a branch to them.
+
+use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+
+/// *"calls to pmap_quick_enter_page() must not be nested"*: FreeBSD guarantees one
+/// page per thread; quickmap gives each CPU `capacity` windows (shared by the thread and
+/// the interrupt handlers that interrupt it), and running out is this panic, never a
+/// silent reuse of a window that is still in use.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn nesting_beyond_capacity(cpu: usize, capacity: usize) -> ! {
+    panic!(
+        "quickmap: nesting beyond capacity: CPU {cpu} already holds all {capacity} of its windows; \
+         remove a mapping before entering another"
+    )
+}
+
+/// *"pmap_quick_remove_page() removes a mapping previously created by
+/// pmap_quick_enter_page() at kva"*: removing a window that is not mapped means the
+/// mapping was already removed (or never made).
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn double_remove(cpu: usize, slot: usize, va: VirtAddr) -> ! {
+    panic!("quickmap: double remove: window {slot} of CPU {cpu} at {va} is not mapped")
+}
+
+/// *"it must disable preemption on the local CPU. The corresponding call to
+/// pmap_quick_remove_page() then re-enables preemption"*: a window belongs to the CPU
+/// that entered it, so the remove must run there.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn remove_on_other_cpu(va: VirtAddr, owner: usize, current: usize) -> ! {
+    panic!(
+        "quickmap: remove on another CPU: window {va} belongs to CPU {owner} but remove runs on CPU {current} \
+         (was the caller migrated while holding the mapping, or the address handed to another CPU?)"
+    )
+}
+
+/// `remove` takes only addresses that `enter` returned.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn remove_of_foreign_address(va: VirtAddr, why: &'static str) -> ! {
+    panic!("quickmap: remove of a foreign address: {va} {why}")
+}
+
+/// *"It is therefore not safe for machine-independent code to sleep or perform locking
+/// operations while holding these mappings."*
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn sleep_while_mapped(cpu: usize, held: u32) -> ! {
+    panic!(
+        "quickmap: sleep while mapped: the thread on CPU {cpu} would block while holding {held} quickmap \
+         window(s); remove them first"
+    )
+}
+
+/// *"accepts a single page m"*: a page starts on a page boundary.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn unaligned_page(pa: PhysAddr) -> ! {
+    panic!("quickmap: unaligned page: physical address {pa} is not a multiple of the page size {PAGE_SIZE:#x}")
+}
+
+/// A physical address the MMU cannot map.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn page_out_of_range(pa: PhysAddr, limit: PhysAddr) -> ! {
+    panic!("quickmap: page out of range: physical address {pa} is not below the physical limit {limit}")
+}
+
+/// The platform reported a CPU the facility was not built for.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn unknown_cpu(cpu: usize, cpus: usize) -> ! {
+    panic!("quickmap: unknown CPU: the platform says CPU {cpu}, but quickmap was set up for {cpus} CPUs")
+}
+
+/// *"It is safe to use these functions under all types of locks except spin mutexes."*
+/// Enforced only under [`ContextPolicy::FreeBsd`](crate::ContextPolicy::FreeBsd).
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn under_spin_lock(held: u32) -> ! {
+    panic!(
+        "quickmap: called under a spin lock ({held} held), which the FreeBSD context policy forbids \
+         (\"safe under all types of locks except spin mutexes\")"
+    )
+}
+
+/// *"It is also safe to use them in all thread contexts except primary interrupt
+/// context."* Enforced only under [`ContextPolicy::FreeBsd`](crate::ContextPolicy::FreeBsd).
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn in_primary_interrupt() -> ! {
+    panic!(
+        "quickmap: called in primary interrupt context, which the FreeBSD context policy forbids \
+         (\"all thread contexts except primary interrupt context\")"
+    )
+}
+
+/// A byte access through a mapping must stay inside the one page mapped.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn access_outside_page(offset: usize, len: usize) -> ! {
+    panic!("quickmap: access outside the page: {len} bytes at offset {offset} run past the {PAGE_SIZE}-byte page")
+}
+
+/// A copy to or from a run of pages must stay inside the run.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn copy_outside_pages(offset: usize, len: usize, pages: usize) -> ! {
+    panic!(
+        "quickmap: copy outside the pages: {len} bytes at offset {offset} run past {pages} page(s) \
+         ({} bytes)",
+        pages * PAGE_SIZE
+    )
+}

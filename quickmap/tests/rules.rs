@@ -1,0 +1,271 @@
+//! Every rule of the contract that can be broken, and the message that names it.
+
+mod common;
+
+use quickmap::sim::{SimConfig, SimMachine, SimPage, DIRECT_MAP_BASE, WINDOW_BASE};
+use quickmap::{ContextPolicy, MemoryAttribute, PhysAddr, VirtAddr, WindowLayout, PAGE_SIZE};
+
+fn machine() -> SimMachine {
+    SimMachine::new(SimConfig::default())
+}
+
+#[test]
+#[should_panic(
+    expected = "quickmap: nesting beyond capacity: CPU 0 already holds all 4 of its windows"
+)]
+fn nesting_beyond_capacity() {
+    let machine = machine();
+    let quickmap = machine.quickmap::<4>();
+    let pages: Vec<_> = (0..5).map(|i| SimPage::high_memory(&machine, i)).collect();
+    let _held: Vec<_> = pages.iter().map(|p| quickmap.map(p)).collect();
+}
+
+#[test]
+#[should_panic(expected = "quickmap: nesting beyond capacity: CPU 2 already holds all 4")]
+fn an_interrupt_shares_the_capacity_of_its_cpu() {
+    let machine = machine();
+    let quickmap = machine.quickmap::<4>();
+    machine.on_cpu(2);
+    let pages: Vec<_> = (0..5).map(|i| SimPage::high_memory(&machine, i)).collect();
+    let _held: Vec<_> = pages[..4].iter().map(|p| quickmap.map(p)).collect();
+    machine.interrupt(|| drop(quickmap.map(&pages[4])));
+}
+
+#[test]
+#[should_panic(
+    expected = "quickmap: double remove: window 0 of CPU 0 at 0xffffc00000000000 is not mapped"
+)]
+fn double_remove() {
+    let machine = machine();
+    let quickmap = machine.quickmap::<4>();
+    let page = SimPage::high_memory(&machine, 0);
+    let va = quickmap.enter(&page);
+    // SAFETY: deliberately breaks the contract; quickmap must catch the second remove.
+    unsafe {
+        quickmap.remove(va);
+        quickmap.remove(va);
+    }
+}
+
+#[test]
+#[should_panic(
+    expected = "quickmap: remove on another CPU: window 0xffffc00000008000 belongs to CPU 1 but remove runs on CPU 3"
+)]
+fn remove_on_another_cpu() {
+    let machine = machine();
+    let quickmap = machine.quickmap::<4>();
+    machine.on_cpu(1);
+    let va = quickmap.enter(&SimPage::high_memory(&machine, 0));
+    machine.on_cpu(3);
+    // SAFETY: deliberately breaks the contract.
+    unsafe { quickmap.remove(va) };
+}
+
+#[test]
+#[should_panic(
+    expected = "quickmap: remove of a foreign address: 0x1000 is neither in the window region nor in the direct map"
+)]
+fn remove_of_a_foreign_address() {
+    let machine = machine();
+    let quickmap = machine.quickmap::<4>();
+    // SAFETY: deliberately breaks the contract.
+    unsafe { quickmap.remove(VirtAddr(0x1000)) };
+}
+
+#[test]
+#[should_panic(expected = "is inside the window region but not the start of a window")]
+fn remove_of_a_guard_page() {
+    let machine = machine();
+    let quickmap = machine.quickmap::<4>();
+    let page = SimPage::high_memory(&machine, 0);
+    let _held = quickmap.map(&page);
+    // SAFETY: deliberately breaks the contract: the guard page after window 0.
+    unsafe { quickmap.remove(VirtAddr(WINDOW_BASE + PAGE_SIZE)) };
+}
+
+#[test]
+#[should_panic(expected = "is inside the window region but not the start of a window")]
+fn remove_of_an_address_inside_a_window() {
+    let machine = machine();
+    let quickmap = machine.quickmap::<4>();
+    let va = quickmap.enter(&SimPage::high_memory(&machine, 0));
+    // SAFETY: deliberately breaks the contract.
+    unsafe { quickmap.remove(va.add(8)) };
+}
+
+#[test]
+fn remove_of_a_direct_map_address_is_harmless() {
+    let machine = machine();
+    let quickmap = machine.quickmap::<4>();
+    let va = quickmap.enter(&SimPage::new(3));
+    assert_eq!(va, VirtAddr(DIRECT_MAP_BASE + 3 * PAGE_SIZE));
+    // SAFETY: `va` came from `enter`.
+    unsafe { quickmap.remove(va) };
+}
+
+#[test]
+#[should_panic(
+    expected = "quickmap: sleep while mapped: the thread on CPU 0 would block while holding 2 quickmap window(s)"
+)]
+fn sleep_while_mapped() {
+    let machine = machine();
+    let quickmap = machine.quickmap::<4>();
+    let (a, b) = (
+        SimPage::high_memory(&machine, 0),
+        SimPage::high_memory(&machine, 1),
+    );
+    let _a = quickmap.map(&a);
+    let _b = quickmap.map(&b);
+    quickmap.assert_may_sleep();
+}
+
+#[test]
+fn may_sleep_after_every_mapping_is_gone() {
+    let machine = machine();
+    let quickmap = machine.quickmap::<4>();
+    drop(quickmap.map(&SimPage::high_memory(&machine, 0)));
+    let low = SimPage::new(0);
+    let _direct = quickmap.map(&low);
+    quickmap.assert_may_sleep();
+}
+
+#[test]
+#[should_panic(
+    expected = "quickmap: unaligned page: physical address 0x10010 is not a multiple of the page size 0x1000"
+)]
+fn unaligned_page() {
+    let machine = machine();
+    let quickmap = machine.quickmap::<4>();
+    let page = SimPage {
+        pa: PhysAddr(0x10010),
+        attribute: MemoryAttribute::WriteBack,
+    };
+    let _ = quickmap.enter(&page);
+}
+
+#[test]
+#[should_panic(
+    expected = "quickmap: page out of range: physical address 0x40000 is not below the physical limit 0x40000"
+)]
+fn page_out_of_range() {
+    let machine = machine();
+    let quickmap = machine.quickmap::<4>();
+    let _ = quickmap.enter(&SimPage::new(64));
+}
+
+#[test]
+#[should_panic(
+    expected = "quickmap: access outside the page: 2 bytes at offset 4095 run past the 4096-byte page"
+)]
+fn access_outside_the_page() {
+    let machine = machine();
+    let quickmap = machine.quickmap::<4>();
+    quickmap
+        .map(&SimPage::high_memory(&machine, 0))
+        .write(4095, b"xy");
+}
+
+#[test]
+#[should_panic(
+    expected = "quickmap: called under a spin lock (1 held), which the FreeBSD context policy forbids"
+)]
+fn freebsd_policy_forbids_spin_locks() {
+    let machine = machine();
+    let config = quickmap::Config {
+        context_policy: ContextPolicy::FreeBsd,
+        ..machine.quickmap_config::<4>()
+    };
+    let quickmap = machine.quickmap_with::<_, _, 4>(config, machine.platform(), machine.mmu());
+    machine.set_spin_locks_held(1);
+    let _ = quickmap.map(&SimPage::high_memory(&machine, 0));
+}
+
+#[test]
+#[should_panic(
+    expected = "quickmap: called in primary interrupt context, which the FreeBSD context policy forbids"
+)]
+fn freebsd_policy_forbids_primary_interrupt_context() {
+    let machine = machine();
+    let config = quickmap::Config {
+        context_policy: ContextPolicy::FreeBsd,
+        ..machine.quickmap_config::<4>()
+    };
+    let quickmap = machine.quickmap_with::<_, _, 4>(config, machine.platform(), machine.mmu());
+    machine.interrupt(|| drop(quickmap.map(&SimPage::high_memory(&machine, 0))));
+}
+
+#[test]
+fn the_default_policy_allows_spin_locks_and_interrupt_handlers() {
+    let machine = machine();
+    let quickmap = machine.quickmap::<4>();
+    machine.set_spin_locks_held(2);
+    quickmap
+        .map(&SimPage::high_memory(&machine, 0))
+        .write_u64(0, 1);
+    machine.interrupt(|| {
+        quickmap
+            .map(&SimPage::high_memory(&machine, 1))
+            .write_u64(0, 2)
+    });
+}
+
+#[test]
+fn bad_configurations_are_refused_with_a_reason() {
+    use quickmap::{ConfigError, CpuWindows, QuickMap};
+    let machine = machine();
+    let cpus: &'static [CpuWindows<4>] = Box::leak(Box::new([const { CpuWindows::new() }; 2]));
+    let good = machine.quickmap_config::<4>();
+    let try_config = |config: quickmap::Config| {
+        QuickMap::new(config, machine.platform(), machine.mmu(), cpus).err()
+    };
+
+    let misaligned = quickmap::Config {
+        windows: WindowLayout {
+            base: VirtAddr(WINDOW_BASE + PAGE_SIZE),
+            ..good.windows
+        },
+        ..good
+    };
+    let error = try_config(misaligned).expect("a misaligned base is refused");
+    assert!(matches!(error, ConfigError::BaseMisaligned { .. }));
+    assert!(
+        error
+            .to_string()
+            .contains("is not aligned to the CPU stride"),
+        "{error}"
+    );
+
+    let crowded = quickmap::Config {
+        windows: WindowLayout {
+            cpu_stride: 4 * PAGE_SIZE,
+            ..good.windows
+        },
+        ..good
+    };
+    assert!(matches!(
+        try_config(crowded),
+        Some(ConfigError::WindowsOverlapNextCpu { .. })
+    ));
+
+    let shared_line = quickmap::Config {
+        windows: WindowLayout {
+            window_stride: PAGE_SIZE,
+            cpu_stride: 4 * PAGE_SIZE,
+            base: good.windows.base,
+        },
+        ..good
+    };
+    assert!(matches!(
+        try_config(shared_line),
+        Some(ConfigError::CpusShareCacheLine { .. })
+    ));
+
+    let mut overlapping = good;
+    overlapping.direct_map.as_mut().unwrap().virt_start = VirtAddr(WINDOW_BASE - PAGE_SIZE);
+    assert!(matches!(
+        try_config(overlapping),
+        Some(ConfigError::DirectMapOverlapsWindows { .. })
+    ));
+
+    assert_eq!(try_config(good), None);
+}
