@@ -68,6 +68,10 @@ impl BootSpec<'_> {
             "stdio".into(),
             "-monitor".into(),
             "none".into(),
+            // No network card: its option ROM (iPXE) only slows the boot and adds
+            // noise to the serial output.
+            "-nic".into(),
+            "none".into(),
             // The kernel's way to report success (0x10) or failure (0x11).
             "-device".into(),
             "isa-debug-exit,iobase=0xf4,iosize=4".into(),
@@ -156,7 +160,7 @@ mod tests {
         assert_eq!(
             spec.qemu_args(Path::new("/k/qmk")).join(" "),
             "-kernel /k/qmk -append mode=test dmap=256 -nographic -no-reboot -serial stdio \
-             -monitor none -device isa-debug-exit,iobase=0xf4,iosize=4 \
+             -monitor none -nic none -device isa-debug-exit,iobase=0xf4,iosize=4 \
              -accel tcg,thread=multi -cpu max -m 2048 -smp 4"
         );
     }

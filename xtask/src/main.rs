@@ -5,7 +5,8 @@
 //! - [`cli`]: command line to a validated [`cli::Command`];
 //! - [`kernel_build`], [`host_checks`]: the cargo invocations;
 //! - [`qemu_setup`]: find or install QEMU; [`boot_config`]: kernel and QEMU command
-//!   lines; [`qemu`]: run one boot (stream, log, timeout); [`verdict`]: exit status;
+//!   lines; [`qemu`]: run one boot (stream, log, timeout), with [`serial_text`] and
+//!   [`serial_tail`]; [`verdict`]: exit status;
 //! - [`protocol`]: parse the kernel's lines; [`suite`]: plan boots, judge results;
 //! - [`commands`]: `build`, `run`, `test`.
 //!
@@ -23,6 +24,7 @@ mod protocol;
 mod qemu;
 mod qemu_setup;
 mod serial_tail;
+mod serial_text;
 mod suite;
 mod verdict;
 

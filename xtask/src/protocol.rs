@@ -261,6 +261,11 @@ mod tests {
             parse_line("\x1b[2J\x1b[Hqmk: test a ... ok"),
             result("a", TestOutcome::Passed)
         );
+        // Seen under QEMU: SeaBIOS ends without a newline before the kernel's first line.
+        assert_eq!(
+            parse_line("Booting from ROM..qmk: test a"),
+            listed("a", None)
+        );
     }
 
     #[test]

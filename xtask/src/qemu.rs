@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::paths;
 use crate::serial_tail::{SerialTail, TAIL_LINES};
+use crate::serial_text::printable;
 use crate::verdict::BootVerdict;
 
 /// How long to keep reading after killing QEMU on timeout. Bounded because a child
@@ -186,7 +187,8 @@ fn open_log(path: &Path) -> Result<BufWriter<File>, String> {
         .map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
-/// Forwards each line of `stream` (lossily decoded, line ending removed) until EOF.
+/// Forwards each line of `stream` until EOF, lossily decoded and made printable
+/// (which also drops the line ending).
 fn spawn_reader(stream: impl Read + Send + 'static, source: Source, events: Sender<ReaderEvent>) {
     thread::spawn(move || {
         let mut reader = BufReader::new(stream);
@@ -196,9 +198,7 @@ fn spawn_reader(stream: impl Read + Send + 'static, source: Source, events: Send
             match reader.read_until(b'\n', &mut buffer) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    let text = String::from_utf8_lossy(&buffer)
-                        .trim_end_matches(['\n', '\r'])
-                        .to_string();
+                    let text = printable(&String::from_utf8_lossy(&buffer));
                     if events.send(ReaderEvent::Line(source, text)).is_err() {
                         return;
                     }

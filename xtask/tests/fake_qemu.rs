@@ -184,7 +184,7 @@ fn passing_suite() {
     );
     assert!(boots[2].contains("-append mode=test test=p dmap=256 "));
     assert!(boots[0].contains(
-        "-nographic -no-reboot -serial stdio -monitor none \
+        "-nographic -no-reboot -serial stdio -monitor none -nic none \
          -device isa-debug-exit,iobase=0xf4,iosize=4 -accel tcg,thread=multi -cpu max \
          -m 2048 -smp 1"
     ));
