@@ -107,11 +107,19 @@ impl TestRecord {
 /// - an expected test with no result line fails with the boot's verdict as reason;
 /// - a failed boot that no failed test explains (e.g. a crash after the last result)
 ///   adds a `<boot LABEL>` failure, so the failure is counted and never silent.
+///
+/// `kernel_report` is the kernel's last `PANIC`/`EXCEPTION`/`error` line, if any: it
+/// is the best explanation of a crash, so it goes into the reasons above.
 pub fn judge_boot(
     plan: &PlannedBoot,
     reported: &[(String, TestOutcome)],
     verdict: BootVerdict,
+    kernel_report: Option<&str>,
 ) -> Vec<TestRecord> {
+    let crash = match kernel_report {
+        Some(report) => format!("{verdict}; the kernel said: {report}"),
+        None => verdict.to_string(),
+    };
     let mut records: Vec<TestRecord> = Vec::new();
     for (name, outcome) in reported {
         if records.iter().any(|r| &r.name == name) {
@@ -145,7 +153,7 @@ pub fn judge_boot(
             let reason = if verdict.is_success() {
                 "no result line, although the boot succeeded".to_string()
             } else {
-                format!("no result: the boot ended first ({verdict})")
+                format!("no result: the boot ended first ({crash})")
             };
             records.push(TestRecord {
                 name: expected.name.clone(),
@@ -157,7 +165,7 @@ pub fn judge_boot(
     if !verdict.is_success() && records.iter().all(TestRecord::passed) {
         records.push(TestRecord {
             name: format!("<boot {}>", plan.label()),
-            failure: Some(verdict.to_string()),
+            failure: Some(crash),
             shown_live: false,
         });
     }
@@ -280,6 +288,7 @@ mod tests {
                 ("b".into(), TestOutcome::Passed),
             ],
             BootVerdict::Success,
+            None,
         );
         assert_eq!(tally(&records), (2, 0));
         assert!(records.iter().all(|r| r.shown_live));
@@ -294,6 +303,7 @@ mod tests {
                 ("b".into(), TestOutcome::Passed),
             ],
             BootVerdict::KernelFailure,
+            None,
         );
         assert_eq!(tally(&records), (1, 1));
         assert_eq!(records.len(), 2, "no extra <boot> record");
@@ -305,6 +315,7 @@ mod tests {
             &suite_boot(),
             &[("a".into(), TestOutcome::Passed)],
             BootVerdict::Reset,
+            None,
         );
         assert_eq!(tally(&records), (1, 1));
         let missing = &records[1];
@@ -322,9 +333,27 @@ mod tests {
                 ("b".into(), TestOutcome::Passed),
             ],
             BootVerdict::TimedOut(Duration::from_secs(3)),
+            None,
         );
         assert_eq!(tally(&records), (2, 1));
         assert_eq!(records[2].name, "<boot suite>");
+    }
+
+    #[test]
+    fn crash_reports_explain_missing_results() {
+        let records = judge_boot(
+            &suite_boot(),
+            &[],
+            BootVerdict::KernelFailure,
+            Some("PANIC: PTE busy at src/window.rs:7"),
+        );
+        assert_eq!(
+            records[0].failure.as_deref(),
+            Some(
+                "no result: the boot ended first (the kernel reported failure (QEMU exit \
+                 status 35); the kernel said: PANIC: PTE busy at src/window.rs:7)"
+            )
+        );
     }
 
     #[test]
@@ -337,12 +366,14 @@ mod tests {
             &plan,
             &[("p".into(), TestOutcome::PanickedAsExpected("x".into()))],
             BootVerdict::Success,
+            None,
         );
         assert_eq!(tally(&panicked), (1, 0));
         let returned = judge_boot(
             &plan,
             &[("p".into(), TestOutcome::Passed)],
             BootVerdict::Success,
+            None,
         );
         assert_eq!(tally(&returned), (0, 1));
         assert!(!returned[0].shown_live);
@@ -357,6 +388,7 @@ mod tests {
                 ("a".into(), TestOutcome::Failed),
             ],
             BootVerdict::Success,
+            None,
         );
         assert_eq!(records.len(), 2);
         assert_eq!(
@@ -375,6 +407,7 @@ mod tests {
                 ("c".into(), TestOutcome::Failed),
             ],
             BootVerdict::KernelFailure,
+            None,
         );
         assert_eq!(tally(&records), (2, 1));
     }

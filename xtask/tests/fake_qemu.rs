@@ -227,6 +227,34 @@ fn failing_test() {
 }
 
 #[test]
+fn panic_mid_suite_names_the_cause() {
+    let suite = emit(
+        "qmk: test a ... ok\nqmk: PANIC: PTE busy at src/window.rs:7 (test b)\nqmk: more detail",
+        35,
+    );
+    let machine = FakeMachine::new(
+        "panic",
+        Behaviour {
+            run: "",
+            list: &emit(LIST_OUTPUT, 33),
+            suite: &suite,
+            panic_test: &emit(PANIC_OK, 33),
+        },
+    );
+    let output = machine.xtask(&["test", "--kernel-only"]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(
+            "test b ... FAILED (no result: the boot ended first (the kernel reported failure \
+             (QEMU exit status 35); the kernel said: PANIC: PTE busy at src/window.rs:7 (test b)))"
+        ),
+        "{out}"
+    );
+    assert_eq!(last_line(&out), "2 passed, 1 failed");
+}
+
+#[test]
 fn hung_kernel_times_out() {
     let machine = FakeMachine::new(
         "timeout",

@@ -198,6 +198,7 @@ fn run_planned_boot(
     let label = format!("test-cpus{cpus}-{}", boot.label());
     let mut reported: Vec<(String, TestOutcome)> = Vec::new();
     let mut kernel_summary = None;
+    let mut kernel_report = None;
     let report = boot_kernel(qemu, kernel, &spec, &label, |line| {
         if verbose {
             println!("  | {line}");
@@ -208,6 +209,16 @@ fn run_planned_boot(
                 reported.push((name, outcome));
             }
             Some(KernelLine::Summary { passed, failed }) => kernel_summary = Some((passed, failed)),
+            // The first report of a crash is the cause; later lines are its details.
+            Some(KernelLine::Panic { message }) => {
+                kernel_report.get_or_insert(format!("PANIC: {message}"));
+            }
+            Some(KernelLine::Exception { report }) => {
+                kernel_report.get_or_insert(format!("EXCEPTION {report}"));
+            }
+            Some(KernelLine::Error { message }) => {
+                kernel_report.get_or_insert(format!("error: {message}"));
+            }
             _ => {}
         }
     });
@@ -238,7 +249,7 @@ fn run_planned_boot(
             );
         }
     }
-    let records = judge_boot(boot, &reported, report.verdict);
+    let records = judge_boot(boot, &reported, report.verdict, kernel_report.as_deref());
     for record in records.iter().filter(|r| !r.shown_live) {
         // Only failures are ever not shown live.
         let reason = record.failure.as_deref().unwrap_or("?");
