@@ -83,9 +83,8 @@ pub fn run_boot(boot: &Boot, mut on_serial_line: impl FnMut(&str)) -> Result<Boo
     if boot.verbose {
         eprintln!("xtask: $ {command_line}");
     }
-    let mut log = open_log(&boot.log_path)?;
-    let log_error = |e: std::io::Error| format!("cannot write {}: {e}", boot.log_path.display());
-    writeln!(log, "# xtask: {command_line}").map_err(log_error)?;
+    let mut log = SerialLog::create(&boot.log_path)?;
+    log.write_line(&format!("# xtask: {command_line}"));
 
     let mut child = Command::new(boot.qemu)
         .args(&boot.args)
@@ -110,19 +109,18 @@ pub fn run_boot(boot: &Boot, mut on_serial_line: impl FnMut(&str)) -> Result<Boo
     );
 
     let mut tail = SerialTail::new(TAIL_LINES);
-    let mut handle_line = |source: Source, text: String| -> Result<(), String> {
+    let mut handle_line = |source: Source, text: String| {
         match source {
             Source::Serial => {
-                writeln!(log, "{text}").map_err(log_error)?;
+                log.write_line(&text);
                 on_serial_line(&text);
             }
             Source::QemuStderr => {
-                writeln!(log, "# qemu stderr: {text}").map_err(log_error)?;
+                log.write_line(&format!("# qemu stderr: {text}"));
                 eprintln!("{text}");
             }
         }
         tail.push(&text);
-        Ok(())
     };
 
     let deadline = Instant::now() + boot.timeout;
@@ -131,7 +129,7 @@ pub fn run_boot(boot: &Boot, mut on_serial_line: impl FnMut(&str)) -> Result<Boo
     while open_streams > 0 {
         let remaining = deadline.saturating_duration_since(Instant::now());
         match received.recv_timeout(remaining) {
-            Ok(ReaderEvent::Line(source, text)) => handle_line(source, text)?,
+            Ok(ReaderEvent::Line(source, text)) => handle_line(source, text),
             Ok(ReaderEvent::Closed) => open_streams -= 1,
             Err(RecvTimeoutError::Timeout) => {
                 timed_out = true;
@@ -157,7 +155,7 @@ pub fn run_boot(boot: &Boot, mut on_serial_line: impl FnMut(&str)) -> Result<Boo
         while open_streams > 0 {
             let remaining = drain_deadline.saturating_duration_since(Instant::now());
             match received.recv_timeout(remaining) {
-                Ok(ReaderEvent::Line(source, text)) => handle_line(source, text)?,
+                Ok(ReaderEvent::Line(source, text)) => handle_line(source, text),
                 Ok(ReaderEvent::Closed) => open_streams -= 1,
                 Err(_) => break,
             }
@@ -169,8 +167,8 @@ pub fn run_boot(boot: &Boot, mut on_serial_line: impl FnMut(&str)) -> Result<Boo
     } else {
         BootVerdict::from_exit(status.code(), status.signal())
     };
-    writeln!(log, "# xtask: {verdict}").map_err(log_error)?;
-    log.flush().map_err(log_error)?;
+    log.write_line(&format!("# xtask: {verdict}"));
+    log.finish();
     Ok(BootReport {
         verdict,
         tail: tail.into_lines(),
@@ -178,13 +176,49 @@ pub fn run_boot(boot: &Boot, mut on_serial_line: impl FnMut(&str)) -> Result<Boo
     })
 }
 
-fn open_log(path: &Path) -> Result<BufWriter<File>, String> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+/// The full log of one boot. A write error (disk full...) must not abandon a running
+/// QEMU, so it is remembered and reported once at the end instead of returned.
+struct SerialLog {
+    path: PathBuf,
+    file: BufWriter<File>,
+    first_error: Option<std::io::Error>,
+}
+
+impl SerialLog {
+    fn create(path: &Path) -> Result<SerialLog, String> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let file = File::create(path)
+            .map(BufWriter::new)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        Ok(SerialLog {
+            path: path.to_path_buf(),
+            file,
+            first_error: None,
+        })
     }
-    File::create(path)
-        .map(BufWriter::new)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))
+
+    fn write_line(&mut self, line: &str) {
+        if self.first_error.is_none() {
+            if let Err(e) = writeln!(self.file, "{line}") {
+                self.first_error = Some(e);
+            }
+        }
+    }
+
+    fn finish(mut self) {
+        let result = match self.first_error.take() {
+            Some(e) => Err(e),
+            None => self.file.flush(),
+        };
+        if let Err(e) = result {
+            eprintln!(
+                "xtask: warning: the serial log {} is incomplete: {e}",
+                self.path.display()
+            );
+        }
+    }
 }
 
 /// Forwards each line of `stream` until EOF, lossily decoded and made printable
