@@ -77,7 +77,7 @@ enum ReaderEvent {
 
 /// Runs `boot`, calling `on_serial_line` for every serial line as it arrives.
 /// QEMU's own stderr is echoed to our stderr. `Err` means QEMU could not be started
-/// or the log not written; every way the guest can end is a [`BootVerdict`].
+/// or its log could not be created; every way the guest can end is a [`BootVerdict`].
 pub fn run_boot(boot: &Boot, mut on_serial_line: impl FnMut(&str)) -> Result<BootReport, String> {
     let command_line = shell_words(boot.qemu, &boot.args);
     if boot.verbose {
