@@ -200,7 +200,9 @@ unsafe impl HeldPage for SimPage {
 }
 
 impl SimMachine {
-    /// A machine with thread `i` running on CPU `i` and CPU 0 executing.
+    /// A machine with thread `i` running on CPU `i` and CPU 0 executing. (Threads
+    /// `cpus .. 2 * cpus` are the CPUs' idle threads; [`spawn`](Self::spawn) numbers
+    /// new threads after them.)
     pub fn new(config: SimConfig) -> SimMachine {
         assert!(config.cpus > 0, "sim: a machine needs at least one CPU");
         assert!(
@@ -216,9 +218,10 @@ impl SimMachine {
                 tlb: HashMap::new(),
             })
             .collect();
-        let threads = (0..config.cpus)
-            .map(|cpu| SimThread {
-                cpu,
+        // Threads 0..cpus run first; threads cpus..2*cpus are the CPUs' idle threads.
+        let threads = (0..2 * config.cpus)
+            .map(|t| SimThread {
+                cpu: t % config.cpus,
                 critical_depth: 0,
             })
             .collect();
@@ -343,6 +346,12 @@ impl SimMachine {
     /// section. The CPU it leaves runs its idle thread.
     pub fn migrate(&self, thread: ThreadId, cpu: usize) -> Result<(), SchedError> {
         assert!(cpu < self.config.cpus, "sim: no CPU {cpu}");
+        let is_idle = (self.config.cpus..2 * self.config.cpus).contains(&thread.0);
+        assert!(
+            !is_idle,
+            "sim: thread {} is an idle thread; idle threads stay on their CPU",
+            thread.0
+        );
         let mut state = self.state.borrow_mut();
         let from = state.threads[thread.0].cpu;
         if state.threads[thread.0].critical_depth > 0 {
@@ -356,7 +365,7 @@ impl SimMachine {
             });
         }
         if state.cpus[from].running == thread && from != cpu {
-            state.cpus[from].running = ThreadId(from); // the CPU's idle thread
+            state.cpus[from].running = ThreadId(self.config.cpus + from); // the CPU's idle thread
         }
         state.threads[thread.0].cpu = cpu;
         state.cpus[cpu].running = thread;

@@ -204,8 +204,7 @@ fn second_page_reads_correctly<M: Mmu>(machine: &SimMachine, mmu: M) -> bool {
     drop(first);
     let second = quickmap.map(&b);
     assert_eq!(second.va(), window, "the same window is reused");
-    let correct = second.compare(0, &pattern(1, 1)).is_ok();
-    correct
+    second.compare(0, &pattern(1, 1)).is_ok()
 }
 
 /// The teeth of the invalidation rule: with a backend that skips the invalidation, a

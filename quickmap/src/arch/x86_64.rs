@@ -250,7 +250,7 @@ mod tests {
     #[test]
     fn pat_value_keeps_the_power_on_default_in_the_first_four_entries() {
         assert_eq!(PAT_MSR_VALUE & 0xffff_ffff, 0x0007_0406);
-        assert_eq!(PAT_MSR_VALUE, 0x0007_0106_0007_0406);
+        assert_eq!(PAT_MSR_VALUE, 0x0007_0105_0007_0406);
     }
 
     #[test]
@@ -292,9 +292,10 @@ mod tests {
     fn backend_writes_and_clears_the_windows_own_entry() {
         let mut ptes = [0u64; 16];
         let base = VirtAddr(0xffff_c000_0000_0000);
-        // SAFETY: `ptes` stands in for the region's entries; only the entry writes run
-        // (no invlpg on the host).
-        let mmu = unsafe { X86Mmu::new(base, ptes.len(), ptes.as_mut_ptr()) };
+        let pointer = ptes.as_mut_ptr();
+        // SAFETY: `ptes` stands in for the region's entries and outlives `mmu`; only the
+        // entry writes run (no invlpg on the host).
+        let mmu = unsafe { X86Mmu::new(base, ptes.len(), pointer) };
         let window = Window {
             cpu: 1,
             slot: 1,
@@ -310,7 +311,6 @@ mod tests {
             window_pte(PhysAddr(0x4_0000_0000), MemoryAttribute::Uncacheable)
         );
         mmu.clear_window_pte(window);
-        drop(mmu);
         assert!(ptes.iter().all(|&pte| pte == 0));
     }
 }

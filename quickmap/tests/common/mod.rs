@@ -1,5 +1,5 @@
-// Shared by the integration tests (each test file includes it with `mod common;`).
-#![allow(dead_code)]
+//! Shared by the integration tests (each test file includes it with `mod common;`).
+#![allow(dead_code, missing_docs)]
 
 use quickmap::sim::SimMachine;
 use quickmap::{MemoryAttribute, Platform};
