@@ -284,13 +284,6 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
         cpu
     }
 
-    /// The current CPU, possibly stale by the time it is used: only for counters that
-    /// tolerate landing on a neighbour's line.
-    #[cfg(feature = "stats")]
-    fn current_cpu_unpinned(&self) -> usize {
-        self.current_cpu()
-    }
-
     #[cold]
     fn check_freebsd_context(&self) {
         let context = self.platform.execution_context();
