@@ -121,8 +121,11 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
         // frame with two cache attributes at once is undefined on x86 (SDM 11.12.4).
         if attribute == MemoryAttribute::WriteBack {
             if let Some(va) = self.direct_map.and_then(|d| d.translate(pa)) {
+                // Nothing is pinned here, so the thread may have moved on by the time the
+                // counter is bumped: that only changes which CPU's line counts it, since
+                // this one counter is an atomic add.
                 #[cfg(feature = "stats")]
-                self.cpus[self.current_cpu_unpinned()]
+                self.cpus[self.current_cpu()]
                     .counters
                     .count_direct_map_hit();
                 return va;
