@@ -1,0 +1,34 @@
+//! x86_64 support: boot (PVH), per-CPU descriptor tables, interrupt entry,
+//! page tables, PAT, fault probes and the serial port.
+
+mod boot;
+pub mod cpu_tables;
+pub mod fault_probe;
+pub mod interrupts;
+pub mod paging;
+pub mod pat;
+mod pvh;
+pub mod serial;
+mod stacks;
+
+/// Stops this CPU for good: interrupts off, then `hlt` in a loop (an NMI
+/// would wake it, so the loop halts again).
+pub fn halt_forever() -> ! {
+    ::x86_64::instructions::interrupts::disable();
+    loop {
+        ::x86_64::instructions::hlt();
+    }
+}
+
+/// Physical and virtual addresses and 4 KiB frames: the `x86_64` crate's types.
+pub use ::x86_64::{PhysAddr, VirtAddr};
+pub type PhysFrame = ::x86_64::structures::paging::PhysFrame<::x86_64::structures::paging::Size4KiB>;
+
+/// The bounds of the kernel image in physical memory (identity-mapped).
+pub fn kernel_image() -> core::ops::Range<PhysAddr> {
+    extern "C" {
+        static __kernel_start: u8;
+        static __kernel_end: u8;
+    }
+    PhysAddr::new((&raw const __kernel_start) as u64)..PhysAddr::new((&raw const __kernel_end) as u64)
+}

@@ -1,0 +1,113 @@
+//! The kernel command line: space-separated `key=value` words
+//! (`docs/kernel-protocol.md` lists the keys).
+
+use core::fmt;
+
+/// Direct-map size when `dmap=` is not given.
+pub const DEFAULT_DIRECT_MAP_MIB: u64 = 256;
+/// The kernel's own memory (page tables, heap) lives in the direct map, so it
+/// cannot be smaller than this.
+pub const MIN_DIRECT_MAP_MIB: u64 = 32;
+
+/// What this boot does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootMode {
+    Run,
+    Test,
+    Bench,
+    List,
+}
+
+/// The parsed command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootOptions {
+    pub mode: BootMode,
+    /// `test=`: an exact test name or a substring filter.
+    pub test_filter: Option<&'static str>,
+    /// `dmap=`: size of the direct map of low physical memory, in MiB.
+    pub direct_map_mib: u64,
+    /// `seed=`: seed for randomised tests and workloads.
+    pub seed: u64,
+}
+
+/// A command line the kernel refuses; the message is printed after `qmk: error: `.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BootOptionError<'a> {
+    UnknownKey(&'a str),
+    MissingValue(&'a str),
+    BadValue { key: &'a str, value: &'a str, expected: &'static str },
+}
+
+impl fmt::Display for BootOptionError<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Self::UnknownKey(key) => write!(formatter, "unknown boot option '{key}'"),
+            Self::MissingValue(word) => {
+                write!(formatter, "boot option '{word}' is not of the form key=value")
+            }
+            Self::BadValue {
+                key,
+                value,
+                expected,
+            } => write!(
+                formatter,
+                "boot option '{key}={value}' is invalid: expected {expected}"
+            ),
+        }
+    }
+}
+
+impl BootOptions {
+    /// Parses `command_line`; every word must be a known `key=value`.
+    pub fn parse(command_line: &'static str) -> Result<Self, BootOptionError<'static>> {
+        let mut options = Self {
+            mode: BootMode::Run,
+            test_filter: None,
+            direct_map_mib: DEFAULT_DIRECT_MAP_MIB,
+            seed: 0,
+        };
+        for word in command_line.split_ascii_whitespace() {
+            let (key, value) = word
+                .split_once('=')
+                .ok_or(BootOptionError::MissingValue(word))?;
+            match key {
+                "mode" => {
+                    options.mode = match value {
+                        "run" => BootMode::Run,
+                        "test" => BootMode::Test,
+                        "bench" => BootMode::Bench,
+                        "list" => BootMode::List,
+                        _ => {
+                            return Err(BootOptionError::BadValue {
+                                key,
+                                value,
+                                expected: "one of run, test, bench, list",
+                            })
+                        }
+                    }
+                }
+                "test" => options.test_filter = Some(value),
+                "dmap" => {
+                    let expected = "an even number of MiB, at least 32";
+                    let mib: u64 = value
+                        .parse()
+                        .map_err(|_| BootOptionError::BadValue { key, value, expected })?;
+                    // The direct map is built from 2 MiB pages.
+                    if mib % 2 != 0 || mib < MIN_DIRECT_MAP_MIB {
+                        return Err(BootOptionError::BadValue { key, value, expected });
+                    }
+                    options.direct_map_mib = mib;
+                }
+                "seed" => {
+                    options.seed = value.parse().map_err(|_| BootOptionError::BadValue {
+                        key,
+                        value,
+                        expected: "an unsigned 64-bit integer",
+                    })?
+                }
+                _ => return Err(BootOptionError::UnknownKey(key)),
+            }
+        }
+        Ok(options)
+    }
+}

@@ -1,0 +1,3 @@
+//! The kernel's own tests (registered with `kernel_test!`).
+
+mod smoke;

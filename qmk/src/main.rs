@@ -1,0 +1,75 @@
+//! qmk — the proving-ground kernel for the `quickmap` facility.
+//!
+//! qmk boots under QEMU (PVH entry), builds its own page tables in which only
+//! low physical memory is direct-mapped, and runs in-kernel tests whose results
+//! it reports on the serial console in the format `docs/kernel-protocol.md`
+//! fixes. High memory is deliberately left unmapped: the only way to reach it
+//! is a temporary mapping, which is what quickmap provides.
+//!
+//! How the pieces fit:
+//! - `arch::x86_64` — everything that knows the CPU: boot entry, descriptor
+//!   tables, interrupt entry, page tables, PAT, fault probes, serial port.
+//! - `memory` — the frame allocator (physical memory) and the kernel heap.
+//! - `test_harness` + `kernel_tests` — test registry, runner and the tests.
+//! - `qemu` — the only module that knows it runs under QEMU (isa-debug-exit).
+//!
+//! The boot order is fixed by what each step needs: console first (so every
+//! later failure can be reported), CPU tables next (so faults are reported
+//! rather than triple-faulting), then frames, page tables and the heap.
+
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+mod arch;
+mod boot_info;
+mod boot_options;
+mod console;
+mod kernel_tests;
+mod mem_intrinsics;
+mod memory;
+mod panic;
+mod qemu;
+mod static_storage;
+mod test_harness;
+
+use boot_info::BootInfo;
+use boot_options::{BootMode, BootOptions};
+
+/// The kernel proper, entered once on the bootstrap CPU by the arch boot code
+/// after the console, descriptor tables and PAT are set up.
+pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
+    let options = match BootOptions::parse(boot_info.command_line()) {
+        Ok(options) => options,
+        Err(error) => {
+            println!("qmk: error: {error}");
+            qemu::exit(qemu::RunOutcome::Failure);
+        }
+    };
+
+    if let Err(error) = memory::init(boot_info, options.direct_map_mib) {
+        println!("qmk: error: memory set-up failed: {error}");
+        qemu::exit(qemu::RunOutcome::Failure);
+    }
+
+    match options.mode {
+        BootMode::Run => {
+            memory::print_summary();
+            println!("qmk: run: nothing to run yet; boot completed");
+            qemu::exit(qemu::RunOutcome::Success);
+        }
+        BootMode::List => test_harness::list_tests(),
+        BootMode::Test => test_harness::run_tests(options.test_filter.as_deref()),
+        BootMode::Bench => {
+            println!("qmk: error: mode=bench: this kernel has no benchmarks yet");
+            qemu::exit(qemu::RunOutcome::Failure);
+        }
+    }
+}
+
+/// The prebuilt `core` refers to this symbol for unwinding; with
+/// `panic = "abort"` it is never called.
+#[no_mangle]
+extern "C" fn rust_eh_personality() {}

@@ -1,0 +1,366 @@
+//! The physical frame allocator: a bitmap, one bit per 4 KiB frame.
+//!
+//! Physical memory is split into two zones at the end of the direct map:
+//! - [`Zone::DirectMapped`] — frames the kernel can always reach through the
+//!   direct map (page tables, heap, kernel data structures);
+//! - [`Zone::High`] — frames above it, reachable only through a temporary
+//!   mapping (quickmap windows): what the tests need to prove that quickmap
+//!   is the only way in.
+//!
+//! Each zone remembers the lowest bitmap word that may still hold a free
+//! frame, so single-frame allocation is amortised O(1) even when a zone is
+//! nearly full. A bitmap (rather than a free list threaded through the free
+//! frames) needs no access to the frames themselves, which matters for high
+//! memory: the allocator could not write into it.
+//!
+//! The frames are handed out by value; the allocator detects double frees.
+
+use core::fmt;
+use core::ops::Range;
+
+use spin::Mutex;
+
+use crate::arch::{PhysAddr, PhysFrame};
+
+/// Size of a frame.
+pub const FRAME_SIZE: u64 = 4096;
+const FRAMES_PER_WORD: u64 = 64;
+
+/// Where a frame comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Zone {
+    /// Below the end of the direct map: reachable at a fixed kernel address.
+    DirectMapped,
+    /// At or above the end of the direct map: not mapped anywhere by default.
+    High,
+}
+
+impl Zone {
+    /// Both zones.
+    pub const ALL: [Zone; 2] = [Zone::DirectMapped, Zone::High];
+
+    fn index(self) -> usize {
+        match self {
+            Zone::DirectMapped => 0,
+            Zone::High => 1,
+        }
+    }
+}
+
+/// Why frames could not be handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameAllocError {
+    /// The zone has no free run of `requested` frames (with the alignment asked for).
+    Exhausted { zone: Zone, requested: u64, free: u64 },
+    /// The global allocator is used before `init`.
+    NotInitialised,
+}
+
+impl fmt::Display for FrameAllocError {
+    fn fmt(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Self::Exhausted {
+                zone,
+                requested,
+                free,
+            } => write!(
+                formatter,
+                "zone {zone:?} exhausted: {requested} contiguous frame(s) requested, {free} free in total"
+            ),
+            Self::NotInitialised => write!(formatter, "the frame allocator is not initialised"),
+        }
+    }
+}
+
+/// `count` physically contiguous frames starting at `start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameRun {
+    pub start: PhysFrame,
+    pub count: u64,
+}
+
+impl FrameRun {
+    /// The physical address range the run covers.
+    pub fn physical_range(&self) -> Range<PhysAddr> {
+        let start = self.start.start_address();
+        start..start + self.count * FRAME_SIZE
+    }
+}
+
+/// Frame counts of one zone or of all memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameCounts {
+    /// Usable frames the allocator manages.
+    pub managed: u64,
+    /// Of those, the ones not handed out.
+    pub free: u64,
+}
+
+impl FrameCounts {
+    /// Frames handed out (or reserved for the kernel image and firmware).
+    pub fn used(&self) -> u64 {
+        self.managed - self.free
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ZoneState {
+    /// Frame numbers `[first_frame, end_frame)` belong to the zone.
+    first_frame: u64,
+    end_frame: u64,
+    /// Every bitmap word below this one (within the zone) is fully allocated.
+    first_maybe_free_word: usize,
+    counts: FrameCounts,
+}
+
+/// A bitmap frame allocator over frame numbers `[0, frame_limit)`.
+///
+/// Bit set = frame free. A frame that was never released (firmware, holes,
+/// the kernel image) simply stays clear and is never handed out.
+pub struct FrameAllocator<'bitmap> {
+    free_bits: &'bitmap mut [u64],
+    zones: [ZoneState; 2],
+}
+
+impl<'bitmap> FrameAllocator<'bitmap> {
+    /// An allocator with no free frames, for frame numbers below
+    /// `free_bits.len() * 64`, whose direct-mapped zone ends at frame
+    /// `direct_map_end_frame` (a multiple of 64, so zones own whole words).
+    pub fn new(free_bits: &'bitmap mut [u64], direct_map_end_frame: u64) -> Self {
+        let frame_limit = free_bits.len() as u64 * FRAMES_PER_WORD;
+        assert!(
+            direct_map_end_frame % FRAMES_PER_WORD == 0,
+            "the direct-mapped zone must end on a multiple of {FRAMES_PER_WORD} frames, not at frame {direct_map_end_frame}"
+        );
+        free_bits.fill(0);
+        let split = direct_map_end_frame.min(frame_limit);
+        let zone = |first_frame: u64, end_frame: u64| ZoneState {
+            first_frame,
+            end_frame,
+            first_maybe_free_word: (first_frame / FRAMES_PER_WORD) as usize,
+            counts: FrameCounts::default(),
+        };
+        Self {
+            free_bits,
+            zones: [zone(0, split), zone(split, frame_limit)],
+        }
+    }
+
+    /// One past the highest frame number the bitmap can describe.
+    pub fn frame_limit(&self) -> u64 {
+        self.free_bits.len() as u64 * FRAMES_PER_WORD
+    }
+
+    fn zone_of(&self, frame_number: u64) -> usize {
+        usize::from(frame_number >= self.zones[0].end_frame)
+    }
+
+    fn is_free(&self, frame_number: u64) -> bool {
+        let word = self.free_bits[(frame_number / FRAMES_PER_WORD) as usize];
+        word & (1 << (frame_number % FRAMES_PER_WORD)) != 0
+    }
+
+    fn set_free(&mut self, frame_number: u64, free: bool) {
+        let word = &mut self.free_bits[(frame_number / FRAMES_PER_WORD) as usize];
+        let bit = 1 << (frame_number % FRAMES_PER_WORD);
+        if free {
+            *word |= bit;
+        } else {
+            *word &= !bit;
+        }
+    }
+
+    /// Makes the whole frames inside `[start, end)` available (boot-time set-up:
+    /// usable RAM from the memory map). Frames beyond the bitmap are ignored.
+    pub fn add_usable_range(&mut self, start: PhysAddr, end: PhysAddr) {
+        let first = start.align_up(FRAME_SIZE).as_u64() / FRAME_SIZE;
+        let last = (end.align_down(FRAME_SIZE).as_u64() / FRAME_SIZE).min(self.frame_limit());
+        for frame_number in first..last {
+            if !self.is_free(frame_number) {
+                self.set_free(frame_number, true);
+                let zone = self.zone_of(frame_number);
+                self.zones[zone].counts.managed += 1;
+                self.zones[zone].counts.free += 1;
+            }
+        }
+    }
+
+    /// Takes every frame touching `[start, end)` out of circulation for good
+    /// (the kernel image, firmware areas); they count as used.
+    pub fn reserve_range(&mut self, start: PhysAddr, end: PhysAddr) {
+        let first = start.align_down(FRAME_SIZE).as_u64() / FRAME_SIZE;
+        let last = (end.align_up(FRAME_SIZE).as_u64() / FRAME_SIZE).min(self.frame_limit());
+        for frame_number in first..last {
+            if self.is_free(frame_number) {
+                self.set_free(frame_number, false);
+                self.zones[self.zone_of(frame_number)].counts.free -= 1;
+            }
+        }
+    }
+
+    /// Hands out one free frame from `zone`.
+    pub fn allocate(&mut self, zone: Zone) -> Result<PhysFrame, FrameAllocError> {
+        let state = self.zones[zone.index()];
+        let end_word = state.end_frame.div_ceil(FRAMES_PER_WORD) as usize;
+        for word_index in state.first_maybe_free_word..end_word {
+            let word = self.free_bits[word_index];
+            if word == 0 {
+                continue;
+            }
+            let frame_number = word_index as u64 * FRAMES_PER_WORD + u64::from(word.trailing_zeros());
+            self.zones[zone.index()].first_maybe_free_word = word_index;
+            self.set_free(frame_number, false);
+            self.zones[zone.index()].counts.free -= 1;
+            return Ok(frame_of(frame_number));
+        }
+        self.zones[zone.index()].first_maybe_free_word = end_word;
+        Err(FrameAllocError::Exhausted {
+            zone,
+            requested: 1,
+            free: state.counts.free,
+        })
+    }
+
+    /// Hands out `count` physically contiguous frames from `zone`, the first
+    /// one aligned to `alignment_frames` frames (a power of two).
+    pub fn allocate_contiguous(
+        &mut self,
+        zone: Zone,
+        count: u64,
+        alignment_frames: u64,
+    ) -> Result<FrameRun, FrameAllocError> {
+        assert!(count > 0, "a contiguous allocation needs at least one frame");
+        assert!(
+            alignment_frames.is_power_of_two(),
+            "frame alignment must be a power of two, not {alignment_frames}"
+        );
+        let state = self.zones[zone.index()];
+        let search_start = (state.first_maybe_free_word as u64 * FRAMES_PER_WORD)
+            .max(state.first_frame)
+            .next_multiple_of(alignment_frames);
+        let mut candidate = search_start;
+        while candidate + count <= state.end_frame {
+            match (candidate..candidate + count).find(|&frame| !self.is_free(frame)) {
+                None => {
+                    for frame_number in candidate..candidate + count {
+                        self.set_free(frame_number, false);
+                    }
+                    self.zones[zone.index()].counts.free -= count;
+                    return Ok(FrameRun {
+                        start: frame_of(candidate),
+                        count,
+                    });
+                }
+                Some(used) => candidate = (used + 1).next_multiple_of(alignment_frames),
+            }
+        }
+        Err(FrameAllocError::Exhausted {
+            zone,
+            requested: count,
+            free: state.counts.free,
+        })
+    }
+
+    /// Returns `frame` to its zone.
+    ///
+    /// # Panics
+    ///
+    /// If the frame is not allocated (a double free, or a frame the
+    /// allocator never managed): either would hand one frame to two owners.
+    pub fn free(&mut self, frame: PhysFrame) {
+        let frame_number = frame.start_address().as_u64() / FRAME_SIZE;
+        assert!(
+            frame_number < self.frame_limit(),
+            "frame {:#x} freed, but it lies beyond the memory this allocator manages",
+            frame.start_address().as_u64()
+        );
+        assert!(
+            !self.is_free(frame_number),
+            "frame {:#x} freed twice: it is not allocated",
+            frame.start_address().as_u64()
+        );
+        self.set_free(frame_number, true);
+        let zone = &mut self.zones[self.zone_of(frame_number)];
+        zone.counts.free += 1;
+        zone.first_maybe_free_word = zone
+            .first_maybe_free_word
+            .min((frame_number / FRAMES_PER_WORD) as usize);
+    }
+
+    /// Returns every frame of `run` (see [`FrameAllocator::free`]).
+    pub fn free_run(&mut self, run: FrameRun) {
+        let first = run.start.start_address().as_u64() / FRAME_SIZE;
+        for frame_number in first..first + run.count {
+            self.free(frame_of(frame_number));
+        }
+    }
+
+    /// Counts for one zone.
+    pub fn counts(&self, zone: Zone) -> FrameCounts {
+        self.zones[zone.index()].counts
+    }
+
+    /// Counts for all memory.
+    pub fn total_counts(&self) -> FrameCounts {
+        let [low, high] = self.zones.map(|zone| zone.counts);
+        FrameCounts {
+            managed: low.managed + high.managed,
+            free: low.free + high.free,
+        }
+    }
+}
+
+fn frame_of(frame_number: u64) -> PhysFrame {
+    PhysFrame::containing_address(PhysAddr::new(frame_number * FRAME_SIZE))
+}
+
+/// The kernel's frame allocator.
+static FRAME_ALLOCATOR: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+
+/// Installs the kernel's frame allocator (once, at boot).
+pub fn install(allocator: FrameAllocator<'static>) {
+    let mut slot = FRAME_ALLOCATOR.lock();
+    assert!(slot.is_none(), "the kernel frame allocator is installed once");
+    *slot = Some(allocator);
+}
+
+fn with_allocator<R>(
+    operation: impl FnOnce(&mut FrameAllocator<'static>) -> R,
+) -> Result<R, FrameAllocError> {
+    FRAME_ALLOCATOR
+        .lock()
+        .as_mut()
+        .map(operation)
+        .ok_or(FrameAllocError::NotInitialised)
+}
+
+/// Allocates one frame from `zone` of the kernel's allocator.
+pub fn allocate_frame(zone: Zone) -> Result<PhysFrame, FrameAllocError> {
+    with_allocator(|allocator| allocator.allocate(zone))?
+}
+
+/// Allocates `count` contiguous frames from `zone`, aligned to `alignment_frames`.
+pub fn allocate_contiguous(
+    zone: Zone,
+    count: u64,
+    alignment_frames: u64,
+) -> Result<FrameRun, FrameAllocError> {
+    with_allocator(|allocator| allocator.allocate_contiguous(zone, count, alignment_frames))?
+}
+
+/// Returns a frame to the kernel's allocator (panics on a double free).
+pub fn free_frame(frame: PhysFrame) {
+    with_allocator(|allocator| allocator.free(frame))
+        .expect("a frame is freed only after the allocator handed it out");
+}
+
+/// Returns a run of frames to the kernel's allocator.
+pub fn free_run(run: FrameRun) {
+    with_allocator(|allocator| allocator.free_run(run))
+        .expect("frames are freed only after the allocator handed them out");
+}
+
+/// Frame counts of `zone` in the kernel's allocator.
+pub fn counts(zone: Zone) -> FrameCounts {
+    with_allocator(|allocator| allocator.counts(zone)).unwrap_or_default()
+}

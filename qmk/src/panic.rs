@@ -1,0 +1,60 @@
+//! The panic handler.
+//!
+//! A panic prints `qmk: PANIC: <message> at <file>:<line>` and ends the run
+//! as failed — unless the running test expects exactly this panic.
+
+use core::fmt::{self, Write};
+use core::panic::PanicInfo;
+
+/// Formats into a fixed buffer, dropping what does not fit (the panic path
+/// must not allocate: the heap may be what failed).
+pub struct TruncatingWriter<'buffer> {
+    buffer: &'buffer mut [u8],
+    length: usize,
+}
+
+impl<'buffer> TruncatingWriter<'buffer> {
+    pub fn new(buffer: &'buffer mut [u8]) -> Self {
+        Self { buffer, length: 0 }
+    }
+
+    /// What was written (cut at a character boundary if it overflowed).
+    pub fn as_str(&self) -> &str {
+        match core::str::from_utf8(&self.buffer[..self.length]) {
+            Ok(text) => text,
+            Err(error) => {
+                let valid = &self.buffer[..error.valid_up_to()];
+                core::str::from_utf8(valid).unwrap_or_default()
+            }
+        }
+    }
+}
+
+impl Write for TruncatingWriter<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let room = self.buffer.len() - self.length;
+        let count = text.len().min(room);
+        self.buffer[self.length..self.length + count].copy_from_slice(&text.as_bytes()[..count]);
+        self.length += count;
+        Ok(())
+    }
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    let mut buffer = [0u8; 512];
+    let mut writer = TruncatingWriter::new(&mut buffer);
+    let _ = write!(writer, "{}", info.message());
+    let message = writer.as_str();
+
+    crate::test_harness::accept_expected_panic(message);
+
+    crate::test_harness::fail_run(|| match info.location() {
+        Some(location) => crate::emergency_println!(
+            "qmk: PANIC: {message} at {}:{}",
+            location.file(),
+            location.line()
+        ),
+        None => crate::emergency_println!("qmk: PANIC: {message}"),
+    })
+}
