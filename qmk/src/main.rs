@@ -73,3 +73,11 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
 /// `panic = "abort"` it is never called.
 #[no_mangle]
 extern "C" fn rust_eh_personality() {}
+
+/// The prebuilt `alloc` was compiled with unwinding, and its cleanup paths
+/// call this to continue an unwind. With `panic = "abort"` no unwind ever
+/// starts, so reaching it is a bug in these assumptions.
+#[no_mangle]
+extern "C" fn _Unwind_Resume() -> ! {
+    panic!("_Unwind_Resume called, but this kernel never unwinds (panic = \"abort\")");
+}

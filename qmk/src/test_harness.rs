@@ -122,14 +122,15 @@ macro_rules! kernel_test {
 }
 
 extern "C" {
-    static __kernel_tests_start: KernelTest;
-    static __kernel_tests_end: KernelTest;
+    // Declared as bytes: only their addresses matter.
+    static __kernel_tests_start: u8;
+    static __kernel_tests_end: u8;
 }
 
 /// Every registered test, in link order.
 pub fn all_tests() -> &'static [KernelTest] {
-    let start = &raw const __kernel_tests_start;
-    let end = &raw const __kernel_tests_end;
+    let start = (&raw const __kernel_tests_start).cast::<KernelTest>();
+    let end = (&raw const __kernel_tests_end).cast::<KernelTest>();
     let count = (end as usize - start as usize) / core::mem::size_of::<KernelTest>();
     // SAFETY: the linker script places every `.qmk_kernel_tests` input
     // section (each one `KernelTest` static, 8-byte aligned with a size that

@@ -1,3 +1,25 @@
-//! The kernel's own tests (registered with `kernel_test!`).
+//! The kernel's own tests, registered with `kernel_test!` and run with
+//! `mode=test` (see `docs/kernel-protocol.md`).
 
-mod smoke;
+mod boot_options;
+mod faults;
+mod frames;
+mod heap;
+mod interrupts;
+mod paging;
+mod pat;
+
+use crate::arch::paging::{PAGE_SIZE, SCRATCH_REGION};
+use crate::arch::VirtAddr;
+
+/// A page of the scratch region for tests that map pages. Each test uses its
+/// own slot numbers so that a test which fails half-way cannot make another
+/// test's `map_page` fail with "already mapped".
+fn scratch_page(slot: u64) -> VirtAddr {
+    let address = SCRATCH_REGION.start + slot * PAGE_SIZE;
+    assert!(
+        SCRATCH_REGION.contains(&address),
+        "scratch slot {slot} lies outside the scratch region"
+    );
+    VirtAddr::new(address)
+}

@@ -276,7 +276,7 @@ impl<'bitmap> FrameAllocator<'bitmap> {
         );
         assert!(
             !self.is_free(frame_number),
-            "frame {:#x} freed twice: it is not allocated",
+            "frame {:#x} freed but not allocated: a double free, or a frame this allocator never handed out",
             frame.start_address().as_u64()
         );
         self.set_free(frame_number, true);
@@ -358,6 +358,11 @@ pub fn free_frame(frame: PhysFrame) {
 pub fn free_run(run: FrameRun) {
     with_allocator(|allocator| allocator.free_run(run))
         .expect("frames are freed only after the allocator handed them out");
+}
+
+/// Frame counts of all zones of the kernel's allocator.
+pub fn total_counts() -> FrameCounts {
+    with_allocator(|allocator| allocator.total_counts()).unwrap_or_default()
 }
 
 /// Frame counts of `zone` in the kernel's allocator.

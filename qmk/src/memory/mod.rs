@@ -91,6 +91,13 @@ pub fn print_summary() {
             counts.used()
         );
     }
+    let total = frame_allocator::total_counts();
+    crate::println!(
+        "qmk: memory: all zones: {} frames managed, {} free, {} used",
+        total.managed,
+        total.free,
+        total.used()
+    );
     let (used, free) = heap::usage();
     crate::println!("qmk: memory: heap {used} bytes used, {free} free");
 }

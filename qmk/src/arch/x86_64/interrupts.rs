@@ -153,7 +153,7 @@ static IDT: Once<InterruptDescriptorTable> = Once::new();
 
 fn build_idt() -> InterruptDescriptorTable {
     let code_selector = CS::get_reg().0;
-    let stubs = qmk_interrupt_stubs as usize as u64;
+    let stubs = qmk_interrupt_stubs as *const () as u64;
     let mut gates = [Gate {
         offset_low: 0,
         selector: 0,

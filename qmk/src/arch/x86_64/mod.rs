@@ -9,7 +9,7 @@ pub mod paging;
 pub mod pat;
 mod pvh;
 pub mod serial;
-mod stacks;
+pub mod stacks;
 
 /// Stops this CPU for good: interrupts off, then `hlt` in a loop (an NMI
 /// would wake it, so the loop halts again).
