@@ -115,24 +115,39 @@ struct ZoneState {
 
 /// A bitmap frame allocator over frame numbers `[0, frame_limit)`.
 ///
-/// Bit set = frame free. A frame that was never released (firmware, holes,
-/// the kernel image) simply stays clear and is never handed out.
+/// Two bitmaps: `managed_bits` marks usable RAM that the allocator owns,
+/// `free_bits` marks the managed frames not handed out. Frames that are not
+/// managed (firmware, holes, the kernel image) are never handed out, and
+/// freeing one is caught: without the second bitmap such a free would be
+/// indistinguishable from a legitimate one and would put, say, a firmware
+/// page into circulation.
 pub struct FrameAllocator<'bitmap> {
     free_bits: &'bitmap mut [u64],
+    managed_bits: &'bitmap mut [u64],
     zones: [ZoneState; 2],
 }
 
 impl<'bitmap> FrameAllocator<'bitmap> {
-    /// An allocator with no free frames, for frame numbers below
-    /// `free_bits.len() * 64`, whose direct-mapped zone ends at frame
-    /// `direct_map_end_frame` (a multiple of 64, so zones own whole words).
-    pub fn new(free_bits: &'bitmap mut [u64], direct_map_end_frame: u64) -> Self {
-        let frame_limit = free_bits.len() as u64 * FRAMES_PER_WORD;
+    /// How many `u64` words of storage [`FrameAllocator::new`] needs to
+    /// manage `frame_count` frames.
+    pub const fn storage_words(frame_count: u64) -> usize {
+        (2 * frame_count.div_ceil(FRAMES_PER_WORD)) as usize
+    }
+
+    /// An allocator with no frames yet, for frame numbers below
+    /// `storage.len() / 2 * 64` (see [`FrameAllocator::storage_words`]),
+    /// whose direct-mapped zone ends at frame `direct_map_end_frame` (a
+    /// multiple of 64, so zones own whole words).
+    pub fn new(storage: &'bitmap mut [u64], direct_map_end_frame: u64) -> Self {
+        storage.fill(0);
+        let words = storage.len() / 2;
+        let (free_bits, managed_bits) = storage.split_at_mut(words);
+        let managed_bits = &mut managed_bits[..words];
+        let frame_limit = words as u64 * FRAMES_PER_WORD;
         assert!(
             direct_map_end_frame % FRAMES_PER_WORD == 0,
             "the direct-mapped zone must end on a multiple of {FRAMES_PER_WORD} frames, not at frame {direct_map_end_frame}"
         );
-        free_bits.fill(0);
         let split = direct_map_end_frame.min(frame_limit);
         let zone = |first_frame: u64, end_frame: u64| ZoneState {
             first_frame,
@@ -142,6 +157,7 @@ impl<'bitmap> FrameAllocator<'bitmap> {
         };
         Self {
             free_bits,
+            managed_bits,
             zones: [zone(0, split), zone(split, frame_limit)],
         }
     }
@@ -156,18 +172,15 @@ impl<'bitmap> FrameAllocator<'bitmap> {
     }
 
     fn is_free(&self, frame_number: u64) -> bool {
-        let word = self.free_bits[(frame_number / FRAMES_PER_WORD) as usize];
-        word & (1 << (frame_number % FRAMES_PER_WORD)) != 0
+        bit(self.free_bits, frame_number)
     }
 
     fn set_free(&mut self, frame_number: u64, free: bool) {
-        let word = &mut self.free_bits[(frame_number / FRAMES_PER_WORD) as usize];
-        let bit = 1 << (frame_number % FRAMES_PER_WORD);
-        if free {
-            *word |= bit;
-        } else {
-            *word &= !bit;
-        }
+        set_bit(self.free_bits, frame_number, free);
+    }
+
+    fn is_managed(&self, frame_number: u64) -> bool {
+        bit(self.managed_bits, frame_number)
     }
 
     /// Makes the whole frames inside `[start, end)` available (boot-time set-up:
@@ -176,7 +189,8 @@ impl<'bitmap> FrameAllocator<'bitmap> {
         let first = start.align_up(FRAME_SIZE).as_u64() / FRAME_SIZE;
         let last = (end.align_down(FRAME_SIZE).as_u64() / FRAME_SIZE).min(self.frame_limit());
         for frame_number in first..last {
-            if !self.is_free(frame_number) {
+            if !self.is_managed(frame_number) {
+                set_bit(self.managed_bits, frame_number, true);
                 self.set_free(frame_number, true);
                 let zone = self.zone_of(frame_number);
                 self.zones[zone].counts.managed += 1;
@@ -185,15 +199,24 @@ impl<'bitmap> FrameAllocator<'bitmap> {
         }
     }
 
-    /// Takes every frame touching `[start, end)` out of circulation for good
-    /// (the kernel image, firmware areas); they count as used.
+    /// Takes every frame touching `[start, end)` out of the allocator for
+    /// good (the kernel image, firmware areas). Boot-time set-up only: the
+    /// frames must not be handed out yet.
     pub fn reserve_range(&mut self, start: PhysAddr, end: PhysAddr) {
         let first = start.align_down(FRAME_SIZE).as_u64() / FRAME_SIZE;
         let last = (end.align_up(FRAME_SIZE).as_u64() / FRAME_SIZE).min(self.frame_limit());
         for frame_number in first..last {
-            if self.is_free(frame_number) {
+            if self.is_managed(frame_number) {
+                assert!(
+                    self.is_free(frame_number),
+                    "frame {:#x} reserved after it was handed out",
+                    frame_number * FRAME_SIZE
+                );
+                set_bit(self.managed_bits, frame_number, false);
                 self.set_free(frame_number, false);
-                self.zones[self.zone_of(frame_number)].counts.free -= 1;
+                let counts = &mut self.zones[self.zone_of(frame_number)].counts;
+                counts.managed -= 1;
+                counts.free -= 1;
             }
         }
     }
@@ -265,19 +288,18 @@ impl<'bitmap> FrameAllocator<'bitmap> {
     ///
     /// # Panics
     ///
-    /// If the frame is not allocated (a double free, or a frame the
-    /// allocator never managed): either would hand one frame to two owners.
+    /// If the frame is not allocated (a double free: it would reach two
+    /// owners) or not managed (never handed out, e.g. firmware memory).
     pub fn free(&mut self, frame: PhysFrame) {
         let frame_number = frame.start_address().as_u64() / FRAME_SIZE;
+        let address = frame.start_address().as_u64();
         assert!(
-            frame_number < self.frame_limit(),
-            "frame {:#x} freed, but it lies beyond the memory this allocator manages",
-            frame.start_address().as_u64()
+            frame_number < self.frame_limit() && self.is_managed(frame_number),
+            "frame {address:#x} freed, but it is not RAM this allocator manages: it was never handed out"
         );
         assert!(
             !self.is_free(frame_number),
-            "frame {:#x} freed but not allocated: a double free, or a frame this allocator never handed out",
-            frame.start_address().as_u64()
+            "frame {address:#x} freed twice: it is not allocated"
         );
         self.set_free(frame_number, true);
         let zone = &mut self.zones[self.zone_of(frame_number)];
@@ -307,6 +329,20 @@ impl<'bitmap> FrameAllocator<'bitmap> {
             managed: low.managed + high.managed,
             free: low.free + high.free,
         }
+    }
+}
+
+fn bit(bits: &[u64], frame_number: u64) -> bool {
+    bits[(frame_number / FRAMES_PER_WORD) as usize] & (1 << (frame_number % FRAMES_PER_WORD)) != 0
+}
+
+fn set_bit(bits: &mut [u64], frame_number: u64, value: bool) {
+    let word = &mut bits[(frame_number / FRAMES_PER_WORD) as usize];
+    let mask = 1 << (frame_number % FRAMES_PER_WORD);
+    if value {
+        *word |= mask;
+    } else {
+        *word &= !mask;
     }
 }
 

@@ -10,14 +10,15 @@ use crate::boot_info::{BootInfo, MemoryKind};
 use crate::static_storage::StaticStorage;
 use frame_allocator::{FrameAllocError, FrameAllocator, Zone, FRAME_SIZE};
 
-/// Physical memory the frame bitmap can describe; RAM above is ignored (with
-/// a note). 16 GiB costs 512 KiB of `.bss`.
+/// Physical memory the frame bitmaps can describe; RAM above is ignored (with
+/// a note). 16 GiB costs 1 MiB of `.bss` (two bits per frame).
 pub const MAX_PHYSICAL_MEMORY: u64 = 16 << 30;
+const FRAME_BITMAP_WORDS: usize = FrameAllocator::storage_words(MAX_PHYSICAL_MEMORY / FRAME_SIZE);
 /// Memory below 1 MiB holds firmware and loader structures: never handed out.
 const LOW_MEMORY_END: u64 = 1 << 20;
 
-static FRAME_BITMAP: StaticStorage<[u64; (MAX_PHYSICAL_MEMORY / FRAME_SIZE / 64) as usize]> =
-    StaticStorage::new([0; (MAX_PHYSICAL_MEMORY / FRAME_SIZE / 64) as usize]);
+static FRAME_BITMAP: StaticStorage<[u64; FRAME_BITMAP_WORDS]> =
+    StaticStorage::new([0; FRAME_BITMAP_WORDS]);
 
 /// Why memory could not be set up.
 #[derive(Debug)]
@@ -58,7 +59,8 @@ pub fn init(boot_info: &BootInfo, direct_map_mib: u64) -> Result<(), MemoryInitE
         }
     }
     // Reserved after adding usable RAM, so that a usable region overlapping
-    // them cannot make them allocatable again.
+    // them cannot make them allocatable again. Reserved frames leave the
+    // allocator: they count neither as managed nor as used.
     allocator.reserve_range(PhysAddr::new(0), PhysAddr::new(LOW_MEMORY_END));
     let image = arch::kernel_image();
     allocator.reserve_range(image.start, image.end);
