@@ -82,12 +82,12 @@ impl BootInfo {
         if region.end <= region.start {
             return Ok(());
         }
-        let slot = self
-            .regions
-            .get_mut(self.region_count)
-            .ok_or(BootInfoError::TooManyMemoryRegions {
-                count: self.region_count + 1,
-            })?;
+        let slot =
+            self.regions
+                .get_mut(self.region_count)
+                .ok_or(BootInfoError::TooManyMemoryRegions {
+                    count: self.region_count + 1,
+                })?;
         *slot = region;
         self.region_count += 1;
         Ok(())

@@ -35,7 +35,11 @@ pub struct BootOptions {
 pub enum BootOptionError<'a> {
     UnknownKey(&'a str),
     MissingValue(&'a str),
-    BadValue { key: &'a str, value: &'a str, expected: &'static str },
+    BadValue {
+        key: &'a str,
+        value: &'a str,
+        expected: &'static str,
+    },
 }
 
 impl fmt::Display for BootOptionError<'_> {
@@ -43,7 +47,10 @@ impl fmt::Display for BootOptionError<'_> {
         match self {
             Self::UnknownKey(key) => write!(formatter, "unknown boot option '{key}'"),
             Self::MissingValue(word) => {
-                write!(formatter, "boot option '{word}' is not of the form key=value")
+                write!(
+                    formatter,
+                    "boot option '{word}' is not of the form key=value"
+                )
             }
             Self::BadValue {
                 key,
@@ -89,12 +96,18 @@ impl BootOptions {
                 "test" => options.test_filter = Some(value),
                 "dmap" => {
                     let expected = "an even number of MiB, at least 32";
-                    let mib: u64 = value
-                        .parse()
-                        .map_err(|_| BootOptionError::BadValue { key, value, expected })?;
+                    let mib: u64 = value.parse().map_err(|_| BootOptionError::BadValue {
+                        key,
+                        value,
+                        expected,
+                    })?;
                     // The direct map is built from 2 MiB pages.
-                    if mib % 2 != 0 || mib < MIN_DIRECT_MAP_MIB {
-                        return Err(BootOptionError::BadValue { key, value, expected });
+                    if !mib.is_multiple_of(2) || mib < MIN_DIRECT_MAP_MIB {
+                        return Err(BootOptionError::BadValue {
+                            key,
+                            value,
+                            expected,
+                        });
                     }
                     options.direct_map_mib = mib;
                 }

@@ -61,7 +61,7 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
             qemu::exit(qemu::RunOutcome::Success);
         }
         BootMode::List => test_harness::list_tests(),
-        BootMode::Test => test_harness::run_tests(options.test_filter.as_deref()),
+        BootMode::Test => test_harness::run_tests(options.test_filter),
         BootMode::Bench => {
             println!("qmk: error: mode=bench: this kernel has no benchmarks yet");
             qemu::exit(qemu::RunOutcome::Failure);

@@ -37,11 +37,7 @@ pub unsafe extern "C" fn memcpy(destination: *mut u8, source: *const u8, count: 
 ///
 /// 1. `source` is valid for reads and `destination` for writes of `count` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn memmove(
-    destination: *mut u8,
-    source: *const u8,
-    count: usize,
-) -> *mut u8 {
+pub unsafe extern "C" fn memmove(destination: *mut u8, source: *const u8, count: usize) -> *mut u8 {
     let copies_upwards_safely = (destination as usize).wrapping_sub(source as usize) >= count;
     if copies_upwards_safely {
         // SAFETY: the destination does not start inside the source range, so

@@ -41,6 +41,10 @@ impl<T> StaticStorage<T> {
     ///
     /// If called a second time: two owners of the same buffer is the bug
     /// this type exists to catch.
+    #[allow(
+        clippy::mut_from_ref,
+        reason = "the one-time claim flag makes this the only reference ever handed out"
+    )]
     pub fn claim(&'static self, what: &str) -> &'static mut T {
         let already_claimed = self.claimed.swap(true, Ordering::AcqRel);
         assert!(

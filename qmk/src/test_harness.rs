@@ -174,13 +174,16 @@ fn selected_tests(
 ) -> impl Iterator<Item = (usize, &'static KernelTest)> + use<'_> {
     let tests = all_tests();
     let exact = filter.and_then(|filter| tests.iter().position(|test| test.name().equals(filter)));
-    tests.iter().enumerate().filter(move |(index, test)| match exact {
-        Some(exact_index) => *index == exact_index,
-        None => {
-            test.expected_panic.is_none()
-                && filter.is_none_or(|filter| test.name().contains(filter))
-        }
-    })
+    tests
+        .iter()
+        .enumerate()
+        .filter(move |(index, test)| match exact {
+            Some(exact_index) => *index == exact_index,
+            None => {
+                test.expected_panic.is_none()
+                    && filter.is_none_or(|filter| test.name().contains(filter))
+            }
+        })
 }
 
 /// `mode=test`: runs the selected tests and ends the boot.
@@ -248,7 +251,9 @@ pub fn fail_run(print_details: impl FnOnce()) -> ! {
 /// success; otherwise returns.
 pub fn accept_expected_panic(message: &str) {
     let Some(test) = current_test() else { return };
-    let Some(expected) = test.expected_panic else { return };
+    let Some(expected) = test.expected_panic else {
+        return;
+    };
     if message.contains(expected) {
         CURRENT_TEST.store(0, Ordering::Release);
         PASSED.fetch_add(1, Ordering::AcqRel);
@@ -258,7 +263,5 @@ pub fn accept_expected_panic(message: &str) {
         );
         finish();
     }
-    crate::emergency_println!(
-        "qmk: the panic message does not contain the expected '{expected}'"
-    );
+    crate::emergency_println!("qmk: the panic message does not contain the expected '{expected}'");
 }

@@ -1,6 +1,4 @@
-use crate::boot_options::{
-    BootMode, BootOptionError, BootOptions, DEFAULT_DIRECT_MAP_MIB,
-};
+use crate::boot_options::{BootMode, BootOptionError, BootOptions, DEFAULT_DIRECT_MAP_MIB};
 use crate::kernel_test;
 
 kernel_test! {

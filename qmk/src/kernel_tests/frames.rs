@@ -5,9 +5,7 @@ use alloc::vec::Vec;
 use crate::arch::paging;
 use crate::arch::{PhysAddr, PhysFrame};
 use crate::kernel_test;
-use crate::memory::frame_allocator::{
-    self, FrameAllocError, FrameAllocator, Zone, FRAME_SIZE,
-};
+use crate::memory::frame_allocator::{self, FrameAllocError, FrameAllocator, Zone, FRAME_SIZE};
 
 fn frame(number: u64) -> PhysFrame {
     PhysFrame::containing_address(PhysAddr::new(number * FRAME_SIZE))
@@ -18,7 +16,10 @@ fn frame(number: u64) -> PhysFrame {
 fn small_allocator(bitmap: &mut [u64]) -> FrameAllocator<'_> {
     assert_eq!(bitmap.len(), FrameAllocator::storage_words(256));
     let mut allocator = FrameAllocator::new(bitmap, 128);
-    allocator.add_usable_range(PhysAddr::new(16 * FRAME_SIZE), PhysAddr::new(200 * FRAME_SIZE));
+    allocator.add_usable_range(
+        PhysAddr::new(16 * FRAME_SIZE),
+        PhysAddr::new(200 * FRAME_SIZE),
+    );
     allocator
 }
 

@@ -1,7 +1,7 @@
 use core::ops::Range;
 
-use ::x86_64::structures::paging::PageTableFlags;
 use ::x86_64::structures::paging::page_table::PageTableEntry;
+use ::x86_64::structures::paging::PageTableFlags;
 
 use super::scratch_page;
 use crate::arch::fault_probe::{expect_page_fault, probe_read_u8, probe_write_u8};
@@ -39,7 +39,12 @@ unsafe fn check_page(address: VirtAddr, seed: u64) {
     for index in 0..(PAGE_SIZE / 8) as usize {
         // SAFETY: as in `fill_page`.
         let word = unsafe { words.add(index).read_volatile() };
-        assert_eq!(word, seed ^ index as u64, "word {index} of the page at {:#x}", address.as_u64());
+        assert_eq!(
+            word,
+            seed ^ index as u64,
+            "word {index} of the page at {:#x}",
+            address.as_u64()
+        );
     }
 }
 

@@ -51,7 +51,11 @@ impl Zone {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameAllocError {
     /// The zone has no free run of `requested` frames (with the alignment asked for).
-    Exhausted { zone: Zone, requested: u64, free: u64 },
+    Exhausted {
+        zone: Zone,
+        requested: u64,
+        free: u64,
+    },
     /// The global allocator is used before `init`.
     NotInitialised,
 }
@@ -145,7 +149,7 @@ impl<'bitmap> FrameAllocator<'bitmap> {
         let managed_bits = &mut managed_bits[..words];
         let frame_limit = words as u64 * FRAMES_PER_WORD;
         assert!(
-            direct_map_end_frame % FRAMES_PER_WORD == 0,
+            direct_map_end_frame.is_multiple_of(FRAMES_PER_WORD),
             "the direct-mapped zone must end on a multiple of {FRAMES_PER_WORD} frames, not at frame {direct_map_end_frame}"
         );
         let split = direct_map_end_frame.min(frame_limit);
@@ -230,7 +234,8 @@ impl<'bitmap> FrameAllocator<'bitmap> {
             if word == 0 {
                 continue;
             }
-            let frame_number = word_index as u64 * FRAMES_PER_WORD + u64::from(word.trailing_zeros());
+            let frame_number =
+                word_index as u64 * FRAMES_PER_WORD + u64::from(word.trailing_zeros());
             self.zones[zone.index()].first_maybe_free_word = word_index;
             self.set_free(frame_number, false);
             self.zones[zone.index()].counts.free -= 1;
@@ -252,7 +257,10 @@ impl<'bitmap> FrameAllocator<'bitmap> {
         count: u64,
         alignment_frames: u64,
     ) -> Result<FrameRun, FrameAllocError> {
-        assert!(count > 0, "a contiguous allocation needs at least one frame");
+        assert!(
+            count > 0,
+            "a contiguous allocation needs at least one frame"
+        );
         assert!(
             alignment_frames.is_power_of_two(),
             "frame alignment must be a power of two, not {alignment_frames}"
@@ -356,7 +364,10 @@ static FRAME_ALLOCATOR: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None
 /// Installs the kernel's frame allocator (once, at boot).
 pub fn install(allocator: FrameAllocator<'static>) {
     let mut slot = FRAME_ALLOCATOR.lock();
-    assert!(slot.is_none(), "the kernel frame allocator is installed once");
+    assert!(
+        slot.is_none(),
+        "the kernel frame allocator is installed once"
+    );
     *slot = Some(allocator);
 }
 

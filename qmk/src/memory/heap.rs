@@ -6,7 +6,7 @@
 
 use linked_list_allocator::LockedHeap;
 
-use super::frame_allocator::{self, FrameAllocError, FRAME_SIZE, Zone};
+use super::frame_allocator::{self, FrameAllocError, Zone, FRAME_SIZE};
 use crate::arch::paging;
 
 /// Heap size: enough for test data structures; small next to any `dmap`.

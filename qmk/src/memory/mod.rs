@@ -32,7 +32,9 @@ impl fmt::Display for MemoryInitError {
     fn fmt(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
         match self {
             Self::NoUsableMemory => write!(formatter, "the memory map has no usable RAM"),
-            Self::PageTables(error) => write!(formatter, "building the kernel page tables: {error}"),
+            Self::PageTables(error) => {
+                write!(formatter, "building the kernel page tables: {error}")
+            }
             Self::Heap(error) => write!(formatter, "reserving the kernel heap: {error}"),
         }
     }
@@ -49,10 +51,13 @@ pub fn init(boot_info: &BootInfo, direct_map_mib: u64) -> Result<(), MemoryInitE
         .max()
         .ok_or(MemoryInitError::NoUsableMemory)?;
     // No point in mapping addresses past the end of RAM; 2 MiB pages.
-    let direct_map_end = (direct_map_mib << 20).min(ram_end.next_multiple_of(paging::LARGE_PAGE_SIZE));
+    let direct_map_end =
+        (direct_map_mib << 20).min(ram_end.next_multiple_of(paging::LARGE_PAGE_SIZE));
 
-    let mut allocator =
-        FrameAllocator::new(FRAME_BITMAP.claim("the frame bitmap"), direct_map_end / FRAME_SIZE);
+    let mut allocator = FrameAllocator::new(
+        FRAME_BITMAP.claim("the frame bitmap"),
+        direct_map_end / FRAME_SIZE,
+    );
     for region in boot_info.memory_regions() {
         if region.kind == MemoryKind::Usable {
             allocator.add_usable_range(PhysAddr::new(region.start), PhysAddr::new(region.end));

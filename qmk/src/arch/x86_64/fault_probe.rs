@@ -148,11 +148,9 @@ static RECORDED_ERROR_CODE: AtomicU64 = AtomicU64::new(0);
 /// # Panics
 ///
 /// If `access` completes without such a fault (the memory was reachable),
-/// or if expectations are nested.
-pub fn expect_page_fault(
-    expected: Range<VirtAddr>,
-    access: impl FnOnce(),
-) -> PageFaultRecord {
+/// or if expectations are nested. The panic names the caller's location.
+#[track_caller]
+pub fn expect_page_fault(expected: Range<VirtAddr>, access: impl FnOnce()) -> PageFaultRecord {
     let was_armed = EXPECTATION_ARMED.load(Ordering::Acquire);
     assert!(
         !was_armed,
@@ -190,8 +188,7 @@ pub(super) fn recover_expected_fault(frame: &mut InterruptFrame, fault_address: 
     if !EXPECTATION_ARMED.load(Ordering::Acquire) || !is_probe_access(frame.rip) {
         return false;
     }
-    let expected =
-        EXPECTED_START.load(Ordering::Relaxed)..EXPECTED_END.load(Ordering::Relaxed);
+    let expected = EXPECTED_START.load(Ordering::Relaxed)..EXPECTED_END.load(Ordering::Relaxed);
     if !expected.contains(&fault_address) {
         return false;
     }

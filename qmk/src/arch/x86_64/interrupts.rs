@@ -239,7 +239,8 @@ extern "C" fn qmk_interrupt_dispatch(frame: &mut InterruptFrame) {
     }
     // SAFETY: non-zero entries are only ever stored from an `InterruptHandler`
     // by `set_interrupt_handler`, so this is a valid fn pointer of that type.
-    let handler: InterruptHandler = unsafe { core::mem::transmute::<usize, InterruptHandler>(handler) };
+    let handler: InterruptHandler =
+        unsafe { core::mem::transmute::<usize, InterruptHandler>(handler) };
     handler(frame);
 }
 
@@ -281,7 +282,10 @@ fn exception_name(vector: usize) -> (&'static str, &'static str) {
         ("#SX", "security exception"),
         ("-", "reserved"),
     ];
-    NAMES.get(vector).copied().unwrap_or(("-", "external interrupt"))
+    NAMES
+        .get(vector)
+        .copied()
+        .unwrap_or(("-", "external interrupt"))
 }
 
 /// The page-fault error code, spelled out.
@@ -302,7 +306,11 @@ impl fmt::Display for PageFaultCause {
         } else {
             "read"
         };
-        let mode = if code & (1 << 2) != 0 { "user" } else { "kernel" };
+        let mode = if code & (1 << 2) != 0 {
+            "user"
+        } else {
+            "kernel"
+        };
         write!(formatter, "{presence}, {access}, {mode} mode")?;
         if code & (1 << 3) != 0 {
             write!(formatter, ", reserved bit set in a page-table entry")?;
@@ -326,6 +334,13 @@ fn fatal_exception(frame: &InterruptFrame, fault_address: Option<u64>) -> ! {
                 "qmk: EXCEPTION: faulting address cr2={address:#x} ({})",
                 PageFaultCause(frame.error_code)
             );
+            let on_a_guard_page = super::stacks::guard_pages()
+                .any(|guard| (guard.as_u64()..guard.as_u64() + 4096).contains(&address));
+            if on_a_guard_page {
+                crate::emergency_println!(
+                    "qmk: EXCEPTION: the address is a stack guard page: a stack overflowed"
+                );
+            }
             if fault_probe::is_probe_access(frame.rip) {
                 crate::emergency_println!(
                     "qmk: EXCEPTION: the access was a fault probe, but no armed expectation covers this address"

@@ -22,7 +22,8 @@ pub fn halt_forever() -> ! {
 
 /// Physical and virtual addresses and 4 KiB frames: the `x86_64` crate's types.
 pub use ::x86_64::{PhysAddr, VirtAddr};
-pub type PhysFrame = ::x86_64::structures::paging::PhysFrame<::x86_64::structures::paging::Size4KiB>;
+pub type PhysFrame =
+    ::x86_64::structures::paging::PhysFrame<::x86_64::structures::paging::Size4KiB>;
 
 /// The bounds of the kernel image in physical memory (identity-mapped).
 pub fn kernel_image() -> core::ops::Range<PhysAddr> {
@@ -30,5 +31,6 @@ pub fn kernel_image() -> core::ops::Range<PhysAddr> {
         static __kernel_start: u8;
         static __kernel_end: u8;
     }
-    PhysAddr::new((&raw const __kernel_start) as u64)..PhysAddr::new((&raw const __kernel_end) as u64)
+    PhysAddr::new((&raw const __kernel_start) as u64)
+        ..PhysAddr::new((&raw const __kernel_end) as u64)
 }

@@ -71,7 +71,10 @@ static ROOT_TABLE: Mutex<Option<PhysFrame>> = Mutex::new(None);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
     NotPageAligned(VirtAddr),
-    AlreadyMapped { address: VirtAddr, existing: u64 },
+    AlreadyMapped {
+        address: VirtAddr,
+        existing: u64,
+    },
     /// The address lies inside a 2 MiB or 1 GiB mapping (e.g. the direct map).
     InsideLargePage(VirtAddr),
     OutOfFrames(FrameAllocError),
@@ -83,7 +86,11 @@ impl fmt::Display for MapError {
     fn fmt(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
         match self {
             Self::NotPageAligned(address) => {
-                write!(formatter, "address {:#x} is not 4 KiB-aligned", address.as_u64())
+                write!(
+                    formatter,
+                    "address {:#x} is not 4 KiB-aligned",
+                    address.as_u64()
+                )
             }
             Self::AlreadyMapped { address, existing } => write!(
                 formatter,
@@ -149,7 +156,10 @@ fn entry_pointer(table_frame: PhysFrame, index: usize) -> *mut PageTableEntry {
         physical < mapped_limit,
         "page table at {physical:#x} is not direct-mapped (limit {mapped_limit:#x}): page tables must come from Zone::DirectMapped"
     );
-    assert!(index < ENTRIES_PER_TABLE, "page-table index {index} out of range");
+    assert!(
+        index < ENTRIES_PER_TABLE,
+        "page-table index {index} out of range"
+    );
     let table: *mut PageTableEntry = (DIRECT_MAP_BASE + physical).as_mut_ptr();
     // An address computation only; the table has ENTRIES_PER_TABLE entries.
     table.wrapping_add(index)
@@ -203,7 +213,11 @@ fn walk_creating(
         let entry = read_entry(table, index);
         table = if entry.is_unused() {
             let new_table = allocate_table()?;
-            write_entry(table, index, make_entry(new_table.start_address(), TABLE_FLAGS));
+            write_entry(
+                table,
+                index,
+                make_entry(new_table.start_address(), TABLE_FLAGS),
+            );
             new_table
         } else if entry.flags().contains(PageTableFlags::HUGE_PAGE) {
             return Err(MapError::InsideLargePage(address));
@@ -254,7 +268,11 @@ fn map_page_in(
     }
     // A not-present entry is never cached by the TLB, so making it present
     // needs no invalidation.
-    write_entry(leaf, index, make_entry(frame.start_address(), flags | PageTableFlags::PRESENT));
+    write_entry(
+        leaf,
+        index,
+        make_entry(frame.start_address(), flags | PageTableFlags::PRESENT),
+    );
     Ok(())
 }
 
@@ -293,7 +311,10 @@ fn kernel_sections() -> [(Range<u64>, PageTableFlags); 3] {
     [
         (text, global),
         (rodata, global | PageTableFlags::NO_EXECUTE),
-        (data, global | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE),
+        (
+            data,
+            global | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE,
+        ),
     ]
 }
 

@@ -45,8 +45,13 @@ struct MemoryMapEntry {
 pub enum StartInfoError {
     BadMagic(u32),
     /// Version 0 has no memory map, and the kernel needs one.
-    NoMemoryMap { version: u32 },
-    OutsideBootMapping { what: &'static str, address: u64 },
+    NoMemoryMap {
+        version: u32,
+    },
+    OutsideBootMapping {
+        what: &'static str,
+        address: u64,
+    },
     BootInfo(BootInfoError),
 }
 
@@ -78,7 +83,11 @@ impl From<BootInfoError> for StartInfoError {
 
 /// A pointer to `length` bytes at physical address `paddr`, checked to lie
 /// within the boot mapping.
-fn boot_mapped<T>(what: &'static str, paddr: u64, count: usize) -> Result<*const T, StartInfoError> {
+fn boot_mapped<T>(
+    what: &'static str,
+    paddr: u64,
+    count: usize,
+) -> Result<*const T, StartInfoError> {
     let length = (core::mem::size_of::<T>() * count) as u64;
     let end = paddr.checked_add(length);
     if end.is_none_or(|end| end > BOOT_MAPPED_LIMIT) {

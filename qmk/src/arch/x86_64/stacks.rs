@@ -76,7 +76,11 @@ core::arch::global_asm!(
 pub fn bootstrap_ist_stack(slot: IstSlot) -> StackBounds {
     let stacks: *const IstStacks = BOOTSTRAP_IST_STACKS.address();
     // `wrapping_add` computes an address only; nothing is dereferenced.
-    StackBounds::of(stacks.cast::<GuardedStack<IST_STACK_SIZE>>().wrapping_add(slot as usize))
+    StackBounds::of(
+        stacks
+            .cast::<GuardedStack<IST_STACK_SIZE>>()
+            .wrapping_add(slot as usize),
+    )
 }
 
 /// Bounds of the boot stack.
