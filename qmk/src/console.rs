@@ -15,8 +15,13 @@ use crate::arch::serial::SerialPort;
 static CONSOLE: Mutex<Option<SerialPort>> = Mutex::new(None);
 
 /// Initialises the serial port; output before this is dropped.
+///
+/// Starts with a newline: the firmware leaves its last message ("Booting
+/// from ROM..") without one, and every `qmk:` line must begin a line.
 pub fn init() {
-    *CONSOLE.lock() = Some(SerialPort::init_com1());
+    let mut port = SerialPort::init_com1();
+    let _ = port.write_str("\n");
+    *CONSOLE.lock() = Some(port);
 }
 
 /// Writes formatted text to the console (use [`print!`]/[`println!`]).

@@ -23,3 +23,12 @@ fn scratch_page(slot: u64) -> VirtAddr {
     );
     VirtAddr::new(address)
 }
+
+/// A frame for a test that maps it: high memory when there is any (the case
+/// quickmap exists for), else a direct-mapped frame (`dmap` covers all RAM).
+fn test_frame() -> crate::arch::PhysFrame {
+    use crate::memory::frame_allocator::{allocate_frame, Zone};
+    allocate_frame(Zone::High)
+        .or_else(|_| allocate_frame(Zone::DirectMapped))
+        .expect("a test needs one free frame")
+}

@@ -1,10 +1,10 @@
 use ::x86_64::structures::paging::PageTableFlags;
 
-use super::scratch_page;
+use super::{scratch_page, test_frame};
 use crate::arch::paging;
 use crate::arch::pat::{self, MemoryType, PAT_LAYOUT, PTE_4KIB_PAT};
 use crate::kernel_test;
-use crate::memory::frame_allocator::{self, Zone};
+use crate::memory::frame_allocator;
 
 /// The PAT entry `index` of an IA32_PAT value.
 fn pat_entry(msr: u64, index: usize) -> u8 {
@@ -31,7 +31,7 @@ kernel_test! {
     fn pte_bits_select_every_memory_type() {
         let msr = pat::read_pat_msr();
         let cache_bits = PageTableFlags::WRITE_THROUGH | PageTableFlags::NO_CACHE | PTE_4KIB_PAT;
-        let frame = frame_allocator::allocate_frame(Zone::High).unwrap();
+        let frame = test_frame();
         for (slot, memory_type) in (10..).zip(MemoryType::ALL) {
             let bits = pat::pte_bits_for_memory_type(memory_type);
             assert_eq!(bits & !cache_bits, PageTableFlags::empty(), "only PAT/PCD/PWT are used");
