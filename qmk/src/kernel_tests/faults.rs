@@ -42,3 +42,25 @@ kernel_test! {
         panic!("deliberate panic with value {value}");
     }
 }
+
+kernel_test! {
+    /// A stack from `allocate_stack` is mapped and writable from its lowest to
+    /// its highest byte, and the page below it faults.
+    fn allocated_stack_has_a_guard_page() {
+        let stack = stacks::allocate_stack(4).unwrap();
+        assert_eq!(stack.top - stack.guard_page, 5 * 4096);
+        let lowest = stack.guard_page + 4096u64;
+        let highest = stack.top - 1u64;
+        for address in [lowest, highest] {
+            // SAFETY: the stack was just mapped for this test and is unused.
+            unsafe { crate::arch::fault_probe::probe_write_u8(address, 0x5a).unwrap() };
+            // SAFETY: as above.
+            assert_eq!(unsafe { probe_read_u8(address) }, Ok(0x5a));
+        }
+        let below = stack.guard_page + 4095u64;
+        expect_page_fault(stack.guard_page..lowest, || {
+            // SAFETY: the guard page is unmapped (the claim under test).
+            let _ = unsafe { crate::arch::fault_probe::probe_write_u8(below, 1) };
+        });
+    }
+}

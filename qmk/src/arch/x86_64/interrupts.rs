@@ -334,8 +334,11 @@ fn fatal_exception(frame: &InterruptFrame, fault_address: Option<u64>) -> ! {
                 "qmk: EXCEPTION: faulting address cr2={address:#x} ({})",
                 PageFaultCause(frame.error_code)
             );
-            let on_a_guard_page = super::stacks::guard_pages()
-                .any(|guard| (guard.as_u64()..guard.as_u64() + 4096).contains(&address));
+            // Every page of the run-time stack region that is not mapped is a
+            // guard page.
+            let on_a_guard_page = super::stacks::STACK_REGION.contains(&address)
+                || super::stacks::guard_pages()
+                    .any(|guard| (guard.as_u64()..guard.as_u64() + 4096).contains(&address));
             if on_a_guard_page {
                 crate::emergency_println!(
                     "qmk: EXCEPTION: the address is a stack guard page: a stack overflowed"

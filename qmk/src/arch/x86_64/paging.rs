@@ -7,6 +7,7 @@
 //! | `__kernel_start..__kernel_end` (~1 MiB) | kernel image, identity-mapped          | 4 KiB |
 //! | `0xffff_8000_0000_0000` + `[0, dmap)`   | direct map of low physical memory      | 2 MiB |
 //! | `0xffff_c000_0000_0000`, 512 GiB        | per-CPU window region (quickmap)       | 4 KiB |
+//! | `0xffff_d000_0000_0000`, 512 GiB        | run-time kernel stacks (`stacks.rs`)   | 4 KiB |
 //! | `0xffff_e000_0000_0000`, 512 GiB        | scratch region for tests               | 4 KiB |
 //!
 //! Physical memory at or above `dmap` (high memory) is mapped nowhere: only a

@@ -1,10 +1,12 @@
-//! The bootstrap CPU's stacks, each with an unmapped guard page below it.
+//! Kernel stacks, each with an unmapped guard page below it: the bootstrap
+//! CPU's (in the kernel image) and stacks allocated at run time.
 //!
 //! Stacks grow down, so a page that is left unmapped right below a stack
 //! turns an overflow into a page fault (reported on the page-fault IST stack)
 //! instead of silent corruption of whatever lies below. The kernel page
-//! tables skip the pages [`guard_pages`] names. Other CPUs (SMP, later) get
-//! their stacks from the same [`GuardedStack`] type.
+//! tables skip the pages [`guard_pages`] names; [`allocate_stack`] maps new
+//! stacks (for other CPUs and threads) in their own region, guard page
+//! included.
 
 use ::x86_64::VirtAddr;
 
@@ -94,4 +96,44 @@ pub fn guard_pages() -> impl Iterator<Item = VirtAddr> {
         .into_iter()
         .map(|slot| bootstrap_ist_stack(slot).guard_page)
         .chain(core::iter::once(boot_stack().guard_page))
+}
+
+/// Stacks allocated at run time (other CPUs' stacks, thread stacks) are
+/// mapped here, one PML4 slot (512 GiB) of their own, each above an
+/// unmapped guard page. Address space is handed out by bumping a cursor and
+/// never reused: plenty for a test kernel, and a stale pointer into a freed
+/// stack can never land in a new one.
+pub const STACK_REGION: core::ops::Range<u64> = 0xffff_d000_0000_0000..0xffff_d080_0000_0000;
+static NEXT_STACK_OFFSET: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Maps a new kernel stack of `size_pages` pages (frames from the
+/// direct-mapped zone) below which one page stays unmapped, and returns its
+/// bounds. Stacks are never freed.
+pub fn allocate_stack(size_pages: u64) -> Result<StackBounds, super::paging::MapError> {
+    use ::x86_64::structures::paging::PageTableFlags;
+
+    use super::paging;
+    use crate::memory::frame_allocator::{self, Zone};
+
+    assert!(size_pages > 0, "a stack needs at least one page");
+    let span = (size_pages + 1) * PAGE_SIZE as u64;
+    let offset = NEXT_STACK_OFFSET.fetch_add(span, core::sync::atomic::Ordering::Relaxed);
+    let guard_page = STACK_REGION.start + offset;
+    assert!(
+        guard_page + span <= STACK_REGION.end,
+        "the kernel stack region is exhausted: {span} more bytes requested at offset {offset:#x}"
+    );
+    let flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE | PageTableFlags::GLOBAL;
+    for page in 1..=size_pages {
+        let frame = frame_allocator::allocate_frame(Zone::DirectMapped)?;
+        paging::map_page(
+            VirtAddr::new(guard_page + page * PAGE_SIZE as u64),
+            frame,
+            flags,
+        )?;
+    }
+    Ok(StackBounds {
+        guard_page: VirtAddr::new(guard_page),
+        top: VirtAddr::new(guard_page + span),
+    })
 }
