@@ -5,6 +5,7 @@
 
 use core::fmt::{self, Write};
 use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Formats into a fixed buffer, dropping what does not fit (the panic path
 /// must not allocate: the heap may be what failed).
@@ -40,8 +41,18 @@ impl Write for TruncatingWriter<'_> {
     }
 }
 
+/// Set by the first panic: a panic while reporting one must not recurse.
+static PANICKING: AtomicBool = AtomicBool::new(false);
+
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
+    if PANICKING.swap(true, Ordering::AcqRel) {
+        crate::emergency_println!(
+            "qmk: PANIC: {} (while handling an earlier panic)",
+            info.message()
+        );
+        crate::qemu::exit(crate::qemu::RunOutcome::Failure);
+    }
     let mut buffer = [0u8; 512];
     let mut writer = TruncatingWriter::new(&mut buffer);
     let _ = write!(writer, "{}", info.message());
