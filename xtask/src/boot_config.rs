@@ -8,12 +8,14 @@ use crate::cli::{Accel, MachineOptions};
 /// What a boot does (`mode=` on the kernel command line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BootMode {
-    /// The demo.
+    /// The page workload.
     Run,
     /// Print the test list.
     List,
     /// Run tests.
     Test,
+    /// The benchmark.
+    Bench,
 }
 
 impl BootMode {
@@ -23,6 +25,7 @@ impl BootMode {
             BootMode::Run => "run",
             BootMode::List => "list",
             BootMode::Test => "test",
+            BootMode::Bench => "bench",
         }
     }
 }
@@ -38,6 +41,9 @@ pub struct BootSpec<'a> {
     pub cpus: u32,
     /// Memory, direct map, accelerator, seed...
     pub machine: &'a MachineOptions,
+    /// Mode-specific `key=value` words appended to the kernel command line (`ops=`,
+    /// `pairs=`, `icount=1`...).
+    pub extra_words: Vec<String>,
 }
 
 impl BootSpec<'_> {
@@ -51,6 +57,7 @@ impl BootSpec<'_> {
         if let Some(seed) = self.machine.seed {
             words.push(format!("seed={seed}"));
         }
+        words.extend(self.extra_words.iter().cloned());
         words.join(" ")
     }
 
@@ -127,6 +134,7 @@ mod tests {
             test: None,
             cpus: 1,
             machine: &m,
+            extra_words: Vec::new(),
         };
         assert_eq!(spec.kernel_cmdline(), "mode=run dmap=256");
         m.seed = Some(7);
@@ -136,16 +144,23 @@ mod tests {
             test: Some("window"),
             cpus: 4,
             machine: &m,
+            extra_words: Vec::new(),
         };
         assert_eq!(
             spec.kernel_cmdline(),
             "mode=test test=window dmap=512 seed=7"
         );
         let spec = BootSpec {
-            mode: BootMode::List,
+            mode: BootMode::Bench,
+            test: None,
+            extra_words: vec!["pairs=10".into(), "icount=1".into()],
             ..spec
         };
-        assert_eq!(spec.mode.word(), "list");
+        assert_eq!(
+            spec.kernel_cmdline(),
+            "mode=bench dmap=512 seed=7 pairs=10 icount=1"
+        );
+        assert_eq!(BootMode::List.word(), "list");
     }
 
     #[test]
@@ -156,6 +171,7 @@ mod tests {
             test: None,
             cpus: 4,
             machine: &m,
+            extra_words: Vec::new(),
         };
         assert_eq!(
             spec.qemu_args(Path::new("/k/qmk")).join(" "),
@@ -176,6 +192,7 @@ mod tests {
             test: None,
             cpus: 1,
             machine: &m,
+            extra_words: Vec::new(),
         };
         let args = spec.qemu_args(Path::new("k")).join(" ");
         assert!(args.contains("-accel tcg -cpu"), "{args}");
@@ -193,6 +210,7 @@ mod tests {
             test: None,
             cpus: 2,
             machine: &m,
+            extra_words: Vec::new(),
         };
         assert!(spec
             .qemu_args(Path::new("k"))

@@ -14,25 +14,47 @@ usage: cargo xtask <command> [options]
 
 commands:
   build              build the qmk kernel and print the ELF path
-  run                build the kernel and boot it (mode=run), streaming its serial output
-  test               run every test: host (cargo test, fmt, clippy), then the kernel suite
+  run                build the kernel and run its page workload (mode=run) with a live
+                     progress bar, then print a summary table
+  test               run every test: host (cargo test, fmt, clippy), then the kernel
+                     part: static check of the ELF, the kernel suite, a short workload
+  bench              boot the benchmark (mode=bench) once with icount on 1 CPU and once
+                     per CPU count; print tables, check targets, write bench.json and
+                     throughput.svg
   help               print this text
 
-options for run and test:
-  --cpus N           CPUs to boot, 1..=16 (default 1); `test` takes a list, e.g. 1,2,4,
-                     and runs the whole kernel suite once per count
+options for run, test and bench:
+  --cpus N           CPUs to boot, 1..=16 (run: default 4); `test` and `bench` take a
+                     list, e.g. 1,2,4 (test: default 1, one kernel suite per count;
+                     bench: default 1,2,4, one throughput boot per count)
   --memory MiB       guest memory, at least 128 (default 2048)
-  --dmap MiB         size of the kernel's direct map, at most --memory (default 256)
+  --dmap MiB         size of the kernel's direct map: even, at least 32, at most --memory
+                     (default 64 for run and bench, so most memory is high memory; 256
+                     for test)
   --timeout SECONDS  kill QEMU after this long, per boot (default 300)
-  --icount           deterministic instruction counting (-icount shift=0); 1 CPU, TCG only
   --seed N           seed (u64) passed to the kernel
-  --kvm              use KVM instead of TCG (opt-in; TCG is the supported accelerator)
   --verbose          show the QEMU command line (and, for test, all serial output)
 
+options for run and test:
+  --icount           deterministic instruction counting (-icount shift=0); 1 CPU, TCG only
+  --kvm              use KVM instead of TCG (opt-in; TCG is the supported accelerator)
+
+options for run only:
+  --ops N            stop the workload after N operations in all (ops=N)
+  --secs N           stop the workload after N seconds of guest time (secs=N); give
+                     --ops or --secs, not both (neither: the kernel's default)
+
 options for test only:
-  --test FILTER      run only kernel tests whose name contains FILTER (exact name wins)
+  --test FILTER      run only kernel tests whose name contains FILTER (exact name wins);
+                     skips the static check and the workload
   --host-only        run only the host tests
-  --kernel-only      run only the kernel suite
+  --kernel-only      run only the kernel part
+  --no-workload      skip the short workload boot (run-workload) after the kernel suites
+
+options for bench only:
+  --pairs N          enter+access+remove pairs per variant (pairs=N; default: the
+                     kernel's)
+  --out DIR          where bench.json and throughput.svg go (default target/bench)
 
 options for build:
   --verbose          show the cargo command
@@ -40,6 +62,7 @@ options for build:
 environment:
   QMK_QEMU=PATH      QEMU binary to use (default: qemu-system-x86_64 from PATH)
   QMK_KERNEL=PATH    boot this ELF instead of building qmk/
+  QMK_OBJDUMP=PATH   objdump for the static check (default: objdump from PATH)
   QMK_LOG_DIR=DIR    where serial logs go (default: target/qmk-logs)
 
 exit status: 0 success, 1 a build, boot or test failed, 2 bad command line";
@@ -52,8 +75,18 @@ pub const MIN_MEMORY_MIB: u32 = 128;
 pub const MAX_MEMORY_MIB: u32 = 1024 * 1024;
 /// Default guest memory (MiB): large enough that most of it lies above the direct map.
 pub const DEFAULT_MEMORY_MIB: u32 = 2048;
-/// Default direct-map size (MiB); memory above it is reachable only through quickmap.
+/// Default direct-map size (MiB) for `test`; memory above it is reachable only through
+/// quickmap.
 pub const DEFAULT_DMAP_MIB: u32 = 256;
+/// Default direct-map size (MiB) for `run` and `bench`: small, so that most of the
+/// guest's memory is high memory and the window path does most of the work.
+pub const DEFAULT_WORKLOAD_DMAP_MIB: u32 = 64;
+/// Smallest direct map (MiB) the kernel accepts (`docs/kernel-protocol.md`).
+pub const MIN_DMAP_MIB: u32 = 32;
+/// Default CPUs of `cargo xtask run`: enough for the per-CPU windows to matter.
+pub const DEFAULT_RUN_CPUS: u32 = 4;
+/// Default CPU counts of the benchmark's throughput boots.
+pub const DEFAULT_BENCH_CPUS: [u32; 3] = [1, 2, 4];
 /// Default per-boot timeout: generous, because TCG with many CPUs is slow.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -76,6 +109,8 @@ pub enum Command {
     Run(RunOptions),
     /// `cargo xtask test`.
     Test(TestOptions),
+    /// `cargo xtask bench`.
+    Bench(BenchOptions),
     /// `cargo xtask help` (or `--help`, `-h`).
     Help,
 }
@@ -94,6 +129,40 @@ pub struct RunOptions {
     pub cpus: u32,
     /// Everything else about the machine.
     pub machine: MachineOptions,
+    /// When the workload stops; `None` leaves it to the kernel.
+    pub stop: Option<WorkloadStop>,
+}
+
+/// When the page workload stops (`ops=` or `secs=` on the kernel command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadStop {
+    /// After this many operations in all.
+    Ops(u64),
+    /// After this many seconds of guest time.
+    Secs(u64),
+}
+
+impl WorkloadStop {
+    /// The kernel command-line word.
+    pub fn kernel_word(self) -> String {
+        match self {
+            WorkloadStop::Ops(ops) => format!("ops={ops}"),
+            WorkloadStop::Secs(secs) => format!("secs={secs}"),
+        }
+    }
+}
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchOptions {
+    /// One throughput boot per entry, in this order (the icount boot always has 1 CPU).
+    pub cpu_counts: Vec<u32>,
+    /// Memory, direct map, timeout, seed (icount is set per boot by the command).
+    pub machine: MachineOptions,
+    /// `pairs=` for the kernel; `None` leaves it to the kernel.
+    pub pairs: Option<u64>,
+    /// Directory for `bench.json` and `throughput.svg`; `None` means `target/bench`.
+    pub out_dir: Option<std::path::PathBuf>,
 }
 
 /// Options of `cargo xtask test`.
@@ -107,6 +176,8 @@ pub struct TestOptions {
     pub filter: Option<String>,
     /// Which halves of the test run.
     pub scope: TestScope,
+    /// Whether the short workload boot (`run-workload`) follows the kernel suites.
+    pub workload: bool,
 }
 
 /// Which halves of `cargo xtask test` run.
@@ -175,10 +246,15 @@ enum OptionName {
     Verbose,
     HostOnly,
     KernelOnly,
+    NoWorkload,
+    Ops,
+    Secs,
+    Pairs,
+    Out,
 }
 
 impl OptionName {
-    const ALL: [OptionName; 11] = [
+    const ALL: [OptionName; 16] = [
         OptionName::Cpus,
         OptionName::Memory,
         OptionName::Dmap,
@@ -190,6 +266,11 @@ impl OptionName {
         OptionName::Verbose,
         OptionName::HostOnly,
         OptionName::KernelOnly,
+        OptionName::NoWorkload,
+        OptionName::Ops,
+        OptionName::Secs,
+        OptionName::Pairs,
+        OptionName::Out,
     ];
 
     fn spelling(self) -> &'static str {
@@ -205,6 +286,11 @@ impl OptionName {
             OptionName::Verbose => "--verbose",
             OptionName::HostOnly => "--host-only",
             OptionName::KernelOnly => "--kernel-only",
+            OptionName::NoWorkload => "--no-workload",
+            OptionName::Ops => "--ops",
+            OptionName::Secs => "--secs",
+            OptionName::Pairs => "--pairs",
+            OptionName::Out => "--out",
         }
     }
 
@@ -217,6 +303,10 @@ impl OptionName {
                 | OptionName::Timeout
                 | OptionName::Test
                 | OptionName::Seed
+                | OptionName::Ops
+                | OptionName::Secs
+                | OptionName::Pairs
+                | OptionName::Out
         )
     }
 
@@ -231,15 +321,26 @@ enum CommandName {
     Build,
     Run,
     Test,
+    Bench,
 }
 
 impl CommandName {
     fn accepts(self, option: OptionName) -> bool {
         use OptionName::*;
+        let machine = matches!(option, Cpus | Memory | Dmap | Timeout | Seed | Verbose);
         match self {
             CommandName::Build => option == Verbose,
-            CommandName::Run => !matches!(option, Test | HostOnly | KernelOnly),
-            CommandName::Test => true,
+            CommandName::Run => machine || matches!(option, Icount | Kvm | Ops | Secs),
+            CommandName::Test => {
+                machine
+                    || matches!(
+                        option,
+                        Icount | Kvm | Test | HostOnly | KernelOnly | NoWorkload
+                    )
+            }
+            // Bench chooses icount per boot itself, and its throughput figures are
+            // TCG figures (DESIGN.md §5), so neither --icount nor --kvm applies.
+            CommandName::Bench => machine || matches!(option, Pairs | Out),
         }
     }
 
@@ -248,6 +349,7 @@ impl CommandName {
             CommandName::Build => "build",
             CommandName::Run => "run",
             CommandName::Test => "test",
+            CommandName::Bench => "bench",
         }
     }
 }
@@ -287,16 +389,18 @@ where
     let command = match args.next().as_deref() {
         None => {
             return Err(usage(
-                "missing command (expected build, run, test or help; see `cargo xtask help`)",
+                "missing command (expected build, run, test, bench or help; see `cargo xtask \
+                 help`)",
             ))
         }
         Some("help" | "--help" | "-h") => return Ok(Command::Help),
         Some("build") => CommandName::Build,
         Some("run") => CommandName::Run,
         Some("test") => CommandName::Test,
+        Some("bench") => CommandName::Bench,
         Some(other) => {
             return Err(usage(format!(
-                "unknown command '{other}' (expected build, run, test or help)"
+                "unknown command '{other}' (expected build, run, test, bench or help)"
             )))
         }
     };
@@ -307,6 +411,7 @@ where
         })),
         CommandName::Run => validate_run(&raw).map(Command::Run),
         CommandName::Test => validate_test(&raw).map(Command::Test),
+        CommandName::Bench => validate_bench(&raw).map(Command::Bench),
     }
 }
 
@@ -372,20 +477,69 @@ fn collect_options(
 }
 
 fn validate_run(raw: &RawOptions) -> Result<RunOptions, UsageError> {
-    let cpu_counts = parse_cpu_counts(raw.value(OptionName::Cpus))?;
+    let cpu_counts = parse_cpu_counts(raw.value(OptionName::Cpus), &[DEFAULT_RUN_CPUS])?;
     let [cpus] = cpu_counts[..] else {
         return Err(usage(format!(
             "--cpus {}: `run` boots one machine, give a single CPU count",
             raw.value(OptionName::Cpus).unwrap_or_default()
         )));
     };
-    let machine = validate_machine(raw, &cpu_counts)?;
-    Ok(RunOptions { cpus, machine })
+    let machine = validate_machine(raw, &cpu_counts, DEFAULT_WORKLOAD_DMAP_MIB)?;
+    let ops = positive(raw, OptionName::Ops)?;
+    let secs = positive(raw, OptionName::Secs)?;
+    let stop = match (ops, secs) {
+        (Some(_), Some(_)) => {
+            return Err(usage(
+                "--ops and --secs exclude each other (give a number of operations or a \
+                 duration, not both)",
+            ))
+        }
+        (Some(ops), None) => Some(WorkloadStop::Ops(ops)),
+        (None, Some(secs)) => Some(WorkloadStop::Secs(secs)),
+        (None, None) => None,
+    };
+    Ok(RunOptions {
+        cpus,
+        machine,
+        stop,
+    })
+}
+
+fn validate_bench(raw: &RawOptions) -> Result<BenchOptions, UsageError> {
+    let cpu_counts = parse_cpu_counts(raw.value(OptionName::Cpus), &DEFAULT_BENCH_CPUS)?;
+    let machine = validate_machine(raw, &cpu_counts, DEFAULT_WORKLOAD_DMAP_MIB)?;
+    let pairs = positive(raw, OptionName::Pairs)?;
+    let out_dir = match raw.value(OptionName::Out) {
+        None => None,
+        Some("") => return Err(usage("--out: the directory must not be empty")),
+        Some(dir) => Some(std::path::PathBuf::from(dir)),
+    };
+    Ok(BenchOptions {
+        cpu_counts,
+        machine,
+        pairs,
+        out_dir,
+    })
+}
+
+/// A count option that must be at least 1 when given (`--ops`, `--secs`, `--pairs`).
+fn positive(raw: &RawOptions, name: OptionName) -> Result<Option<u64>, UsageError> {
+    let Some(text) = raw.value(name) else {
+        return Ok(None);
+    };
+    let value = parse_number::<u64>(name.spelling(), text)?;
+    if value == 0 {
+        return Err(usage(format!(
+            "{} {text}: must be at least 1",
+            name.spelling()
+        )));
+    }
+    Ok(Some(value))
 }
 
 fn validate_test(raw: &RawOptions) -> Result<TestOptions, UsageError> {
-    let cpu_counts = parse_cpu_counts(raw.value(OptionName::Cpus))?;
-    let machine = validate_machine(raw, &cpu_counts)?;
+    let cpu_counts = parse_cpu_counts(raw.value(OptionName::Cpus), &[1])?;
+    let machine = validate_machine(raw, &cpu_counts, DEFAULT_DMAP_MIB)?;
     let scope = match (
         raw.flag(OptionName::HostOnly),
         raw.flag(OptionName::KernelOnly),
@@ -403,16 +557,28 @@ fn validate_test(raw: &RawOptions) -> Result<TestOptions, UsageError> {
         None => None,
         Some(filter) => Some(parse_filter(filter, scope)?),
     };
+    if raw.flag(OptionName::NoWorkload) && scope == TestScope::HostOnly {
+        return Err(usage(
+            "--no-workload: the workload is part of the kernel half, which --host-only \
+             skips already",
+        ));
+    }
     Ok(TestOptions {
         cpu_counts,
         machine,
         filter,
         scope,
+        workload: !raw.flag(OptionName::NoWorkload),
     })
 }
 
 /// Checks the options that describe the machine; `cpu_counts` is already valid.
-fn validate_machine(raw: &RawOptions, cpu_counts: &[u32]) -> Result<MachineOptions, UsageError> {
+/// `default_dmap_mib` is the command's direct map when `--dmap` is not given.
+fn validate_machine(
+    raw: &RawOptions,
+    cpu_counts: &[u32],
+    default_dmap_mib: u32,
+) -> Result<MachineOptions, UsageError> {
     let memory_mib = match raw.value(OptionName::Memory) {
         None => DEFAULT_MEMORY_MIB,
         Some(text) => {
@@ -431,13 +597,21 @@ fn validate_machine(raw: &RawOptions, cpu_counts: &[u32]) -> Result<MachineOptio
         }
     };
     let dmap_mib = match raw.value(OptionName::Dmap) {
-        None if DEFAULT_DMAP_MIB <= memory_mib => DEFAULT_DMAP_MIB,
-        // --memory below the default direct map: map all of memory directly.
-        None => memory_mib,
+        None if default_dmap_mib <= memory_mib => default_dmap_mib,
+        // --memory below the default direct map: map all of memory directly (rounded
+        // down to even, as the kernel maps 2 MiB pages).
+        None => memory_mib & !1,
         Some(text) => {
             let mib = parse_number::<u32>("--dmap", text)?;
-            if mib == 0 {
-                return Err(usage(format!("--dmap {text}: must be at least 1 (MiB)")));
+            if mib < MIN_DMAP_MIB {
+                return Err(usage(format!(
+                    "--dmap {text}: must be at least {MIN_DMAP_MIB} (MiB), the kernel's minimum"
+                )));
+            }
+            if mib % 2 != 0 {
+                return Err(usage(format!(
+                    "--dmap {text}: must be even (the kernel maps it with 2 MiB pages)"
+                )));
             }
             if mib > memory_mib {
                 return Err(usage(format!(
@@ -493,10 +667,11 @@ fn validate_machine(raw: &RawOptions, cpu_counts: &[u32]) -> Result<MachineOptio
     })
 }
 
-/// Parses `--cpus`: one count, or a comma-separated list without repeats.
-fn parse_cpu_counts(text: Option<&str>) -> Result<Vec<u32>, UsageError> {
+/// Parses `--cpus`: one count, or a comma-separated list without repeats; `default`
+/// when the option is absent.
+fn parse_cpu_counts(text: Option<&str>, default: &[u32]) -> Result<Vec<u32>, UsageError> {
     let Some(text) = text else {
-        return Ok(vec![1]);
+        return Ok(default.to_vec());
     };
     let mut counts = Vec::new();
     for item in text.split(',') {
@@ -567,6 +742,13 @@ mod tests {
         }
     }
 
+    fn bench_options(line: &str) -> BenchOptions {
+        match parse(line) {
+            Ok(Command::Bench(options)) => options,
+            other => panic!("`{line}` gave {other:?}"),
+        }
+    }
+
     fn run_options(line: &str) -> RunOptions {
         match parse(line) {
             Ok(Command::Run(options)) => options,
@@ -577,12 +759,13 @@ mod tests {
     #[test]
     fn defaults() {
         let run = run_options("run");
-        assert_eq!(run.cpus, 1);
+        assert_eq!(run.cpus, 4);
+        assert_eq!(run.stop, None);
         assert_eq!(
             run.machine,
             MachineOptions {
                 memory_mib: 2048,
-                dmap_mib: 256,
+                dmap_mib: 64,
                 timeout: DEFAULT_TIMEOUT,
                 icount: false,
                 seed: None,
@@ -594,6 +777,13 @@ mod tests {
         assert_eq!(test.cpu_counts, vec![1]);
         assert_eq!(test.scope, TestScope::All);
         assert_eq!(test.filter, None);
+        assert!(test.workload);
+        assert_eq!(test.machine.dmap_mib, 256);
+        let bench = bench_options("bench");
+        assert_eq!(bench.cpu_counts, [1, 2, 4]);
+        assert_eq!(bench.machine.dmap_mib, 64);
+        assert_eq!(bench.pairs, None);
+        assert_eq!(bench.out_dir, None);
         assert_eq!(
             parse("build"),
             Ok(Command::Build(BuildOptions { verbose: false }))
@@ -679,20 +869,33 @@ mod tests {
 
     #[test]
     fn dmap_errors_and_default() {
-        assert_eq!(error("run --dmap 0"), "--dmap 0: must be at least 1 (MiB)");
+        assert_eq!(
+            error("run --dmap 0"),
+            "--dmap 0: must be at least 32 (MiB), the kernel's minimum"
+        );
+        assert_eq!(
+            error("test --dmap 30"),
+            "--dmap 30: must be at least 32 (MiB), the kernel's minimum"
+        );
+        assert_eq!(
+            error("bench --dmap 65"),
+            "--dmap 65: must be even (the kernel maps it with 2 MiB pages)"
+        );
         assert_eq!(
             error("run --dmap 4096"),
             "--dmap 4096: must not exceed the guest memory (2048 MiB)"
         );
         assert_eq!(
-            error("run --memory 512 --dmap 513"),
-            "--dmap 513: must not exceed the guest memory (512 MiB)"
+            error("run --memory 512 --dmap 514"),
+            "--dmap 514: must not exceed the guest memory (512 MiB)"
         );
         assert_eq!(
             error("run --dmap -1"),
             "--dmap -1: not a non-negative whole number"
         );
-        assert_eq!(run_options("run --memory 128").machine.dmap_mib, 128);
+        assert_eq!(test_options("test --memory 128").machine.dmap_mib, 128);
+        assert_eq!(test_options("test --memory 129").machine.dmap_mib, 128);
+        assert_eq!(run_options("run --memory 128").machine.dmap_mib, 64);
     }
 
     #[test]
@@ -724,10 +927,15 @@ mod tests {
              -icount shift=0, DESIGN.md §5)"
         );
         assert_eq!(
-            error("run --icount --kvm"),
+            error("run --icount --kvm --cpus 1"),
             "--icount: cannot be combined with --kvm (instruction counting is a TCG feature)"
         );
-        assert!(run_options("run --icount").machine.icount);
+        assert!(run_options("run --icount --cpus 1").machine.icount);
+        assert_eq!(
+            error("run --icount"),
+            "--icount: needs --cpus 1 (QEMU 7.2 hangs starting a second CPU under \
+             -icount shift=0, DESIGN.md §5)"
+        );
     }
 
     #[test]
@@ -762,11 +970,11 @@ mod tests {
     fn command_errors() {
         assert_eq!(
             error(""),
-            "missing command (expected build, run, test or help; see `cargo xtask help`)"
+            "missing command (expected build, run, test, bench or help; see `cargo xtask help`)"
         );
         assert_eq!(
-            error("bench"),
-            "unknown command 'bench' (expected build, run, test or help)"
+            error("benchmark"),
+            "unknown command 'benchmark' (expected build, run, test, bench or help)"
         );
     }
 
@@ -799,6 +1007,76 @@ mod tests {
         assert_eq!(
             error("test -h"),
             "-h: use `cargo xtask help` for the list of options"
+        );
+    }
+
+    #[test]
+    fn workload_stop() {
+        assert_eq!(
+            run_options("run --ops 500").stop,
+            Some(WorkloadStop::Ops(500))
+        );
+        assert_eq!(
+            run_options("run --secs=3").stop,
+            Some(WorkloadStop::Secs(3))
+        );
+        assert_eq!(WorkloadStop::Ops(5).kernel_word(), "ops=5");
+        assert_eq!(WorkloadStop::Secs(2).kernel_word(), "secs=2");
+        assert_eq!(
+            error("run --ops 5 --secs 2"),
+            "--ops and --secs exclude each other (give a number of operations or a \
+             duration, not both)"
+        );
+        assert_eq!(error("run --ops 0"), "--ops 0: must be at least 1");
+        assert_eq!(error("run --secs 0"), "--secs 0: must be at least 1");
+        assert_eq!(
+            error("run --cpus 17"),
+            "--cpus 17: must be between 1 and 16"
+        );
+        assert_eq!(
+            error("test --ops 5"),
+            "--ops: not an option of `cargo xtask test`"
+        );
+    }
+
+    #[test]
+    fn bench_options_are_read() {
+        let bench = bench_options("bench --cpus 1,8 --pairs 1000 --out /tmp/b --memory 1024");
+        assert_eq!(bench.cpu_counts, [1, 8]);
+        assert_eq!(bench.pairs, Some(1000));
+        assert_eq!(bench.out_dir, Some(std::path::PathBuf::from("/tmp/b")));
+        assert_eq!(bench.machine.memory_mib, 1024);
+        assert!(!bench.machine.icount);
+        assert_eq!(error("bench --pairs 0"), "--pairs 0: must be at least 1");
+        assert_eq!(
+            error("bench --icount"),
+            "--icount: not an option of `cargo xtask bench`"
+        );
+        assert_eq!(
+            error("bench --kvm"),
+            "--kvm: not an option of `cargo xtask bench`"
+        );
+        assert_eq!(
+            error("bench --out="),
+            "--out: the directory must not be empty"
+        );
+        assert_eq!(
+            error("run --pairs 3"),
+            "--pairs: not an option of `cargo xtask run`"
+        );
+    }
+
+    #[test]
+    fn no_workload_flag() {
+        assert!(!test_options("test --no-workload").workload);
+        assert_eq!(
+            error("test --no-workload --host-only"),
+            "--no-workload: the workload is part of the kernel half, which --host-only \
+             skips already"
+        );
+        assert_eq!(
+            error("run --no-workload"),
+            "--no-workload: not an option of `cargo xtask run`"
         );
     }
 

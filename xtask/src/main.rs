@@ -7,16 +7,22 @@
 //! - [`qemu_setup`]: find or install QEMU; [`boot_config`]: kernel and QEMU command
 //!   lines; [`qemu`]: run one boot (stream, log, timeout), with [`serial_text`] and
 //!   [`serial_tail`]; [`verdict`]: exit status;
-//! - [`protocol`]: parse the kernel's lines; [`suite`]: plan boots, judge results;
-//! - [`commands`]: `build`, `run`, `test`.
+//! - [`protocol`]: parse the kernel's test lines, with [`fields`] for `KEY=VALUE`
+//!   words; [`suite`]: plan boots, judge results;
+//! - [`workload`]: the `mode=run` lines, live progress display, summary and verdict;
+//! - [`bench`]: the `mode=bench` lines, figures, targets, table, JSON and SVG plot;
+//! - [`static_check`]: the no-lock / one-`invlpg` check of the kernel's machine code;
+//! - [`commands`]: `build`, `run`, `test`, `bench`.
 //!
 //! Exit status: 0 success, 1 something failed, 2 bad command line.
 
 #![deny(unsafe_code)]
 
+mod bench;
 mod boot_config;
 mod cli;
 mod commands;
+mod fields;
 mod host_checks;
 mod kernel_build;
 mod paths;
@@ -25,8 +31,10 @@ mod qemu;
 mod qemu_setup;
 mod serial_tail;
 mod serial_text;
+mod static_check;
 mod suite;
 mod verdict;
+mod workload;
 
 use std::process::ExitCode;
 
@@ -54,6 +62,7 @@ fn main() -> ExitCode {
         Command::Build(options) => commands::build::build(options),
         Command::Run(options) => commands::run::run(options),
         Command::Test(options) => commands::test::test(options),
+        Command::Bench(options) => commands::bench::bench(options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -80,9 +80,7 @@ impl TestOutcome {
 /// Parses one serial line (with or without its line ending); `None` for anything that
 /// is not a protocol line.
 pub fn parse_line(line: &str) -> Option<KernelLine> {
-    let line = line.trim_end_matches(['\r', '\n']);
-    let start = line.find(PREFIX)?;
-    let body = &line[start + PREFIX.len()..];
+    let body = protocol_body(line)?;
     if let Some(test) = body.strip_prefix("test ") {
         return parse_test_line(test);
     }
@@ -107,6 +105,14 @@ pub fn parse_line(line: &str) -> Option<KernelLine> {
         });
     }
     parse_summary(body)
+}
+
+/// What follows `qmk: ` on a protocol line (line ending removed); `None` for a line
+/// that is not part of the protocol. Shared by the parsers of every mode.
+pub fn protocol_body(line: &str) -> Option<&str> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let start = line.find(PREFIX)?;
+    Some(&line[start + PREFIX.len()..])
 }
 
 /// `NAME ... OUTCOME` (a result) or `NAME [should_panic MESSAGE]` (a listing).

@@ -56,7 +56,8 @@ pub fn locate_or_install_qemu() -> Result<PathBuf, String> {
     match missing_qemu_action(running_as_root()) {
         MissingQemu::AskUser(message) => Err(message),
         MissingQemu::Install => {
-            install_qemu()?;
+            eprintln!("xtask: {QEMU_PROGRAM} not found; installing Debian package {QEMU_PACKAGE}");
+            apt_install(QEMU_PACKAGE)?;
             find_in_path(QEMU_PROGRAM).ok_or_else(|| {
                 format!("{QEMU_PROGRAM} still not on PATH after installing {QEMU_PACKAGE}")
             })
@@ -64,13 +65,12 @@ pub fn locate_or_install_qemu() -> Result<PathBuf, String> {
     }
 }
 
-/// `apt-get update && apt-get install -y qemu-system-x86`, visibly and without ever
-/// waiting for input (works under CI=true with no stdin).
-fn install_qemu() -> Result<(), String> {
-    eprintln!("xtask: {QEMU_PROGRAM} not found; installing Debian package {QEMU_PACKAGE}");
+/// `apt-get update && apt-get install -y PACKAGE`, visibly and without ever waiting
+/// for input (works under CI=true with no stdin). Used for QEMU and for binutils.
+pub fn apt_install(package: &str) -> Result<(), String> {
     let steps: [&[&str]; 2] = [
         &["update"],
-        &["install", "-y", "--no-install-recommends", QEMU_PACKAGE],
+        &["install", "-y", "--no-install-recommends", package],
     ];
     for args in steps {
         eprintln!("xtask: running `apt-get {}`", args.join(" "));
@@ -79,10 +79,10 @@ fn install_qemu() -> Result<(), String> {
             .env("DEBIAN_FRONTEND", "noninteractive")
             .stdin(Stdio::null())
             .status()
-            .map_err(|e| format!("cannot run apt-get to install {QEMU_PACKAGE}: {e}"))?;
+            .map_err(|e| format!("cannot run apt-get to install {package}: {e}"))?;
         if !status.success() {
             return Err(format!(
-                "`apt-get {}` failed ({status}); install {QEMU_PACKAGE} by hand",
+                "`apt-get {}` failed ({status}); install {package} by hand",
                 args.join(" ")
             ));
         }
@@ -90,21 +90,23 @@ fn install_qemu() -> Result<(), String> {
     Ok(())
 }
 
-fn find_in_path(program: impl AsRef<OsStr>) -> Option<PathBuf> {
+/// `program` in a directory of `PATH`, if it is an executable file there.
+pub fn find_in_path(program: impl AsRef<OsStr>) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
     env::split_paths(&path)
         .map(|dir| dir.join(program.as_ref()))
         .find(|candidate| is_executable(candidate))
 }
 
-fn is_executable(path: &Path) -> bool {
+/// Whether `path` is a file with an execute bit.
+pub fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Reads the effective user id from `/proc/self/status` (a host tool without `libc`
 /// or unsafe code); assumes "not root" if it cannot tell, which only means we print
 /// the install command instead of running it.
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| effective_uid(&status))

@@ -1,11 +1,11 @@
 //! The commands, one module each. They compose the building blocks (kernel build,
 //! QEMU setup, boots, protocol parsing) and decide what to print.
 //!
-//! Adding a command (e.g. `bench`): add a variant to [`crate::cli::Command`] with its
-//! options, a module here with a function returning `Result<(), Failure>`, and a line
-//! in `main`'s dispatch. A bench boot is one more [`boot_kernel`] call with
-//! [`crate::boot_config::BootMode`] `Bench` and a parser for its result lines.
+//! Adding a command: add a variant to [`crate::cli::Command`] with its options, a
+//! module here with a function returning `Result<(), Failure>`, and a line in
+//! `main`'s dispatch.
 
+pub mod bench;
 pub mod build;
 pub mod run;
 pub mod test;

@@ -1,42 +1,108 @@
-//! `cargo xtask run`: boot the kernel's demo and stream its output.
+//! `cargo xtask run`: boot the kernel's page workload with a live progress display,
+//! then print its summary table. Also the workload boot of `cargo xtask test`.
+
+use std::io::{self, IsTerminal};
+use std::path::Path;
 
 use super::{boot_kernel, Failure};
 use crate::boot_config::{BootMode, BootSpec};
-use crate::cli::RunOptions;
+use crate::cli::{MachineOptions, RunOptions, WorkloadStop};
 use crate::kernel_build::build_kernel;
 use crate::paths;
+use crate::qemu::BootReport;
 use crate::qemu_setup::locate_or_install_qemu;
+use crate::workload::lines::{parse_workload_line, WorkloadLine};
+use crate::workload::progress::{DisplayStyle, ProgressDisplay};
+use crate::workload::summary::WorkloadTally;
 
-/// Builds and boots the kernel in `mode=run`, printing every serial line on stdout as
-/// it arrives. Fails unless the kernel reports success.
+/// Bold red on a terminal: a mismatch is the one thing that must not scroll by unseen.
+const ALARM_START: &str = "\x1b[1;31m";
+const ALARM_END: &str = "\x1b[0m";
+
+/// Builds and boots the kernel in `mode=run`; fails unless the workload succeeded.
 pub fn run(options: &RunOptions) -> Result<(), Failure> {
     let machine = &options.machine;
     let kernel = build_kernel(machine.verbose)?;
     let qemu = locate_or_install_qemu()?;
-    let spec = BootSpec {
-        mode: BootMode::Run,
-        test: None,
-        cpus: options.cpus,
-        machine,
-    };
-    let label = format!("run-cpus{}", options.cpus);
+    let spec = workload_spec(options.cpus, machine, options.stop);
     eprintln!(
-        "xtask: booting qmk with {} CPU(s), {} MiB (kernel command line: {})",
+        "xtask: booting qmk with {} CPU(s), {} MiB, direct map {} MiB (kernel command line: {})",
         options.cpus,
         machine.memory_mib,
+        machine.dmap_mib,
         spec.kernel_cmdline()
     );
-    let report = boot_kernel(&qemu, &kernel, &spec, &label, |line| println!("{line}"))?;
-    if report.verdict.is_success() {
-        eprintln!(
-            "xtask: {}; serial log: {}",
-            report.verdict,
-            paths::shown(&report.log_path)
-        );
-        Ok(())
-    } else {
-        // The serial output is already on the terminal, right above: no tail.
-        report.print_failure("the boot", false);
-        Err(Failure::Reported)
+    let label = format!("run-cpus{}", options.cpus);
+    let (tally, report) = boot_workload(&qemu, &kernel, &spec, &label, true)?;
+    if tally.has_summary() {
+        println!();
+        print!("{}", tally.render_table());
     }
+    match tally.verdict(report.verdict) {
+        Ok(()) => {
+            eprintln!(
+                "xtask: run ok; serial log: {}",
+                paths::shown(&report.log_path)
+            );
+            Ok(())
+        }
+        Err(reason) => {
+            eprintln!("xtask: serial log: {}", paths::shown(&report.log_path));
+            Err(Failure::Error(format!("run failed: {reason}")))
+        }
+    }
+}
+
+/// The boot of a workload: `mode=run` plus `ops=`/`secs=`.
+pub fn workload_spec(
+    cpus: u32,
+    machine: &MachineOptions,
+    stop: Option<WorkloadStop>,
+) -> BootSpec<'_> {
+    BootSpec {
+        mode: BootMode::Run,
+        test: None,
+        cpus,
+        machine,
+        extra_words: stop.map(WorkloadStop::kernel_word).into_iter().collect(),
+    }
+}
+
+/// Boots a workload, showing progress live on stdout (in place on a terminal, as
+/// periodic lines otherwise) and mismatches prominently. Other kernel lines are shown
+/// only if `show_kernel_lines`; `summary` lines never are (the table shows them).
+pub fn boot_workload(
+    qemu: &Path,
+    kernel: &Path,
+    spec: &BootSpec,
+    label: &str,
+    show_kernel_lines: bool,
+) -> Result<(WorkloadTally, BootReport), String> {
+    let terminal = io::stdout().is_terminal();
+    let style = if terminal {
+        DisplayStyle::Terminal
+    } else {
+        DisplayStyle::Plain
+    };
+    let mut display = ProgressDisplay::new(io::stdout(), style);
+    let mut tally = WorkloadTally::default();
+    let report = boot_kernel(qemu, kernel, spec, label, |line| {
+        tally.observe(line);
+        match parse_workload_line(line) {
+            Some(WorkloadLine::Progress(progress)) => display.progress(&progress),
+            Some(WorkloadLine::Mismatch(mismatch)) => {
+                let text = format!("!!! MISMATCH: {}", mismatch.details);
+                if terminal {
+                    display.line(&format!("{ALARM_START}{text}{ALARM_END}"));
+                } else {
+                    display.line(&text);
+                }
+            }
+            Some(WorkloadLine::Summary { .. }) => {}
+            _ if show_kernel_lines => display.line(line),
+            _ => {}
+        }
+    });
+    display.finish();
+    Ok((tally, report?))
 }

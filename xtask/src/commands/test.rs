@@ -1,9 +1,20 @@
 //! `cargo xtask test`: every test there is.
 //!
 //! 1. Host checks: `cargo test --workspace`, `cargo fmt --check`, `cargo clippy`.
-//! 2. The kernel suite, once per CPU count in `--cpus` (default 1): a `mode=list` boot
-//!    to learn the tests, one `mode=test` boot for all ordinary tests, one boot per
-//!    `should_panic` test (its panic ends the boot).
+//! 2. The kernel part:
+//!    - `static-check`: the built ELF's `pmap_quick_enter_page`/`pmap_quick_remove_page`
+//!      take no lock and invalidate at most once ([`crate::static_check`]). It lives
+//!      here rather than with the host checks because it needs the kernel built, and
+//!      `--host-only` stays free of the kernel;
+//!    - the kernel suite, once per CPU count in `--cpus` (default 1): a `mode=list`
+//!      boot to learn the tests, one `mode=test` boot for all ordinary tests, one boot
+//!      per `should_panic` test (its panic ends the boot);
+//!    - `run-workload`: a short `mode=run` boot ([`WORKLOAD_TEST_OPS`] operations on
+//!      [`WORKLOAD_TEST_CPUS`] CPUs), judged like `cargo xtask run` (`--no-workload`
+//!      skips it).
+//!
+//!    With `--test FILTER` only the selected kernel tests run: the static check and
+//!    the workload are skipped, with a note.
 //!
 //! Result lines go to stdout as each kernel test finishes; diagnostics go to stderr.
 //! The last line sums the kernel tests: `N passed, N failed`. A failure that is not a
@@ -12,16 +23,24 @@
 
 use std::path::Path;
 
+use super::run::{boot_workload, workload_spec};
 use super::{boot_kernel, Failure};
 use crate::boot_config::{BootMode, BootSpec};
-use crate::cli::TestOptions;
+use crate::cli::{TestOptions, WorkloadStop};
 use crate::host_checks::run_host_checks;
 use crate::kernel_build::build_kernel;
 use crate::protocol::{parse_line, KernelLine, ListedTest, TestOutcome};
 use crate::qemu_setup::locate_or_install_qemu;
+use crate::static_check::run_static_check;
 use crate::suite::{judge_boot, plan_boots, tally, PlannedBoot, TestRecord};
 
-/// The kernel results of one CPU count.
+/// Operations of the workload boot in `cargo xtask test`: enough to exercise every
+/// kind of operation on every CPU, few enough to finish in seconds under TCG.
+pub const WORKLOAD_TEST_OPS: u64 = 10_000;
+/// CPUs of that boot (1 with `--icount`, which QEMU runs on one CPU only).
+pub const WORKLOAD_TEST_CPUS: u32 = 4;
+
+/// The kernel results of one CPU count (or of the static check, or the workload).
 struct SuiteResult {
     /// e.g. `kernel suite, 4 CPUs`.
     title: String,
@@ -87,11 +106,102 @@ fn run_kernel_suites(options: &TestOptions) -> Vec<SuiteResult> {
             }];
         }
     };
-    options
-        .cpu_counts
-        .iter()
-        .map(|&cpus| run_suite(&qemu, &kernel, cpus, options))
-        .collect()
+    let mut results = Vec::new();
+    if options.filter.is_some() {
+        eprintln!("xtask: note: --test given: static-check and run-workload are skipped");
+    } else {
+        results.push(static_check(&kernel));
+    }
+    results.extend(
+        options
+            .cpu_counts
+            .iter()
+            .map(|&cpus| run_suite(&qemu, &kernel, cpus, options)),
+    );
+    if options.workload && options.filter.is_none() {
+        results.push(run_workload(&qemu, &kernel, options));
+    }
+    results
+}
+
+/// The static check as one result, `static-check`.
+fn static_check(kernel: &Path) -> SuiteResult {
+    println!();
+    println!("static check of {}", crate::paths::shown(kernel));
+    let title = "static check".to_string();
+    let outcome = match run_static_check(kernel) {
+        Ok(outcome) => outcome,
+        Err(reason) => {
+            eprintln!("xtask: {reason}");
+            return SuiteResult {
+                title,
+                records: vec![failed_record("static-check", reason)],
+            };
+        }
+    };
+    for line in &outcome.report {
+        println!("  {line}");
+    }
+    let record = if outcome.problems.is_empty() {
+        println!("test static-check ... ok");
+        TestRecord {
+            name: "static-check".into(),
+            failure: None,
+            shown_live: true,
+        }
+    } else {
+        for problem in &outcome.problems {
+            println!("  problem: {problem}");
+        }
+        failed_record("static-check", outcome.problems.join("; "))
+    };
+    SuiteResult {
+        title,
+        records: vec![record],
+    }
+}
+
+/// The short workload boot as one result, `run-workload`.
+fn run_workload(qemu: &Path, kernel: &Path, options: &TestOptions) -> SuiteResult {
+    let machine = &options.machine;
+    let cpus = if machine.icount {
+        1
+    } else {
+        WORKLOAD_TEST_CPUS
+    };
+    let spec = workload_spec(cpus, machine, Some(WorkloadStop::Ops(WORKLOAD_TEST_OPS)));
+    println!();
+    println!(
+        "running the page workload: {WORKLOAD_TEST_OPS} operations on {cpus} CPU{} ({})",
+        if cpus == 1 { "" } else { "s" },
+        spec.kernel_cmdline()
+    );
+    let title = "workload".to_string();
+    let label = format!("workload-cpus{cpus}");
+    let record = match boot_workload(qemu, kernel, &spec, &label, machine.verbose) {
+        Err(reason) => failed_record("run-workload", reason),
+        Ok((tally, report)) => match tally.verdict(report.verdict) {
+            Ok(()) => {
+                println!("test run-workload ... ok");
+                TestRecord {
+                    name: "run-workload".into(),
+                    failure: None,
+                    shown_live: true,
+                }
+            }
+            Err(reason) => {
+                eprintln!(
+                    "xtask: workload serial log: {}",
+                    crate::paths::shown(&report.log_path)
+                );
+                failed_record("run-workload", reason)
+            }
+        },
+    };
+    SuiteResult {
+        title,
+        records: vec![record],
+    }
 }
 
 /// The whole suite on `cpus` CPUs.
@@ -144,6 +254,7 @@ fn list_tests(
         test: None,
         cpus,
         machine: &options.machine,
+        extra_words: Vec::new(),
     };
     let mut listed = Vec::new();
     let mut announced = None;
@@ -194,6 +305,7 @@ fn run_planned_boot(
         test: boot.test_arg.as_deref(),
         cpus,
         machine: &options.machine,
+        extra_words: Vec::new(),
     };
     let label = format!("test-cpus{cpus}-{}", boot.label());
     let mut reported: Vec<(String, TestOutcome)> = Vec::new();

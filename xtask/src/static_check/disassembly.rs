@@ -1,0 +1,230 @@
+//! Parses the text of `objdump -d -C --no-show-raw-insn -M intel` into functions and
+//! instructions: only what the static check needs (prefixes, mnemonic, operands,
+//! direct branch targets).
+
+/// Instruction prefixes objdump prints before the mnemonic, as separate words.
+const PREFIXES: [&str; 16] = [
+    "lock", "rep", "repz", "repe", "repnz", "repne", "data16", "data32", "addr32", "notrack",
+    "bnd", "cs", "ds", "es", "fs", "gs",
+];
+
+/// One function (one symbol) of the disassembly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    /// The (demangled) symbol name.
+    pub name: String,
+    /// Its first address.
+    pub address: u64,
+    /// Its instructions, in address order.
+    pub instructions: Vec<Instruction>,
+}
+
+/// One instruction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instruction {
+    /// Where it is.
+    pub address: u64,
+    /// Prefix words (`lock`, `rep`...), in order.
+    pub prefixes: Vec<String>,
+    /// The mnemonic (`mov`, `call`, `invlpg`...).
+    pub mnemonic: String,
+    /// The operands as printed, without objdump's `# ...` comment.
+    pub operands: String,
+    /// For `call ADDR <...>` and `jCC ADDR <...>`: the target address. Indirect
+    /// branches (`call rax`, `call QWORD PTR [...]`) have none.
+    pub branch_target: Option<u64>,
+}
+
+impl Instruction {
+    /// Whether it is a call (direct or not).
+    pub fn is_call(&self) -> bool {
+        self.mnemonic == "call"
+    }
+
+    /// Whether it is a call or jump whose target is not in the instruction.
+    pub fn is_indirect_branch(&self) -> bool {
+        (self.is_call() || self.mnemonic == "jmp") && self.branch_target.is_none()
+    }
+
+    /// Whether the CPU executes it as a locked (bus-atomic) operation: a `lock`
+    /// prefix, or `xchg` with a memory operand, which locks without one.
+    pub fn is_locked(&self) -> bool {
+        self.prefixes.iter().any(|p| p == "lock")
+            || (self.mnemonic == "xchg" && self.operands.contains('['))
+    }
+}
+
+/// Parses a whole disassembly. Lines that are neither a function header
+/// (`ADDR <NAME>:`) nor an instruction (`  ADDR:\tTEXT`) are skipped.
+pub fn parse_disassembly(text: &str) -> Vec<Function> {
+    let mut functions: Vec<Function> = Vec::new();
+    for line in text.lines() {
+        if let Some((address, name)) = parse_header(line) {
+            functions.push(Function {
+                name,
+                address,
+                instructions: Vec::new(),
+            });
+        } else if let Some(instruction) = parse_instruction(line) {
+            if let Some(function) = functions.last_mut() {
+                function.instructions.push(instruction);
+            }
+        }
+    }
+    functions
+}
+
+/// `0000000000100099 <long_mode_entry>:`. Demangled names contain `<` and `>`
+/// themselves (`<T as Trait>::f`), so the name runs from the first `<` to the final
+/// `>:`.
+fn parse_header(line: &str) -> Option<(u64, String)> {
+    let (address, rest) = line.split_once(' ')?;
+    let name = rest.strip_prefix('<')?.strip_suffix(">:")?;
+    Some((u64::from_str_radix(address, 16).ok()?, name.to_string()))
+}
+
+/// `  1000ba:\tcall   1120b0 <qmk_x86_64_bsp_entry>`.
+fn parse_instruction(line: &str) -> Option<Instruction> {
+    let (address, text) = line.trim_start().split_once(":\t")?;
+    let address = u64::from_str_radix(address, 16).ok()?;
+    let text = match text.split_once('#') {
+        Some((code, _comment)) => code,
+        None => text,
+    };
+    let mut words = text.split_whitespace().peekable();
+    let mut prefixes = Vec::new();
+    while let Some(word) = words.next_if(|w| PREFIXES.contains(w)) {
+        prefixes.push(word.to_string());
+    }
+    let mnemonic = words.next()?.to_string();
+    let operands = words.collect::<Vec<_>>().join(" ");
+    let branch_target = if mnemonic == "call" || mnemonic.starts_with('j') {
+        direct_target(&operands)
+    } else {
+        None
+    };
+    Some(Instruction {
+        address,
+        prefixes,
+        mnemonic,
+        operands,
+        branch_target,
+    })
+}
+
+/// `1120b0 <name+0x10>` gives 0x1120b0; a register or memory operand gives `None`.
+fn direct_target(operands: &str) -> Option<u64> {
+    let (address, symbol) = operands.split_once(' ')?;
+    if !symbol.starts_with('<') {
+        return None;
+    }
+    u64::from_str_radix(address, 16).ok()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A small kernel's disassembly, in objdump's exact layout (tabs included).
+    pub const SAMPLE: &str = "
+qmk:     file format elf64-x86-64
+
+
+Disassembly of section .text:
+
+0000000000100000 <pmap_quick_enter_page>:
+  100000:\tpush   rbx
+  100001:\tcall   100040 <quickmap::quick_map::QuickMap<P,M>::enter>
+  100006:\tpop    rbx
+  100007:\tret
+\t...
+
+0000000000100040 <quickmap::quick_map::QuickMap<P,M>::enter>:
+  100040:\tmov    rax,QWORD PTR gs:0x8
+  100049:\ttest   rax,rax
+  10004c:\tje     100060 <quickmap::quick_map::QuickMap<P,M>::enter+0x20>
+  10004e:\tjne    100100 <quickmap::rules::nesting_beyond_capacity>
+  100054:\tmov    QWORD PTR [rdi],rsi
+  100057:\tinvlpg BYTE PTR [rsi]
+  10005a:\tjmp    100080 <qmk::arch::critical_enter>
+  100060:\tcall   QWORD PTR [rip+0x1000]        # 101060 <DW.ref.x>
+  100066:\tret
+
+0000000000100080 <qmk::arch::critical_enter>:
+  100080:\tadd    DWORD PTR gs:0x10,0x1
+  100088:\tret
+
+00000000001000a0 <pmap_quick_remove_page>:
+  1000a0:\tmov    QWORD PTR [rdi],0x0
+  1000a7:\tcall   1000c0 <<qmk::Mmu as quickmap::mmu::Mmu>::clear>
+  1000ac:\tret
+
+00000000001000c0 <<qmk::Mmu as quickmap::mmu::Mmu>::clear>:
+  1000c0:\tmov    QWORD PTR [rdi+0x8],0x0
+  1000c3:\tret
+
+0000000000100100 <quickmap::rules::nesting_beyond_capacity>:
+  100100:\tlock xadd QWORD PTR [rip+0x10],rax        # 100118 <x>
+  100108:\tcall   100140 <core::panicking::panic_fmt>
+
+0000000000100140 <core::panicking::panic_fmt>:
+  100140:\txchg   BYTE PTR [rip+0x10],al
+  100146:\tud2
+";
+
+    #[test]
+    fn functions_and_instructions() {
+        let functions = parse_disassembly(SAMPLE);
+        let names: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "pmap_quick_enter_page",
+                "quickmap::quick_map::QuickMap<P,M>::enter",
+                "qmk::arch::critical_enter",
+                "pmap_quick_remove_page",
+                "<qmk::Mmu as quickmap::mmu::Mmu>::clear",
+                "quickmap::rules::nesting_beyond_capacity",
+                "core::panicking::panic_fmt",
+            ]
+        );
+        assert_eq!(functions[0].address, 0x100000);
+        assert_eq!(
+            functions[0].instructions.len(),
+            4,
+            "`...` is not an instruction"
+        );
+        let call = &functions[0].instructions[1];
+        assert!(call.is_call());
+        assert_eq!(call.branch_target, Some(0x100040));
+        assert_eq!(
+            call.operands,
+            "100040 <quickmap::quick_map::QuickMap<P,M>::enter>"
+        );
+    }
+
+    #[test]
+    fn prefixes_locks_and_indirect_branches() {
+        let functions = parse_disassembly(SAMPLE);
+        let enter = &functions[1].instructions;
+        assert_eq!(enter[0].operands, "rax,QWORD PTR gs:0x8");
+        assert_eq!(enter[2].branch_target, Some(0x100060));
+        assert_eq!(enter[5].mnemonic, "invlpg");
+        let indirect = &enter[7];
+        assert!(indirect.is_indirect_branch());
+        assert_eq!(indirect.operands, "QWORD PTR [rip+0x1000]");
+        let xadd = &functions[5].instructions[0];
+        assert_eq!(xadd.prefixes, ["lock"]);
+        assert_eq!(xadd.mnemonic, "xadd");
+        assert!(xadd.is_locked());
+        assert!(functions[6].instructions[0].is_locked(), "xchg with memory");
+        let register_xchg = parse_instruction("  10:\txchg   ax,ax").unwrap();
+        assert!(!register_xchg.is_locked());
+        let rep = parse_instruction("  10:\trep stos QWORD PTR es:[rdi],rax").unwrap();
+        assert_eq!((rep.prefixes.len(), rep.mnemonic.as_str()), (1, "stos"));
+        assert!(!rep.is_locked());
+        assert!(parse_instruction("  10:\tcall   rax")
+            .unwrap()
+            .is_indirect_branch());
+    }
+}
