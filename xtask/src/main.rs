@@ -24,6 +24,7 @@ mod cli;
 mod commands;
 mod fields;
 mod host_checks;
+mod json;
 mod kernel_build;
 mod paths;
 mod protocol;

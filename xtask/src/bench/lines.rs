@@ -1,0 +1,337 @@
+//! Parses the lines of a `mode=bench` boot (`docs/kernel-protocol.md`, "mode=bench:
+//! the benchmark") and gathers one boot's results.
+
+use crate::fields::Fields;
+use crate::protocol::{parse_line, protocol_body, KernelLine};
+
+/// Every variant the kernel measures, in the order tables show them.
+pub const VARIANTS: [&str; 11] = [
+    "direct-raw",
+    "quickmap-window",
+    "quickmap-direct",
+    "quickmap-nested2",
+    "quickmap-nested4",
+    "global-lock-window",
+    "shootdown-map",
+    "zero-page-quickmap",
+    "zero-page-direct",
+    "copy-page-quickmap",
+    "copy-page-direct",
+];
+
+/// One line of the bench protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BenchLine {
+    /// `qmk: bench-info cpus=N icount=0|1 tsc_hz=HZ`.
+    Info(BenchInfo),
+    /// `qmk: bench overhead ticks_per_pair=N`.
+    Overhead {
+        /// Ticks of the empty loop per pair.
+        ticks_per_pair: u64,
+    },
+    /// `qmk: bench VARIANT cpus=N pairs=N ticks=N ...`.
+    Variant(VariantRun),
+    /// `qmk: bench done`.
+    Done,
+}
+
+/// The machine a bench boot ran on, as the kernel saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchInfo {
+    /// CPUs taking part.
+    pub cpus: u32,
+    /// Whether one TSC tick is one guest instruction.
+    pub icount: bool,
+    /// TSC frequency.
+    pub tsc_hz: u64,
+}
+
+/// One variant's measurement in one boot: totals as the kernel counted them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantRun {
+    /// The variant (one of [`VARIANTS`], or one this xtask does not know yet).
+    pub name: String,
+    /// CPUs that ran it.
+    pub cpus: u32,
+    /// Pairs done, all CPUs together.
+    pub pairs: u64,
+    /// TSC ticks the slowest CPU took for its share.
+    pub ticks: u64,
+    /// Local TLB invalidations, all CPUs.
+    pub invalidations: u64,
+    /// Inter-processor interrupts sent.
+    pub ipis: u64,
+    /// Lock acquisitions.
+    pub locks: u64,
+    /// Page-table entry writes.
+    pub pte_writes: u64,
+}
+
+/// Parses one serial line; `None` if it is not a bench protocol line.
+pub fn parse_bench_line(line: &str) -> Option<BenchLine> {
+    let body = protocol_body(line)?.trim_end();
+    if let Some(rest) = body.strip_prefix("bench-info ") {
+        let fields = Fields::parse(rest);
+        return Some(BenchLine::Info(BenchInfo {
+            cpus: fields.number("cpus")?.try_into().ok()?,
+            icount: match fields.get("icount")? {
+                "1" => true,
+                "0" => false,
+                _ => return None,
+            },
+            tsc_hz: fields.number("tsc_hz")?,
+        }));
+    }
+    let rest = body.strip_prefix("bench ")?;
+    if rest == "done" {
+        return Some(BenchLine::Done);
+    }
+    if let Some(overhead) = rest.strip_prefix("overhead ") {
+        return Some(BenchLine::Overhead {
+            ticks_per_pair: Fields::parse(overhead).number("ticks_per_pair")?,
+        });
+    }
+    let (name, counts) = rest.split_once(' ')?;
+    let fields = Fields::parse(counts);
+    Some(BenchLine::Variant(VariantRun {
+        name: name.to_string(),
+        cpus: fields.number("cpus")?.try_into().ok()?,
+        pairs: fields.number("pairs")?,
+        ticks: fields.number("ticks")?,
+        invalidations: fields.number("invalidations")?,
+        ipis: fields.number("ipis")?,
+        locks: fields.number("locks")?,
+        pte_writes: fields.number("pte_writes")?,
+    }))
+}
+
+/// What one bench boot reported, gathered line by line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BenchBootLines {
+    /// The `bench-info` line.
+    pub info: Option<BenchInfo>,
+    /// The `bench overhead` line.
+    pub overhead_ticks_per_pair: Option<u64>,
+    /// Variant lines, in arrival order.
+    pub variants: Vec<VariantRun>,
+    /// `bench done` seen.
+    pub done: bool,
+    /// The first PANIC/EXCEPTION/error line, to explain a failed boot.
+    pub crash: Option<String>,
+}
+
+impl BenchBootLines {
+    /// Takes note of one serial line.
+    pub fn observe(&mut self, line: &str) {
+        match parse_bench_line(line) {
+            Some(BenchLine::Info(info)) => self.info = Some(info),
+            Some(BenchLine::Overhead { ticks_per_pair }) => {
+                self.overhead_ticks_per_pair = Some(ticks_per_pair);
+            }
+            Some(BenchLine::Variant(run)) => self.variants.push(run),
+            Some(BenchLine::Done) => self.done = true,
+            None => {
+                let crash = match parse_line(line) {
+                    Some(KernelLine::Panic { message }) => format!("PANIC: {message}"),
+                    Some(KernelLine::Exception { report }) => format!("EXCEPTION {report}"),
+                    Some(KernelLine::Error { message }) => format!("error: {message}"),
+                    _ => return,
+                };
+                self.crash.get_or_insert(crash);
+            }
+        }
+    }
+
+    /// Checks the boot is complete: info present (with the CPUs and icount asked), every
+    /// variant of [`VARIANTS`] measured with pairs and ticks, `bench done`, and for an
+    /// icount boot the overhead line. The error is one line.
+    pub fn complete(self, expect_cpus: u32, expect_icount: bool) -> Result<BenchBoot, String> {
+        let info = self.info.ok_or("no `qmk: bench-info` line")?;
+        if info.cpus != expect_cpus {
+            return Err(format!(
+                "the kernel reports cpus={} but the machine has {expect_cpus}",
+                info.cpus
+            ));
+        }
+        if info.icount != expect_icount {
+            return Err(format!(
+                "the kernel reports icount={} but this boot {} icount",
+                u8::from(info.icount),
+                if expect_icount {
+                    "asked for"
+                } else {
+                    "ran without"
+                }
+            ));
+        }
+        if info.tsc_hz == 0 {
+            return Err("`bench-info` reports tsc_hz=0".into());
+        }
+        let missing: Vec<&str> = VARIANTS
+            .iter()
+            .copied()
+            .filter(|v| !self.variants.iter().any(|run| run.name == *v))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!("variant(s) missing: {}", missing.join(", ")));
+        }
+        if let Some(empty) = self.variants.iter().find(|r| r.pairs == 0 || r.ticks == 0) {
+            return Err(format!(
+                "variant {} reports pairs={} ticks={} (both must be positive)",
+                empty.name, empty.pairs, empty.ticks
+            ));
+        }
+        if !self.done {
+            return Err("no `qmk: bench done` line".into());
+        }
+        if expect_icount && self.overhead_ticks_per_pair.is_none() {
+            return Err("no `qmk: bench overhead` line in the icount boot".into());
+        }
+        Ok(BenchBoot {
+            info,
+            overhead_ticks_per_pair: self.overhead_ticks_per_pair,
+            variants: self.variants,
+        })
+    }
+}
+
+/// A complete bench boot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchBoot {
+    /// The machine.
+    pub info: BenchInfo,
+    /// Empty-loop ticks per pair (icount boot).
+    pub overhead_ticks_per_pair: Option<u64>,
+    /// Every variant's measurement.
+    pub variants: Vec<VariantRun>,
+}
+
+impl BenchBoot {
+    /// The measurement of `variant`, if present (the first one, if repeated).
+    pub fn variant(&self, variant: &str) -> Option<&VariantRun> {
+        self.variants.iter().find(|run| run.name == variant)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The lines of a complete boot, with per-variant figures from `figures`
+    /// (pairs, ticks, invalidations, ipis, locks, pte_writes).
+    pub fn boot_text(cpus: u32, icount: bool, figures: impl Fn(&str) -> [u64; 6]) -> String {
+        let mut text = format!(
+            "qmk: bench-info cpus={cpus} icount={} tsc_hz=1000000000\n",
+            u8::from(icount)
+        );
+        if icount {
+            text.push_str("qmk: bench overhead ticks_per_pair=5\n");
+        }
+        for variant in VARIANTS {
+            let [pairs, ticks, inv, ipis, locks, ptes] = figures(variant);
+            text.push_str(&format!(
+                "qmk: bench {variant} cpus={cpus} pairs={pairs} ticks={ticks} \
+                 invalidations={inv} ipis={ipis} locks={locks} pte_writes={ptes}\n"
+            ));
+        }
+        text.push_str("qmk: bench done\n");
+        text
+    }
+
+    fn gather(text: &str) -> BenchBootLines {
+        let mut lines = BenchBootLines::default();
+        text.lines().for_each(|line| lines.observe(line));
+        lines
+    }
+
+    #[test]
+    fn lines() {
+        assert_eq!(
+            parse_bench_line("qmk: bench-info cpus=2 icount=0 tsc_hz=2000000000\r"),
+            Some(BenchLine::Info(BenchInfo {
+                cpus: 2,
+                icount: false,
+                tsc_hz: 2_000_000_000
+            }))
+        );
+        assert_eq!(
+            parse_bench_line("qmk: bench overhead ticks_per_pair=7"),
+            Some(BenchLine::Overhead { ticks_per_pair: 7 })
+        );
+        assert_eq!(parse_bench_line("qmk: bench done"), Some(BenchLine::Done));
+        assert_eq!(
+            parse_bench_line(
+                "qmk: bench shootdown-map cpus=4 pairs=400 ticks=9000 invalidations=1600 \
+                 ipis=1200 locks=400 pte_writes=800"
+            ),
+            Some(BenchLine::Variant(VariantRun {
+                name: "shootdown-map".into(),
+                cpus: 4,
+                pairs: 400,
+                ticks: 9000,
+                invalidations: 1600,
+                ipis: 1200,
+                locks: 400,
+                pte_writes: 800,
+            }))
+        );
+        for junk in [
+            "qmk: bench-info cpus=2 icount=2 tsc_hz=1",
+            "qmk: bench x cpus=1 pairs=1",
+            "qmk: bench overhead",
+            "qmk: benchmark done",
+            "qmk: test a ... ok",
+        ] {
+            assert_eq!(parse_bench_line(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn a_complete_boot() {
+        let boot = gather(&boot_text(1, true, |_| [100, 1000, 1, 0, 0, 2]))
+            .complete(1, true)
+            .unwrap();
+        assert_eq!(boot.variants.len(), VARIANTS.len());
+        assert_eq!(boot.overhead_ticks_per_pair, Some(5));
+        assert_eq!(boot.variant("quickmap-window").unwrap().ticks, 1000);
+    }
+
+    #[test]
+    fn incomplete_boots_say_why() {
+        let good = boot_text(2, false, |_| [100, 1000, 1, 0, 0, 2]);
+        let without = |needle: &str| {
+            let text: Vec<&str> = good.lines().filter(|l| !l.contains(needle)).collect();
+            gather(&text.join("\n")).complete(2, false).unwrap_err()
+        };
+        assert_eq!(
+            without("bench shootdown-map"),
+            "variant(s) missing: shootdown-map"
+        );
+        assert_eq!(without("bench done"), "no `qmk: bench done` line");
+        assert_eq!(without("bench-info"), "no `qmk: bench-info` line");
+        assert_eq!(
+            gather(&good).complete(4, false).unwrap_err(),
+            "the kernel reports cpus=2 but the machine has 4"
+        );
+        assert_eq!(
+            gather(&good).complete(2, true).unwrap_err(),
+            "the kernel reports icount=0 but this boot asked for icount"
+        );
+        let zero = boot_text(1, false, |_| [0, 1000, 0, 0, 0, 0]);
+        assert!(gather(&zero)
+            .complete(1, false)
+            .unwrap_err()
+            .contains("pairs=0 ticks=1000"));
+        let no_overhead = boot_text(1, true, |_| [1, 1, 0, 0, 0, 0])
+            .replace("qmk: bench overhead ticks_per_pair=5\n", "");
+        assert_eq!(
+            gather(&no_overhead).complete(1, true).unwrap_err(),
+            "no `qmk: bench overhead` line in the icount boot"
+        );
+        let mut crashed = gather("qmk: PANIC: boom at x.rs:1\nqmk: error: later");
+        assert_eq!(
+            crashed.crash.take().as_deref(),
+            Some("PANIC: boom at x.rs:1")
+        );
+    }
+}
