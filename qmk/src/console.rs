@@ -8,11 +8,12 @@
 
 use core::fmt::{self, Write};
 
-use spin::Mutex;
+use crate::sync::SpinLock;
 
 use crate::arch::serial::SerialPort;
 
-static CONSOLE: Mutex<Option<SerialPort>> = Mutex::new(None);
+/// Taken with interrupts off, so that any context may print.
+static CONSOLE: SpinLock<Option<SerialPort>> = SpinLock::new(None);
 
 /// Initialises the serial port; output before this is dropped.
 ///
@@ -21,12 +22,12 @@ static CONSOLE: Mutex<Option<SerialPort>> = Mutex::new(None);
 pub fn init() {
     let mut port = SerialPort::init_com1();
     let _ = port.write_str("\n");
-    *CONSOLE.lock() = Some(port);
+    *CONSOLE.lock_irq() = Some(port);
 }
 
 /// Writes formatted text to the console (use [`print!`]/[`println!`]).
 pub fn print(arguments: fmt::Arguments) {
-    let mut console = CONSOLE.lock();
+    let mut console = CONSOLE.lock_irq();
     if let Some(port) = console.as_mut() {
         // The serial writer never fails; an Err could only come from a
         // `Display` impl, and there is nothing better to do than go on.

@@ -27,12 +27,16 @@ mod arch;
 mod boot_info;
 mod boot_options;
 mod console;
+pub mod cpu;
 mod kernel_tests;
 mod mem_intrinsics;
 mod memory;
 mod panic;
 mod qemu;
+pub mod sched;
+pub mod smp;
 mod static_storage;
+pub mod sync;
 mod test_harness;
 
 use boot_info::BootInfo;
@@ -51,6 +55,12 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
 
     if let Err(error) = memory::init(boot_info, options.direct_map_mib) {
         println!("qmk: error: memory set-up failed: {error}");
+        qemu::exit(qemu::RunOutcome::Failure);
+    }
+
+    // From here on every CPU runs the scheduler, and interrupts are on.
+    if let Err(error) = smp::init(boot_info.acpi_rsdp) {
+        println!("qmk: error: SMP start-up failed: {error}");
         qemu::exit(qemu::RunOutcome::Failure);
     }
 

@@ -18,7 +18,7 @@
 use core::fmt;
 use core::ops::Range;
 
-use spin::Mutex;
+use crate::sync::SpinLock;
 
 use crate::arch::{PhysAddr, PhysFrame};
 
@@ -359,11 +359,13 @@ fn frame_of(frame_number: u64) -> PhysFrame {
 }
 
 /// The kernel's frame allocator.
-static FRAME_ALLOCATOR: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+/// Taken with interrupts off: a handler on the same CPU could otherwise
+/// spin on it forever.
+static FRAME_ALLOCATOR: SpinLock<Option<FrameAllocator<'static>>> = SpinLock::new(None);
 
 /// Installs the kernel's frame allocator (once, at boot).
 pub fn install(allocator: FrameAllocator<'static>) {
-    let mut slot = FRAME_ALLOCATOR.lock();
+    let mut slot = FRAME_ALLOCATOR.lock_irq();
     assert!(
         slot.is_none(),
         "the kernel frame allocator is installed once"
@@ -375,7 +377,7 @@ fn with_allocator<R>(
     operation: impl FnOnce(&mut FrameAllocator<'static>) -> R,
 ) -> Result<R, FrameAllocError> {
     FRAME_ALLOCATOR
-        .lock()
+        .lock_irq()
         .as_mut()
         .map(operation)
         .ok_or(FrameAllocError::NotInitialised)

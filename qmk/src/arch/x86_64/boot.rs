@@ -136,6 +136,9 @@ static BOOT_INFO: StaticStorage<BootInfo> = StaticStorage::new(BootInfo::empty()
 /// and the boot page tables active.
 #[no_mangle]
 extern "C" fn qmk_x86_64_bsp_entry(start_info_paddr: u32) -> ! {
+    // SAFETY: this is the bootstrap CPU (index 0), and nothing has used
+    // per-CPU data yet: the console's lock is the first user.
+    unsafe { crate::cpu::install_this_cpu(0) };
     crate::console::init();
     super::cpu_tables::init_bootstrap_cpu();
     super::interrupts::init_bootstrap_cpu();

@@ -124,3 +124,22 @@ pub fn init_bootstrap_cpu() {
     let (gdt, selectors) = BOOTSTRAP_GDT.call_once(|| build_gdt(task_state));
     load_on_this_cpu(gdt, selectors);
 }
+
+/// Pages of each interrupt stack of an application processor.
+const AP_IST_STACK_PAGES: u64 = (stacks::IST_STACK_SIZE / 4096) as u64;
+
+/// Builds and loads an application processor's TSS and GDT, with freshly
+/// allocated interrupt stacks (each above a guard page). The tables are
+/// leaked: a CPU uses them until the machine stops.
+pub fn init_application_cpu() {
+    let ist_stack_tops = IstSlot::ALL.map(|slot| {
+        stacks::allocate_stack(AP_IST_STACK_PAGES)
+            .unwrap_or_else(|error| panic!("no {slot:?} interrupt stack for an AP: {error}"))
+            .top
+    });
+    let task_state: &'static TaskStateSegment =
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(build_task_state(ist_stack_tops)));
+    let (gdt, selectors) = build_gdt(task_state);
+    let gdt: &'static GlobalDescriptorTable = alloc::boxed::Box::leak(alloc::boxed::Box::new(gdt));
+    load_on_this_cpu(gdt, &selectors);
+}

@@ -16,8 +16,11 @@
 //! probe functions hold no state, touch no stack, and their callers see an
 //! ordinary return.
 //!
-//! The expectation is a single global (part 1 runs tests on one CPU); with
-//! SMP it belongs in per-CPU data.
+//! The expectation is per CPU (a field of `cpu::PerCpu`): a fault is
+//! handled on the CPU where it happened, and several CPUs may probe at once.
+//! [`expect_page_fault`] therefore holds off preemption (a critical section)
+//! from arming to disarming, so the thread cannot migrate away from its
+//! expectation; the access closure must not sleep.
 
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -135,15 +138,42 @@ impl PageFaultRecord {
     }
 }
 
-static EXPECTATION_ARMED: AtomicBool = AtomicBool::new(false);
-static EXPECTED_START: AtomicU64 = AtomicU64::new(0);
-static EXPECTED_END: AtomicU64 = AtomicU64::new(0);
-static FAULT_RECORDED: AtomicBool = AtomicBool::new(false);
-static RECORDED_ADDRESS: AtomicU64 = AtomicU64::new(0);
-static RECORDED_ERROR_CODE: AtomicU64 = AtomicU64::new(0);
+/// One CPU's armed page-fault expectation and what it caught. Atomics
+/// because the page-fault handler (same CPU, interrupt context) writes it.
+pub struct FaultExpectation {
+    armed: AtomicBool,
+    expected_start: AtomicU64,
+    expected_end: AtomicU64,
+    fault_recorded: AtomicBool,
+    recorded_address: AtomicU64,
+    recorded_error_code: AtomicU64,
+}
+
+impl FaultExpectation {
+    /// No expectation armed.
+    pub const fn new() -> Self {
+        Self {
+            armed: AtomicBool::new(false),
+            expected_start: AtomicU64::new(0),
+            expected_end: AtomicU64::new(0),
+            fault_recorded: AtomicBool::new(false),
+            recorded_address: AtomicU64::new(0),
+            recorded_error_code: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Default for FaultExpectation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Runs `access`, which must page-fault through a probe at an address in
 /// `expected`; returns the first such fault.
+///
+/// The whole call is a critical section (the expectation belongs to this
+/// CPU), so `access` must not sleep.
 ///
 /// # Panics
 ///
@@ -151,29 +181,37 @@ static RECORDED_ERROR_CODE: AtomicU64 = AtomicU64::new(0);
 /// or if expectations are nested. The panic names the caller's location.
 #[track_caller]
 pub fn expect_page_fault(expected: Range<VirtAddr>, access: impl FnOnce()) -> PageFaultRecord {
-    let was_armed = EXPECTATION_ARMED.load(Ordering::Acquire);
+    let guard = crate::cpu::PreemptGuard::new();
+    let expectation = &crate::cpu::this_cpu(&guard).fault_expectation;
+    let was_armed = expectation.armed.load(Ordering::Acquire);
     assert!(
         !was_armed,
         "expect_page_fault may not be nested: an expectation is already armed"
     );
-    EXPECTED_START.store(expected.start.as_u64(), Ordering::Relaxed);
-    EXPECTED_END.store(expected.end.as_u64(), Ordering::Relaxed);
-    FAULT_RECORDED.store(false, Ordering::Relaxed);
-    EXPECTATION_ARMED.store(true, Ordering::Release);
+    expectation
+        .expected_start
+        .store(expected.start.as_u64(), Ordering::Relaxed);
+    expectation
+        .expected_end
+        .store(expected.end.as_u64(), Ordering::Relaxed);
+    expectation.fault_recorded.store(false, Ordering::Relaxed);
+    expectation.armed.store(true, Ordering::Release);
 
     access();
 
-    EXPECTATION_ARMED.store(false, Ordering::Release);
+    expectation.armed.store(false, Ordering::Release);
     assert!(
-        FAULT_RECORDED.load(Ordering::Acquire),
+        expectation.fault_recorded.load(Ordering::Acquire),
         "expected a page fault at an address in {:#x}..{:#x}, but the access completed without one",
         expected.start.as_u64(),
         expected.end.as_u64()
     );
-    PageFaultRecord {
-        address: VirtAddr::new(RECORDED_ADDRESS.load(Ordering::Relaxed)),
-        error_code: RECORDED_ERROR_CODE.load(Ordering::Relaxed),
-    }
+    let record = PageFaultRecord {
+        address: VirtAddr::new(expectation.recorded_address.load(Ordering::Relaxed)),
+        error_code: expectation.recorded_error_code.load(Ordering::Relaxed),
+    };
+    drop(guard);
+    record
 }
 
 /// True when `rip` is a probe's memory access.
@@ -185,17 +223,25 @@ pub fn is_probe_access(rip: u64) -> bool {
 /// Called by the page-fault handler: if this fault is an expected probe
 /// fault, records it, redirects `frame` to the landing pad and returns true.
 pub(super) fn recover_expected_fault(frame: &mut InterruptFrame, fault_address: u64) -> bool {
-    if !EXPECTATION_ARMED.load(Ordering::Acquire) || !is_probe_access(frame.rip) {
+    // The fault is handled on the CPU where it happened, which is the CPU
+    // whose expectation the (pinned) prober armed.
+    let expectation = &crate::cpu::this_cpu_unguarded().fault_expectation;
+    if !expectation.armed.load(Ordering::Acquire) || !is_probe_access(frame.rip) {
         return false;
     }
-    let expected = EXPECTED_START.load(Ordering::Relaxed)..EXPECTED_END.load(Ordering::Relaxed);
+    let expected = expectation.expected_start.load(Ordering::Relaxed)
+        ..expectation.expected_end.load(Ordering::Relaxed);
     if !expected.contains(&fault_address) {
         return false;
     }
-    if !FAULT_RECORDED.load(Ordering::Relaxed) {
-        RECORDED_ADDRESS.store(fault_address, Ordering::Relaxed);
-        RECORDED_ERROR_CODE.store(frame.error_code, Ordering::Relaxed);
-        FAULT_RECORDED.store(true, Ordering::Release);
+    if !expectation.fault_recorded.load(Ordering::Relaxed) {
+        expectation
+            .recorded_address
+            .store(fault_address, Ordering::Relaxed);
+        expectation
+            .recorded_error_code
+            .store(frame.error_code, Ordering::Relaxed);
+        expectation.fault_recorded.store(true, Ordering::Release);
     }
     let [_, _, landing_pad] = probe_sites();
     frame.rip = landing_pad;

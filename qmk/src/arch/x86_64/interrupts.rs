@@ -10,7 +10,14 @@
 //! frame is restored from memory, a handler may change it — the page-fault
 //! probe recovery sets `rip` that way.
 //!
-//! Every vector runs on an IST stack (see [`IstSlot`]).
+//! Every vector runs on an IST stack (see [`IstSlot`]). Because the whole
+//! interrupted context (registers and SSE state) is in memory when the
+//! handler returns, the scheduler switches threads by swapping that saved
+//! context for another thread's before `iretq` (see `sched::switch`): the
+//! IST stack is never left holding a thread's state.
+//!
+//! External interrupts and IPIs (vectors 32–255) count as "in interrupt"
+//! ([`in_interrupt`]) while their handler runs; exceptions do not.
 
 use core::fmt;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -69,6 +76,7 @@ qmk_interrupt_common:
     fxsave64 (%rsp)
     cld
     movq %rbx, %rdi
+    movq %rsp, %rsi             /* the saved SSE state: the scheduler may swap it */
     call qmk_interrupt_dispatch
     fxrstor64 (%rsp)
     movq %rbx, %rsp
@@ -101,7 +109,7 @@ extern "C" {
 /// The interrupted context as the entry code saved it; handlers may modify
 /// it, and the interrupted code resumes with the modified values.
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct InterruptFrame {
     pub r15: u64,
     pub r14: u64,
@@ -214,9 +222,59 @@ pub fn set_interrupt_handler(vector: u8, handler: InterruptHandler) {
     EXTERNAL_HANDLERS[index].store(handler as usize, Ordering::Release);
 }
 
+/// The SSE state (`fxsave64` image) the entry code saved below the frame.
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+pub struct SseState(pub [u8; 512]);
+
+impl SseState {
+    /// The state of a fresh thread: x87 control word 0x37f and MXCSR
+    /// 0x1f80 (all exceptions masked, round to nearest), as after `fninit`
+    /// and reset; everything else zero.
+    pub const fn initial() -> Self {
+        let mut bytes = [0u8; 512];
+        bytes[0] = 0x7f;
+        bytes[1] = 0x03;
+        bytes[24] = 0x80;
+        bytes[25] = 0x1f;
+        Self(bytes)
+    }
+}
+
+/// True while an interrupt or IPI handler (vector 32–255) runs on this CPU.
+#[inline]
+pub fn in_interrupt() -> bool {
+    crate::arch::percpu::gs_read_u32!(crate::cpu::offsets::INTERRUPT_NESTING) != 0
+}
+
+/// True when this CPU accepts maskable interrupts (RFLAGS.IF).
+#[inline]
+pub fn interrupts_enabled() -> bool {
+    ::x86_64::instructions::interrupts::are_enabled()
+}
+
+/// Masks interrupts on this CPU.
+#[inline]
+pub fn disable_interrupts() {
+    ::x86_64::instructions::interrupts::disable();
+}
+
+/// Unmasks interrupts on this CPU.
+#[inline]
+pub fn enable_interrupts() {
+    ::x86_64::instructions::interrupts::enable();
+}
+
+/// Enables interrupts and halts until the next one, atomically (`sti` takes
+/// effect after `hlt` starts, so a wake-up cannot slip in between).
+#[inline]
+pub fn enable_interrupts_and_halt() {
+    ::x86_64::instructions::interrupts::enable_and_hlt();
+}
+
 /// Called by the entry code for every interrupt and exception.
 #[no_mangle]
-extern "C" fn qmk_interrupt_dispatch(frame: &mut InterruptFrame) {
+extern "C" fn qmk_interrupt_dispatch(frame: &mut InterruptFrame, sse_state: &mut SseState) {
     let vector = frame.vector as usize;
     if vector == PAGE_FAULT_VECTOR {
         let fault_address = Cr2::read_raw();
@@ -241,7 +299,13 @@ extern "C" fn qmk_interrupt_dispatch(frame: &mut InterruptFrame) {
     // by `set_interrupt_handler`, so this is a valid fn pointer of that type.
     let handler: InterruptHandler =
         unsafe { core::mem::transmute::<usize, InterruptHandler>(handler) };
+    crate::arch::percpu::gs_increment_u32!(crate::cpu::offsets::INTERRUPT_NESTING);
     handler(frame);
+    // The handler may have asked for a thread switch (a tick, a reschedule
+    // IPI, a yield); the scheduler performs it by swapping the saved
+    // context, still "in interrupt" so that nothing in it may block.
+    crate::sched::interrupt_exit(frame, sse_state);
+    let _ = crate::arch::percpu::gs_decrement_u32_is_zero!(crate::cpu::offsets::INTERRUPT_NESTING);
 }
 
 const PAGE_FAULT_VECTOR: usize = 14;

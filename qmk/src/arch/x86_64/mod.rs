@@ -1,15 +1,22 @@
 //! x86_64 support: boot (PVH), per-CPU descriptor tables, interrupt entry,
-//! page tables, PAT, fault probes and the serial port.
+//! page tables, PAT, fault probes, the serial port; and for SMP: per-CPU
+//! data through GS, the local APIC, the TSC, ACPI CPU discovery and AP
+//! start-up.
 
+pub mod acpi;
+pub mod ap_boot;
+pub mod apic;
 mod boot;
 pub mod cpu_tables;
 pub mod fault_probe;
 pub mod interrupts;
 pub mod paging;
 pub mod pat;
+pub mod percpu;
 mod pvh;
 pub mod serial;
 pub mod stacks;
+pub mod tsc;
 
 /// Stops this CPU for good: interrupts off, then `hlt` in a loop (an NMI
 /// would wake it, so the loop halts again).

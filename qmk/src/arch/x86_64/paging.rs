@@ -9,6 +9,7 @@
 //! | `0xffff_c000_0000_0000`, 512 GiB        | per-CPU window region (quickmap)       | 4 KiB |
 //! | `0xffff_d000_0000_0000`, 512 GiB        | run-time kernel stacks (`stacks.rs`)   | 4 KiB |
 //! | `0xffff_e000_0000_0000`, 512 GiB        | scratch region for tests               | 4 KiB |
+//! | `0xffff_f000_0000_0000`, 512 GiB        | devices (APIC) and firmware tables     | 4 KiB |
 //!
 //! Physical memory at or above `dmap` (high memory) is mapped nowhere: only a
 //! temporary mapping can reach it. The window region sits in its own PML4
@@ -24,9 +25,11 @@
 //! [`ensure_leaf_table`] is written by its user (quickmap) without this
 //! module's lock.
 //!
-//! Structural changes (creating tables, mapping, unmapping) take one lock.
-//! Invalidation here is local to the calling CPU only; with SMP, callers
-//! that change shared (non-per-CPU) mappings must shoot down other TLBs.
+//! Structural changes (creating tables, mapping, unmapping) take one lock,
+//! with interrupts off (a handler on the same CPU could otherwise spin on
+//! it forever). [`unmap_page`] invalidates on every CPU online (a remote
+//! shootdown once other CPUs run); [`unmap_page_local_only`] only on this
+//! one, for tests that need a stale translation elsewhere.
 
 use core::fmt;
 use core::ops::Range;
@@ -37,9 +40,9 @@ use ::x86_64::registers::control::{Cr3, Cr3Flags};
 use ::x86_64::structures::paging::page_table::PageTableEntry;
 use ::x86_64::structures::paging::{PageTableFlags, PhysFrame, Size4KiB};
 use ::x86_64::{PhysAddr, VirtAddr};
-use spin::Mutex;
 
 use super::stacks;
+use crate::sync::SpinLock;
 use crate::memory::frame_allocator::{self, FrameAllocError, Zone};
 
 /// Where physical address 0 appears in the direct map.
@@ -48,6 +51,8 @@ pub const DIRECT_MAP_BASE: VirtAddr = VirtAddr::new_truncate(0xffff_8000_0000_00
 pub const WINDOW_REGION: Range<u64> = 0xffff_c000_0000_0000..0xffff_c080_0000_0000;
 /// A region tests may map single pages into (one PML4 slot).
 pub const SCRATCH_REGION: Range<u64> = 0xffff_e000_0000_0000..0xffff_e080_0000_0000;
+/// Device registers (the local APIC) and firmware tables (one PML4 slot).
+pub const DEVICE_REGION: Range<u64> = 0xffff_f000_0000_0000..0xffff_f080_0000_0000;
 
 /// Size of a page and of a large page.
 pub const PAGE_SIZE: u64 = 4096;
@@ -66,7 +71,7 @@ const TABLE_FLAGS: PageTableFlags = PageTableFlags::PRESENT.union(PageTableFlags
 static DIRECT_MAP_END: AtomicU64 = AtomicU64::new(0);
 static KERNEL_TABLES_ACTIVE: AtomicBool = AtomicBool::new(false);
 /// The root (PML4) frame; the lock serialises structural changes.
-static ROOT_TABLE: Mutex<Option<PhysFrame>> = Mutex::new(None);
+static ROOT_TABLE: SpinLock<Option<PhysFrame>> = SpinLock::new(None);
 
 /// Why a mapping could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,7 +296,7 @@ fn map_large_page_in(
 }
 
 fn root_table() -> Result<PhysFrame, MapError> {
-    ROOT_TABLE.lock().ok_or(MapError::NotInitialised)
+    ROOT_TABLE.lock_irq().ok_or(MapError::NotInitialised)
 }
 
 extern "C" {
@@ -329,7 +334,7 @@ pub fn init(direct_map_end: PhysAddr) -> Result<(), MapError> {
         "the direct map ends at {:#x}, which is not a multiple of 2 MiB",
         direct_map_end.as_u64()
     );
-    let mut root_slot = ROOT_TABLE.lock();
+    let mut root_slot = ROOT_TABLE.lock_irq();
     assert!(root_slot.is_none(), "the kernel page tables are built once");
     let root = allocate_table()?;
 
@@ -380,18 +385,36 @@ pub fn map_page(
     frame: PhysFrame<Size4KiB>,
     flags: PageTableFlags,
 ) -> Result<(), MapError> {
-    let root_slot = ROOT_TABLE.lock();
+    let root_slot = ROOT_TABLE.lock_irq();
     let root = root_slot.ok_or(MapError::NotInitialised)?;
     map_page_in(root, address, frame, flags)
 }
 
-/// Removes the 4 KiB mapping at `address`, invalidates it in this CPU's TLB,
-/// and returns the frame it mapped (which the caller still owns).
+/// Removes the 4 KiB mapping at `address`, invalidates it in every CPU's
+/// TLB (a shootdown when other CPUs are online), and returns the frame it
+/// mapped (which the caller still owns).
+///
+/// # Panics
+///
+/// With other CPUs online, if interrupts are disabled (see
+/// `smp::shootdown`).
 pub fn unmap_page(address: VirtAddr) -> Result<PhysFrame<Size4KiB>, UnmapError> {
+    let frame = unmap_page_local_only(address)?;
+    if crate::cpu::cpu_count() > 1 {
+        crate::smp::shootdown(address..address + PAGE_SIZE);
+    }
+    Ok(frame)
+}
+
+/// Removes the 4 KiB mapping at `address` and invalidates it in this CPU's
+/// TLB only: other CPUs may keep using a cached translation until they
+/// invalidate it. For tests of shootdowns, and for addresses only this CPU
+/// can have used.
+pub fn unmap_page_local_only(address: VirtAddr) -> Result<PhysFrame<Size4KiB>, UnmapError> {
     if !address.is_aligned(PAGE_SIZE) {
         return Err(UnmapError::NotPageAligned(address));
     }
-    let root_slot = ROOT_TABLE.lock();
+    let root_slot = ROOT_TABLE.lock_irq();
     let root = root_slot.ok_or(UnmapError::NotMapped(address))?;
     let leaf = walk_existing(root, address, 1).ok_or_else(|| {
         if translate_in(root, address).is_some() {
@@ -413,6 +436,20 @@ pub fn unmap_page(address: VirtAddr) -> Result<PhysFrame<Size4KiB>, UnmapError> 
 /// Drops this CPU's cached translation of the page containing `address`.
 pub fn invalidate_local(address: VirtAddr) {
     tlb::flush(address);
+}
+
+/// Drops every cached translation of this CPU, global ones included (a CR3
+/// reload alone keeps global pages, and the kernel's are global).
+pub fn invalidate_all_local() {
+    use ::x86_64::registers::control::{Cr4, Cr4Flags};
+    let flags = Cr4::read();
+    // SAFETY: clearing and restoring CR4.PGE flushes the TLB, global
+    // entries included, and changes nothing else; interrupts are off so
+    // no handler runs with global pages disabled in between.
+    ::x86_64::instructions::interrupts::without_interrupts(|| unsafe {
+        Cr4::write(flags.difference(Cr4Flags::PAGE_GLOBAL));
+        Cr4::write(flags);
+    });
 }
 
 fn translate_in(root: PhysFrame, address: VirtAddr) -> Option<Translation> {
@@ -491,7 +528,7 @@ impl LeafPageTable {
 
 /// Creates (once) and returns the last-level table covering `address`.
 pub fn ensure_leaf_table(address: VirtAddr) -> Result<LeafPageTable, MapError> {
-    let root_slot = ROOT_TABLE.lock();
+    let root_slot = ROOT_TABLE.lock_irq();
     let root = root_slot.ok_or(MapError::NotInitialised)?;
     let table = walk_creating(root, address, 1)?;
     Ok(LeafPageTable {

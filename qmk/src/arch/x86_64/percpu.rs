@@ -1,0 +1,85 @@
+//! Per-CPU data through the GS segment base.
+//!
+//! Every CPU points its `IA32_GS_BASE` at its own [`crate::cpu::PerCpu`]
+//! block, so `gs:[offset]` addresses this CPU's copy of a field with one
+//! instruction. Single-instruction read-modify-writes (`add gs:[o], 1`) need
+//! no `lock` prefix: only the owning CPU writes these fields, and an
+//! interrupt cannot split one instruction. Ring 0 only, so no `swapgs`.
+
+use ::x86_64::registers::model_specific::GsBase;
+use ::x86_64::VirtAddr;
+
+/// Points this CPU's GS base at `block`.
+///
+/// # Safety
+///
+/// 1. `block` is the address of this CPU's `PerCpu`, valid for the rest of
+///    the run and used by no other CPU as its own block.
+/// 2. No code on this CPU relies on the previous GS base.
+pub unsafe fn set_gs_base(block: VirtAddr) {
+    GsBase::write(block);
+}
+
+/// Reads the `u32` at `gs:[$offset]`.
+macro_rules! gs_read_u32 {
+    ($offset:expr) => {{
+        let value: u32;
+        // SAFETY: GS points at this CPU's PerCpu block (set before any Rust
+        // code that uses per-CPU data); `$offset` is a field offset in it.
+        unsafe {
+            core::arch::asm!("mov {value:e}, gs:[{offset}]", offset = const $offset,
+                value = out(reg) value, options(nostack, preserves_flags, readonly))
+        };
+        value
+    }};
+}
+
+/// Reads the `u64` at `gs:[$offset]`.
+macro_rules! gs_read_u64 {
+    ($offset:expr) => {{
+        let value: u64;
+        // SAFETY: as in `gs_read_u32`.
+        unsafe {
+            core::arch::asm!("mov {value}, gs:[{offset}]", offset = const $offset,
+                value = out(reg) value, options(nostack, preserves_flags, readonly))
+        };
+        value
+    }};
+}
+
+/// Adds 1 to the `u32` at `gs:[$offset]` (one instruction, so an interrupt
+/// cannot split it). Not `nomem`: the asm is a compiler barrier, so memory
+/// accesses are not moved across a critical-section boundary.
+macro_rules! gs_increment_u32 {
+    ($offset:expr) => {
+        // SAFETY: as in `gs_read_u32`; the field is an AtomicU32 written
+        // only by its own CPU.
+        unsafe { core::arch::asm!("add dword ptr gs:[{offset}], 1", offset = const $offset, options(nostack)) }
+    };
+}
+
+/// Subtracts 1 from the `u32` at `gs:[$offset]`; returns true when the
+/// result is zero (one instruction plus `setz`).
+macro_rules! gs_decrement_u32_is_zero {
+    ($offset:expr) => {{
+        let reached_zero: u8;
+        // SAFETY: as in `gs_increment_u32`.
+        unsafe {
+            core::arch::asm!("sub dword ptr gs:[{offset}], 1", "setz {zero}",
+                offset = const $offset, zero = out(reg_byte) reached_zero, options(nostack))
+        };
+        reached_zero != 0
+    }};
+}
+
+/// Adds 1 to the `u64` at `gs:[$offset]`.
+macro_rules! gs_increment_u64 {
+    ($offset:expr) => {
+        // SAFETY: as in `gs_increment_u32`.
+        unsafe { core::arch::asm!("add qword ptr gs:[{offset}], 1", offset = const $offset, options(nostack)) }
+    };
+}
+
+pub(crate) use {
+    gs_decrement_u32_is_zero, gs_increment_u32, gs_increment_u64, gs_read_u32, gs_read_u64,
+};

@@ -1,0 +1,484 @@
+//! The scheduler: one run queue shared by every CPU, per-CPU idle threads,
+//! sleeping, and the switch itself.
+//!
+//! Why one shared queue: a preempted thread goes to the back, and the next
+//! CPU that looks takes the front, so threads migrate as a matter of course
+//! (which quickmap's pinning must survive). One spin lock (taken with
+//! interrupts off) guards it and every thread's state; at 1–16 CPUs under
+//! TCG the contention is irrelevant next to the simplicity.
+//!
+//! Every switch happens on the way out of an interrupt handler
+//! ([`interrupt_exit`]): the timer tick and the reschedule IPI set
+//! "preemption owed", a thread that yields, parks or exits raises the
+//! software interrupt [`SCHEDULE_VECTOR`] with its request in `rdi`. The
+//! switch copies the interrupted frame and SSE state (which the entry code
+//! saved on the IST stack) into the outgoing thread and the next thread's
+//! into their place, so `iretq` resumes the next thread on its own stack.
+//! Nothing of a thread stays on an IST stack, so threads can resume on any
+//! CPU. A switch happens only at critical depth 0 (and so with no spin lock
+//! held): the per-CPU depth needs no saving.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::time::Duration;
+
+use ::x86_64::instructions::segmentation::{Segment, CS, SS};
+
+use super::thread::{current_thread, thread_start, Thread, ThreadId, ThreadState, THREAD_STACK_PAGES};
+use crate::arch::apic;
+use crate::arch::interrupts::{
+    enable_interrupts_and_halt, in_interrupt, interrupts_enabled, set_interrupt_handler,
+    InterruptFrame, SseState,
+};
+use crate::arch::stacks::{self, StackBounds};
+use crate::arch::tsc;
+use crate::cpu::{self, MAX_CPUS};
+use crate::sync::SpinLock;
+
+/// The timer period: the time slice, and the granularity of `sleep`.
+pub const TICK_PERIOD_US: u64 = 4000;
+/// Software interrupt a thread raises to yield, park or exit (request in rdi).
+pub const SCHEDULE_VECTOR: u8 = 0x81;
+/// IPI that makes an idle CPU look at the run queue now.
+pub const RESCHEDULE_VECTOR: u8 = 0x82;
+
+/// What a thread asks of the scheduler with [`SCHEDULE_VECTOR`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+enum SwitchRequest {
+    /// Give the CPU to another ready thread, if any.
+    Yield = 1,
+    /// Block until unparked (or return at once if a wake permit waits).
+    Park = 2,
+    /// The thread is finished.
+    Exit = 3,
+    /// `critical_exit` performs a preemption a tick asked for.
+    OwedPreemption = 4,
+    /// A tick or reschedule IPI preempts the interrupted thread.
+    Preemption = 5,
+}
+
+impl SwitchRequest {
+    fn from_register(value: u64) -> Self {
+        match value {
+            1 => Self::Yield,
+            2 => Self::Park,
+            3 => Self::Exit,
+            4 => Self::OwedPreemption,
+            _ => panic!("schedule interrupt with an unknown request {value} in rdi"),
+        }
+    }
+
+    fn is_preemption(self) -> bool {
+        matches!(self, Self::OwedPreemption | Self::Preemption)
+    }
+}
+
+struct Scheduler {
+    run_queue: VecDeque<Arc<Thread>>,
+    running: [Option<Arc<Thread>>; MAX_CPUS],
+    idle: [Option<Arc<Thread>>; MAX_CPUS],
+    /// Every thread that has not exited (keeps parked threads alive).
+    threads: BTreeMap<ThreadId, Arc<Thread>>,
+    /// Sleeping threads by (deadline in TSC ticks, id).
+    sleepers: BTreeMap<(u64, ThreadId), Arc<Thread>>,
+    /// CPUs running their idle thread (bit per CPU index).
+    idle_cpus: u64,
+    /// Stacks of exited threads, for reuse.
+    free_stacks: Vec<StackBounds>,
+}
+
+static SCHEDULER: SpinLock<Scheduler> = SpinLock::new(Scheduler {
+    run_queue: VecDeque::new(),
+    running: [const { None }; MAX_CPUS],
+    idle: [const { None }; MAX_CPUS],
+    threads: BTreeMap::new(),
+    sleepers: BTreeMap::new(),
+    idle_cpus: 0,
+    free_stacks: Vec::new(),
+});
+
+/// The earliest sleeper's deadline (TSC), so ticks skip the lock otherwise.
+static EARLIEST_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
+/// A function every tick calls on every CPU (0: none).
+static TICK_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets (or clears) a function that runs on every timer tick on every CPU,
+/// in interrupt context, before the scheduling decision. For tests.
+pub fn set_tick_hook(hook: Option<fn()>) {
+    TICK_HOOK.store(hook.map_or(0, |hook| hook as usize), Ordering::Release);
+}
+
+/// True when the scheduler runs on this CPU (it has a current thread).
+pub(super) fn is_running_here() -> bool {
+    !super::thread::current_thread_pointer().is_null()
+}
+
+fn raise_schedule_interrupt(request: SwitchRequest) {
+    // SAFETY: vector 0x81 is the kernel's schedule interrupt: its handler
+    // saves every register and the SSE state, and this thread resumes
+    // after `int` with all of them as they were (possibly on another CPU,
+    // which Rust code cannot tell apart). The asm has no memory operands
+    // but is a compiler barrier (no `nomem`): memory is up to date when
+    // another CPU may run the thread.
+    unsafe { core::arch::asm!("int 0x81", in("rdi") request as u64) };
+}
+
+/// Gives the CPU to another ready thread, if there is one.
+///
+/// # Panics
+///
+/// Inside a critical section or an interrupt handler, where switching is
+/// impossible.
+pub fn yield_now() {
+    let depth = super::critical_depth();
+    assert!(
+        depth == 0 && !in_interrupt(),
+        "yield_now: cannot switch threads inside a critical section (depth {depth}) or an interrupt handler"
+    );
+    raise_schedule_interrupt(SwitchRequest::Yield);
+}
+
+/// Blocks the running thread until [`unpark`] (returns at once when a wake
+/// permit is waiting). Callers have checked `might_sleep`.
+pub(super) fn park() {
+    raise_schedule_interrupt(SwitchRequest::Park);
+}
+
+/// Makes `thread` ready if it is parked; otherwise leaves it a wake permit.
+pub(super) fn unpark(thread: &Arc<Thread>) {
+    let mut scheduler = SCHEDULER.lock_irq();
+    if thread.state() == ThreadState::Parked {
+        thread.set_state(ThreadState::Ready);
+        scheduler.enqueue(thread.clone());
+    } else if thread.state() != ThreadState::Exited {
+        thread.wake_permit.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Called from `critical_exit` when the count reached zero with a
+/// preemption owed.
+#[cold]
+#[inline(never)]
+pub(super) fn perform_owed_preemption() {
+    // In an interrupt handler the switch happens on its way out; with
+    // interrupts off the next tick's exit (or an enabling critical_exit)
+    // performs it.
+    if in_interrupt() || !interrupts_enabled() || !is_running_here() {
+        return;
+    }
+    cpu::this_cpu_unguarded()
+        .deferred_preemptions
+        .fetch_add(1, Ordering::Relaxed);
+    raise_schedule_interrupt(SwitchRequest::OwedPreemption);
+}
+
+/// Sleeps for at least `duration` (rounded up to the tick).
+pub fn sleep(duration: Duration) {
+    super::might_sleep();
+    let ticks = (duration.as_nanos() * u128::from(tsc::hz()) / 1_000_000_000) as u64;
+    let deadline = tsc::read().saturating_add(ticks);
+    let me = current_thread();
+    while tsc::read() < deadline {
+        {
+            let mut scheduler = SCHEDULER.lock_irq();
+            scheduler.sleepers.insert((deadline, me.id()), me.clone());
+            EARLIEST_DEADLINE.fetch_min(deadline, Ordering::AcqRel);
+        }
+        park();
+    }
+}
+
+/// Ends the running thread (its join state is already set).
+pub(super) fn exit_current() -> ! {
+    raise_schedule_interrupt(SwitchRequest::Exit);
+    unreachable!("an exited thread was resumed");
+}
+
+impl Scheduler {
+    /// Queues a ready thread and wakes an idle CPU that may run it.
+    fn enqueue(&mut self, thread: Arc<Thread>) {
+        let allowed = match thread.affinity {
+            Some(cpu) => 1u64 << cpu,
+            None => u64::MAX,
+        };
+        self.run_queue.push_back(thread);
+        let this_cpu = cpu::current_cpu_index();
+        let candidates = self.idle_cpus & allowed & !(1u64 << this_cpu);
+        if candidates != 0 {
+            let target = candidates.trailing_zeros() as usize;
+            // Kicked once: it leaves idle (or returns to it and sets the
+            // bit again), so a burst of wake-ups sends one IPI, not many.
+            self.idle_cpus &= !(1u64 << target);
+            crate::smp::send_ipi(target, RESCHEDULE_VECTOR);
+        }
+    }
+
+    /// The first queued thread that may run on `cpu`.
+    fn pick(&mut self, cpu: usize) -> Option<Arc<Thread>> {
+        let position = self
+            .run_queue
+            .iter()
+            .position(|thread| thread.affinity.is_none_or(|pinned| pinned == cpu))?;
+        self.run_queue.remove(position)
+    }
+
+    fn wake_expired_sleepers(&mut self, now: u64) {
+        while let Some(entry) = self.sleepers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let thread = entry.remove();
+            if thread.state() == ThreadState::Parked {
+                thread.set_state(ThreadState::Ready);
+                self.enqueue(thread);
+            } else if thread.state() != ThreadState::Exited {
+                thread.wake_permit.store(true, Ordering::Relaxed);
+            }
+        }
+        let next = self
+            .sleepers
+            .first_key_value()
+            .map_or(u64::MAX, |((deadline, _), _)| *deadline);
+        EARLIEST_DEADLINE.store(next, Ordering::Release);
+    }
+}
+
+/// A new thread (not yet queued) that will run `body` on its own stack.
+pub(super) fn create_thread(
+    name: String,
+    affinity: Option<usize>,
+    body: Box<dyn FnOnce() + Send>,
+) -> Arc<Thread> {
+    create_thread_with(name, affinity, false, body)
+}
+
+fn create_thread_with(
+    name: String,
+    affinity: Option<usize>,
+    is_idle: bool,
+    body: Box<dyn FnOnce() + Send>,
+) -> Arc<Thread> {
+    let reused = SCHEDULER.lock_irq().free_stacks.pop();
+    let stack = match reused {
+        Some(stack) => stack,
+        None => stacks::allocate_stack(THREAD_STACK_PAGES)
+            .unwrap_or_else(|error| panic!("no stack for thread '{name}': {error}")),
+    };
+    let body = Box::into_raw(Box::new(body));
+    let frame = InterruptFrame {
+        rip: thread_start as *const () as u64,
+        rdi: body as u64,
+        // As if `thread_start` had been called: rsp + 8 is 16-byte aligned.
+        rsp: stack.top.as_u64() - 8,
+        // Interrupts on (IF, bit 9) plus the always-one bit 1.
+        rflags: 0x202,
+        cs: u64::from(CS::get_reg().0),
+        ss: u64::from(SS::get_reg().0),
+        ..InterruptFrame::default()
+    };
+    Arc::new(Thread::new(name, affinity, is_idle, Some(stack), frame))
+}
+
+/// Registers a new thread and queues it.
+pub(super) fn make_ready(thread: Arc<Thread>) {
+    let mut scheduler = SCHEDULER.lock_irq();
+    scheduler.threads.insert(thread.id(), thread.clone());
+    thread.set_state(ThreadState::Ready);
+    scheduler.enqueue(thread);
+}
+
+fn idle_loop() -> ! {
+    loop {
+        enable_interrupts_and_halt();
+    }
+}
+
+/// Turns the running context into thread `name` on CPU `cpu_index`.
+fn adopt_boot_context(cpu_index: usize, name: String, is_idle: bool) -> Arc<Thread> {
+    let affinity = is_idle.then_some(cpu_index);
+    let thread = Arc::new(Thread::new(
+        name,
+        affinity,
+        is_idle,
+        None,
+        InterruptFrame::default(),
+    ));
+    thread.set_state(ThreadState::Running);
+    thread.last_cpu.store(cpu_index, Ordering::Relaxed);
+    let mut scheduler = SCHEDULER.lock_irq();
+    scheduler.threads.insert(thread.id(), thread.clone());
+    cpu::cpu(cpu_index)
+        .current_thread
+        .store(Arc::as_ptr(&thread).cast_mut(), Ordering::Release);
+    scheduler.running[cpu_index] = Some(thread.clone());
+    thread
+}
+
+fn install_handlers() {
+    set_interrupt_handler(apic::TIMER_VECTOR, on_tick);
+    set_interrupt_handler(RESCHEDULE_VECTOR, on_reschedule);
+    // The work happens in `interrupt_exit`; the handler only has to exist.
+    set_interrupt_handler(SCHEDULE_VECTOR, |_| {});
+}
+
+/// Starts scheduling on the bootstrap CPU: the running boot code becomes
+/// thread "main", CPU 0 gets an idle thread, and its timer starts.
+/// Interrupts stay off until the caller enables them.
+pub fn init_bootstrap_cpu() {
+    install_handlers();
+    adopt_boot_context(0, String::from("main"), false);
+    let idle = create_thread_with(
+        String::from("idle0"),
+        Some(0),
+        true,
+        Box::new(|| idle_loop()),
+    );
+    idle.set_state(ThreadState::Ready);
+    SCHEDULER.lock_irq().idle[0] = Some(idle);
+    apic::start_periodic_timer(TICK_PERIOD_US);
+}
+
+/// Starts scheduling on an application processor: its boot context becomes
+/// its idle thread. The caller enables interrupts and idles.
+pub fn init_application_cpu(cpu_index: usize) -> ! {
+    let idle = adopt_boot_context(cpu_index, alloc::format!("idle{cpu_index}"), true);
+    {
+        let mut scheduler = SCHEDULER.lock_irq();
+        scheduler.idle[cpu_index] = Some(idle);
+        scheduler.idle_cpus |= 1 << cpu_index;
+    }
+    apic::start_periodic_timer(TICK_PERIOD_US);
+    cpu::mark_online(cpu_index);
+    idle_loop()
+}
+
+fn on_tick(_frame: &mut InterruptFrame) {
+    let this_cpu = cpu::this_cpu_unguarded();
+    this_cpu.ticks.fetch_add(1, Ordering::Relaxed);
+    let hook = TICK_HOOK.load(Ordering::Acquire);
+    if hook != 0 {
+        // SAFETY: non-zero values are only stored from a `fn()` by
+        // `set_tick_hook`.
+        let hook = unsafe { core::mem::transmute::<usize, fn()>(hook) };
+        hook();
+    }
+    let now = tsc::read();
+    if now >= EARLIEST_DEADLINE.load(Ordering::Acquire) {
+        SCHEDULER.lock_irq().wake_expired_sleepers(now);
+    }
+    // One tick is one time slice.
+    this_cpu.preemption_owed.store(1, Ordering::Relaxed);
+    apic::end_of_interrupt();
+}
+
+fn on_reschedule(_frame: &mut InterruptFrame) {
+    cpu::this_cpu_unguarded()
+        .preemption_owed
+        .store(1, Ordering::Relaxed);
+    apic::end_of_interrupt();
+}
+
+/// Called on the way out of every interrupt handler (vectors 32–255) with
+/// the saved context: performs a requested or owed switch.
+pub fn interrupt_exit(frame: &mut InterruptFrame, sse_state: &mut SseState) {
+    let this_cpu = cpu::this_cpu_unguarded();
+    let request = if frame.vector == u64::from(SCHEDULE_VECTOR) {
+        SwitchRequest::from_register(frame.rdi)
+    } else if this_cpu.preemption_owed.load(Ordering::Relaxed) != 0 {
+        SwitchRequest::Preemption
+    } else {
+        return;
+    };
+    if !is_running_here() {
+        return;
+    }
+    let depth = super::critical_depth();
+    if depth != 0 {
+        // A tick inside a critical section: the preemption stays owed and
+        // `critical_exit` performs it.
+        assert!(
+            request == SwitchRequest::Preemption,
+            "a thread asked for {request:?} inside a critical section (depth {depth})"
+        );
+        return;
+    }
+    this_cpu.preemption_owed.store(0, Ordering::Relaxed);
+    switch(this_cpu.index(), frame, sse_state, request);
+}
+
+fn switch(
+    cpu_index: usize,
+    frame: &mut InterruptFrame,
+    sse_state: &mut SseState,
+    request: SwitchRequest,
+) {
+    let mut scheduler = SCHEDULER.lock_irq();
+    let outgoing = scheduler.running[cpu_index]
+        .clone()
+        .expect("a CPU with a current thread has it in `running`");
+    if request == SwitchRequest::Park && outgoing.wake_permit.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    let next = match scheduler.pick(cpu_index) {
+        Some(next) => next,
+        None if matches!(request, SwitchRequest::Park | SwitchRequest::Exit) => scheduler.idle
+            [cpu_index]
+            .clone()
+            .expect("every CPU has an idle thread"),
+        // Nothing else to run: the yielding or preempted thread goes on.
+        None => return,
+    };
+    match request {
+        SwitchRequest::Park => outgoing.set_state(ThreadState::Parked),
+        SwitchRequest::Exit => outgoing.set_state(ThreadState::Exited),
+        _ if outgoing.is_idle => outgoing.set_state(ThreadState::Ready),
+        _ => {
+            outgoing.set_state(ThreadState::Ready);
+            scheduler.run_queue.push_back(outgoing.clone());
+        }
+    }
+    if request.is_preemption() && !outgoing.is_idle {
+        outgoing.preemptions.fetch_add(1, Ordering::Relaxed);
+    }
+    if request != SwitchRequest::Exit {
+        // SAFETY: we hold the scheduler lock; `outgoing` stopped running
+        // on this CPU when the interrupt arrived and cannot be resumed
+        // elsewhere before we release the lock; no other `context()`
+        // reference exists.
+        let context = unsafe { outgoing.context() };
+        context.frame = *frame;
+        context.sse = *sse_state;
+    }
+    {
+        // SAFETY: we hold the scheduler lock; `next` was ready (or idle),
+        // so it runs nowhere, and it was saved under this lock earlier.
+        let context = unsafe { next.context() };
+        *frame = context.frame;
+        *sse_state = context.sse;
+    }
+    next.set_state(ThreadState::Running);
+    let previous_cpu = next.last_cpu.swap(cpu_index, Ordering::Relaxed);
+    if previous_cpu != cpu_index && previous_cpu != usize::MAX {
+        next.migrations.fetch_add(1, Ordering::Relaxed);
+    }
+    if next.is_idle {
+        scheduler.idle_cpus |= 1 << cpu_index;
+    } else {
+        scheduler.idle_cpus &= !(1 << cpu_index);
+    }
+    cpu::cpu(cpu_index)
+        .current_thread
+        .store(Arc::as_ptr(&next).cast_mut(), Ordering::Release);
+    scheduler.running[cpu_index] = Some(next);
+    if request == SwitchRequest::Exit {
+        scheduler.threads.remove(&outgoing.id());
+        if let Some(stack) = outgoing.stack {
+            scheduler.free_stacks.push(stack);
+        }
+    }
+}

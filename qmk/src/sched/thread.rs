@@ -1,0 +1,272 @@
+//! Thread control blocks, spawning, joining and exiting.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use crate::arch::interrupts::{InterruptFrame, SseState};
+use crate::arch::percpu::gs_read_u64;
+use crate::arch::stacks::StackBounds;
+use crate::cpu::offsets;
+use crate::sync::SpinLock;
+
+use super::wait::WaitQueue;
+
+/// A thread's id: unique for the whole run (never reused).
+pub type ThreadId = u64;
+
+static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Where a thread is in its life. Changed only under the scheduler lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ThreadState {
+    Running = 0,
+    Ready = 1,
+    Parked = 2,
+    Exited = 3,
+}
+
+/// A thread's saved registers and SSE state while it is not running.
+#[repr(C, align(16))]
+pub(crate) struct SavedContext {
+    pub sse: SseState,
+    pub frame: InterruptFrame,
+}
+
+/// One kernel thread.
+pub struct Thread {
+    id: ThreadId,
+    name: String,
+    /// The CPU this thread must run on, if pinned.
+    pub(crate) affinity: Option<usize>,
+    pub(crate) is_idle: bool,
+    /// Its own stack, `None` for a CPU's boot context turned thread.
+    pub(crate) stack: Option<StackBounds>,
+    state: AtomicU8,
+    /// A wake-up that arrived while the thread was not parked: its next
+    /// park returns at once (so no wake-up is lost).
+    pub(crate) wake_permit: AtomicBool,
+    /// The CPU it last ran on.
+    pub(crate) last_cpu: AtomicUsize,
+    /// How often it was switched in on a different CPU than before.
+    pub(crate) migrations: AtomicU64,
+    /// How often it was preempted (tick or owed preemption).
+    pub(crate) preemptions: AtomicU64,
+    context: UnsafeCell<SavedContext>,
+}
+
+// SAFETY: all fields but `context` are immutable or atomic. `context` is
+// read and written only by the scheduler while it holds the scheduler lock
+// and the thread is not running anywhere (it is being switched out or in on
+// the CPU holding the lock), so no two CPUs ever touch it at once.
+unsafe impl Sync for Thread {}
+// SAFETY: as above; a `Thread` holds no CPU-local state.
+unsafe impl Send for Thread {}
+
+impl Thread {
+    pub(crate) fn new(
+        name: String,
+        affinity: Option<usize>,
+        is_idle: bool,
+        stack: Option<StackBounds>,
+        frame: InterruptFrame,
+    ) -> Self {
+        Self {
+            id: NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed),
+            name,
+            affinity,
+            is_idle,
+            stack,
+            state: AtomicU8::new(ThreadState::Ready as u8),
+            wake_permit: AtomicBool::new(false),
+            last_cpu: AtomicUsize::new(usize::MAX),
+            migrations: AtomicU64::new(0),
+            preemptions: AtomicU64::new(0),
+            context: UnsafeCell::new(SavedContext {
+                sse: SseState::initial(),
+                frame,
+            }),
+        }
+    }
+
+    /// The thread's id.
+    pub fn id(&self) -> ThreadId {
+        self.id
+    }
+
+    /// The thread's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Times it was switched in on another CPU than the one before.
+    pub fn migrations(&self) -> u64 {
+        self.migrations.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn state(&self) -> ThreadState {
+        match self.state.load(Ordering::Relaxed) {
+            0 => ThreadState::Running,
+            1 => ThreadState::Ready,
+            2 => ThreadState::Parked,
+            _ => ThreadState::Exited,
+        }
+    }
+
+    /// Only under the scheduler lock.
+    pub(crate) fn set_state(&self, state: ThreadState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// The saved context.
+    ///
+    /// # Safety
+    ///
+    /// 1. The caller holds the scheduler lock.
+    /// 2. The thread is not running on any CPU (it is being switched out
+    ///    from, or in on, the caller's CPU).
+    /// 3. No other reference from this function is alive.
+    #[allow(clippy::mut_from_ref, reason = "exclusive by the scheduler lock, see # Safety")]
+    pub(crate) unsafe fn context(&self) -> &mut SavedContext {
+        // SAFETY: exclusive access by the caller's contract.
+        unsafe { &mut *self.context.get() }
+    }
+}
+
+/// The running thread (a raw pointer kept alive by the scheduler), or null
+/// before the scheduler runs on this CPU.
+#[inline]
+pub(crate) fn current_thread_pointer() -> *const Thread {
+    gs_read_u64!(offsets::CURRENT_THREAD) as *const Thread
+}
+
+/// The id of the running thread (0 before the scheduler starts).
+pub fn current_thread_id() -> ThreadId {
+    let thread = current_thread_pointer();
+    if thread.is_null() {
+        return 0;
+    }
+    // SAFETY: a non-null current pointer names the running thread, which
+    // the scheduler keeps alive while it runs; the thread is us, so it
+    // stays current (on some CPU) until we return.
+    unsafe { (*thread).id }
+}
+
+/// A counted reference to the running thread.
+pub(crate) fn current_thread() -> Arc<Thread> {
+    let thread = current_thread_pointer();
+    assert!(
+        !thread.is_null(),
+        "current_thread: the scheduler does not run on this CPU yet"
+    );
+    // SAFETY: the pointer came from `Arc::as_ptr` of the running thread's
+    // Arc, which the scheduler holds while the thread runs (so the count is
+    // at least 1 now); we add the reference we return.
+    unsafe {
+        Arc::increment_strong_count(thread);
+        Arc::from_raw(thread)
+    }
+}
+
+/// What a finished thread leaves for its joiner.
+struct JoinState<T> {
+    result: SpinLock<Option<T>>,
+    finished: AtomicBool,
+    joiners: WaitQueue,
+}
+
+/// Owns the right to wait for a thread and take its result.
+#[must_use = "a thread that is never joined still runs, but its result is lost"]
+pub struct JoinHandle<T> {
+    state: Arc<JoinState<T>>,
+    thread_id: ThreadId,
+}
+
+impl<T> JoinHandle<T> {
+    /// Blocks until the thread has finished; returns its result.
+    pub fn join(self) -> T {
+        super::might_sleep();
+        self.state
+            .joiners
+            .wait_until(|| self.state.finished.load(Ordering::Acquire));
+        self.state
+            .result
+            .lock()
+            .take()
+            .expect("a finished thread left its result")
+    }
+
+    /// True once the thread has finished (join will not block).
+    pub fn is_finished(&self) -> bool {
+        self.state.finished.load(Ordering::Acquire)
+    }
+
+    /// The thread's id.
+    pub fn thread_id(&self) -> ThreadId {
+        self.thread_id
+    }
+}
+
+/// Pages of a thread's stack.
+pub const THREAD_STACK_PAGES: u64 = 8;
+
+/// Starts a thread running `body`, on any CPU (it may migrate).
+pub fn spawn<T: Send + 'static>(
+    name: &str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<T> {
+    spawn_with_affinity(name, None, body)
+}
+
+/// Starts a thread running `body` that only ever runs on CPU `cpu`.
+///
+/// # Panics
+///
+/// If `cpu` is not online.
+pub fn spawn_pinned<T: Send + 'static>(
+    name: &str,
+    cpu: usize,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<T> {
+    assert!(
+        cpu < crate::cpu::cpu_count(),
+        "spawn_pinned: CPU {cpu} is not online ({} CPUs)",
+        crate::cpu::cpu_count()
+    );
+    spawn_with_affinity(name, Some(cpu), body)
+}
+
+fn spawn_with_affinity<T: Send + 'static>(
+    name: &str,
+    affinity: Option<usize>,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<T> {
+    let state = Arc::new(JoinState {
+        result: SpinLock::new(None),
+        finished: AtomicBool::new(false),
+        joiners: WaitQueue::new(),
+    });
+    let finish_state = state.clone();
+    let start: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let result = body();
+        *finish_state.result.lock() = Some(result);
+        finish_state.finished.store(true, Ordering::Release);
+        finish_state.joiners.wake_all();
+    });
+    let thread = super::scheduler::create_thread(String::from(name), affinity, start);
+    let thread_id = thread.id();
+    super::scheduler::make_ready(thread);
+    JoinHandle { state, thread_id }
+}
+
+/// Where every new thread starts: runs its body, then exits.
+pub(crate) extern "C" fn thread_start(body: *mut Box<dyn FnOnce() + Send>) -> ! {
+    // SAFETY: `create_thread` put `Box::into_raw` of the body's box in this
+    // argument register, and each thread starts exactly once.
+    let body = unsafe { Box::from_raw(body) };
+    (*body)();
+    super::scheduler::exit_current()
+}
