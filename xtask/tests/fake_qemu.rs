@@ -1,7 +1,8 @@
 //! End-to-end tests of the xtask binary against a fake QEMU: a shell script that
 //! prints protocol lines and exits the way the real kernel would (33, 35, 0 for a
-//! triple fault, a hang, a signal). `QMK_KERNEL` skips the kernel build and
-//! `QMK_LOG_DIR` keeps the logs in a scratch directory.
+//! triple fault, a hang, a signal). `QMK_KERNEL` skips the kernel build,
+//! `QMK_LOG_DIR` keeps the logs in a scratch directory and `QMK_OBJDUMP` points the
+//! static check at a fake objdump that prints canned disassembly.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -27,18 +28,72 @@ const PANIC_OK: &str = "\
 qmk: test p ... ok (panicked as expected: boom)
 qmk: 1 passed, 0 failed";
 
+/// A workload that passes: progress, summary, verdict.
+const WORKLOAD_OK: &str = "\
+qmk: workload starting
+qmk: progress done=250 total=500 bytes=1024000 elapsed_ms=1000 cpu0=60 cpu1=62 cpu2=64 cpu3=64
+qmk: progress done=500 total=500 bytes=2048000 elapsed_ms=2000 cpu0=120 cpu1=126 cpu2=127 cpu3=127
+qmk: summary bounce_prewrite=100
+qmk: summary bounce_postread=100
+qmk: summary zero=100
+qmk: summary copy=100
+qmk: summary scrub=50
+qmk: summary interrupt_ops=50
+qmk: summary pages_verified=500
+qmk: summary bytes_verified=2048000
+qmk: summary bytes_moved=2048000
+qmk: summary direct_map_hits=50
+qmk: summary window_maps=450
+qmk: summary invalidations=450
+qmk: summary mismatches=0
+qmk: summary duration_ms=2000
+qmk: summary cpus=4
+qmk: summary threads=8
+qmk: run ok";
+
+/// Disassembly in objdump's layout in which both entry points keep the promises:
+/// no locked instruction, one `invlpg` between them, a cold panic path not followed.
+const OBJDUMP_OK: &str = "
+qmk:     file format elf64-x86-64
+
+Disassembly of section .text:
+
+0000000000100000 <pmap_quick_enter_page>:
+  100000:\tmov    QWORD PTR [rdi],rsi
+  100003:\tinvlpg BYTE PTR [rsi]
+  100006:\tjne    100040 <quickmap::rules::nesting_beyond_capacity>
+  10000c:\tret
+
+0000000000100010 <pmap_quick_remove_page>:
+  100010:\tmov    QWORD PTR [rdi],0x0
+  100017:\tcall   100030 <quickmap::percpu::release>
+  10001c:\tret
+
+0000000000100030 <quickmap::percpu::release>:
+  100030:\tand    QWORD PTR gs:0x8,0xfffffffffffffffe
+  100039:\tret
+
+0000000000100040 <quickmap::rules::nesting_beyond_capacity>:
+  100040:\tlock inc QWORD PTR [rip+0x100]
+  100047:\tud2
+";
+
 /// A scratch directory with a fake QEMU whose behaviour per boot is given as shell
 /// snippets. Every boot appends its QEMU arguments to `boots.txt`.
 struct FakeMachine {
     dir: PathBuf,
 }
 
-/// Shell snippets run by the fake QEMU for each kind of boot.
+/// Shell snippets run by the fake QEMU for each kind of boot, and the fake objdump's
+/// output (`OBJDUMP_OK` when empty).
+#[derive(Default)]
 struct Behaviour<'a> {
     run: &'a str,
     list: &'a str,
     suite: &'a str,
     panic_test: &'a str,
+    bench: &'a str,
+    objdump: &'a str,
 }
 
 /// Prints `lines` then exits with `status`, as a shell snippet. Lines end in CR LF, as
@@ -66,14 +121,23 @@ impl FakeMachine {
 # Fake qemu-system-x86_64 for xtask's tests.
 echo "$*" >> "{dir}/boots.txt"
 cmdline=""
+smp=""
 prev=""
 for arg in "$@"; do
   if [ "$prev" = "-append" ]; then cmdline="$arg"; fi
+  if [ "$prev" = "-smp" ]; then smp="$arg"; fi
   prev="$arg"
 done
 case " $cmdline " in
+  *" icount=1 "*) icount=1 ;;
+  *) icount=0 ;;
+esac
+case " $cmdline " in
   *" mode=run "*)
 {run}
+    ;;
+  *" mode=bench "*)
+{bench}
     ;;
   *" mode=list "*)
 {list}
@@ -93,10 +157,24 @@ exit 1
             list = behaviour.list,
             suite = behaviour.suite,
             panic_test = behaviour.panic_test,
+            bench = behaviour.bench,
         );
         let qemu = dir.join("qemu");
         fs::write(&qemu, script).unwrap();
         fs::set_permissions(&qemu, fs::Permissions::from_mode(0o755)).unwrap();
+        let objdump_text = if behaviour.objdump.is_empty() {
+            OBJDUMP_OK
+        } else {
+            behaviour.objdump
+        };
+        fs::write(dir.join("objdump.txt"), objdump_text).unwrap();
+        let objdump = dir.join("objdump");
+        fs::write(
+            &objdump,
+            format!("#!/bin/sh\ncat '{}/objdump.txt'\n", dir.display()),
+        )
+        .unwrap();
+        fs::set_permissions(&objdump, fs::Permissions::from_mode(0o755)).unwrap();
         FakeMachine { dir }
     }
 
@@ -105,10 +183,12 @@ exit 1
         FakeMachine::new(
             name,
             Behaviour {
-                run: &emit("qmk: hello from the demo", 33),
+                run: &emit(WORKLOAD_OK, 33),
                 list: &emit(LIST_OUTPUT, 33),
                 suite: &emit(SUITE_OK, 33),
                 panic_test: &emit(PANIC_OK, 33),
+                bench: &bench_script(|_, _| true),
+                objdump: "",
             },
         )
     }
@@ -119,6 +199,7 @@ exit 1
             .env("QMK_QEMU", self.dir.join("qemu"))
             .env("QMK_KERNEL", self.dir.join("qmk.elf"))
             .env("QMK_LOG_DIR", self.dir.join("logs"))
+            .env("QMK_OBJDUMP", self.dir.join("objdump"))
             .output()
             .expect("xtask runs")
     }
@@ -167,11 +248,39 @@ fn passing_suite() {
         out.contains("test p ... ok (panicked as expected: boom)"),
         "{out}"
     );
-    assert_eq!(last_line(&out), "3 passed, 0 failed");
+    // The static check comes first, with its figures.
+    assert!(
+        out.contains(
+            "  pmap_quick_enter_page: 4 instructions in 1 function(s) (pmap_quick_enter_page \
+             4); 0 locked; cold paths not followed: quickmap::rules::nesting_beyond_capacity\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("  invlpg in the two together: 1 (at most 1)"),
+        "{out}"
+    );
+    assert!(out.contains("test static-check ... ok\n"), "{out}");
+    // The workload comes last: plain progress lines (stdout is not a terminal).
+    assert!(
+        out.contains("running the page workload: 10000 operations on 4 CPUs"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[############            ]  50%  250/500 ops"),
+        "{out}"
+    );
+    assert!(out.contains("test run-workload ... ok\n"), "{out}");
+    assert_eq!(last_line(&out), "5 passed, 0 failed");
 
-    // One list boot, one suite boot, one boot for the should_panic test.
+    // One list boot, one suite boot, one boot for the should_panic test, the workload.
     let boots = machine.boots();
-    assert_eq!(boots.len(), 3, "{boots:?}");
+    assert_eq!(boots.len(), 4, "{boots:?}");
+    assert!(
+        boots[3].contains("-append mode=run dmap=256 ops=10000 ") && boots[3].ends_with("-smp 4"),
+        "{}",
+        boots[3]
+    );
     assert!(
         boots[0].contains("-append mode=list dmap=256 "),
         "{}",
@@ -213,14 +322,16 @@ fn failing_test() {
             list: &emit(LIST_OUTPUT, 33),
             suite: &suite,
             panic_test: &emit(PANIC_OK, 33),
+            ..Behaviour::default()
         },
     );
-    let output = machine.xtask(&["test", "--kernel-only"]);
+    let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
     let (out, err) = (stdout(&output), stderr(&output));
     assert_eq!(output.status.code(), Some(1), "{out}\n{err}");
     assert!(out.contains("test b ... FAILED\n"), "{out}");
     assert!(out.contains("kernel failures:\n    b\n"), "{out}");
-    assert_eq!(last_line(&out), "2 passed, 1 failed");
+    // a, p and the static check pass.
+    assert_eq!(last_line(&out), "3 passed, 1 failed");
     assert!(err.contains("the kernel reported failure (QEMU exit status 35)"));
     assert!(err.contains("  | assertion failed: left == right"), "{err}");
     assert!(err.contains("test-cpus1-suite.log"), "{err}");
@@ -239,9 +350,10 @@ fn panic_mid_suite_names_the_cause() {
             list: &emit(LIST_OUTPUT, 33),
             suite: &suite,
             panic_test: &emit(PANIC_OK, 33),
+            ..Behaviour::default()
         },
     );
-    let output = machine.xtask(&["test", "--kernel-only"]);
+    let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
     let out = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
     assert!(
@@ -251,7 +363,7 @@ fn panic_mid_suite_names_the_cause() {
         ),
         "{out}"
     );
-    assert_eq!(last_line(&out), "2 passed, 1 failed");
+    assert_eq!(last_line(&out), "3 passed, 1 failed");
 }
 
 #[test]
@@ -264,10 +376,11 @@ fn hung_kernel_times_out() {
             // `exec` so that killing QEMU's process kills the hang itself.
             suite: "printf 'qmk: test a ... ok\\n'\nexec sleep 30",
             panic_test: &emit(PANIC_OK, 33),
+            ..Behaviour::default()
         },
     );
     let started = Instant::now();
-    let output = machine.xtask(&["test", "--kernel-only", "--timeout", "1"]);
+    let output = machine.xtask(&["test", "--kernel-only", "--no-workload", "--timeout", "1"]);
     assert!(started.elapsed() < Duration::from_secs(20));
     let (out, err) = (stdout(&output), stderr(&output));
     assert_eq!(output.status.code(), Some(1), "{out}\n{err}");
@@ -280,7 +393,7 @@ fn hung_kernel_times_out() {
         out.contains("test b ... FAILED (no result: the boot ended first (timed out"),
         "{out}"
     );
-    assert_eq!(last_line(&out), "2 passed, 1 failed");
+    assert_eq!(last_line(&out), "3 passed, 1 failed");
 }
 
 #[test]
@@ -292,6 +405,7 @@ fn triple_fault_reset() {
             list: &emit(LIST_OUTPUT, 33),
             suite: &emit("qmk: test a ... ok\nqmk: test b ... ok", 0),
             panic_test: &emit(PANIC_OK, 33),
+            ..Behaviour::default()
         },
     );
     let output = machine.xtask(&["test", "--kernel-only"]);
@@ -300,12 +414,22 @@ fn triple_fault_reset() {
     assert!(err.contains("triple fault"), "{err}");
     // Both tests reported ok, so the crash itself is the counted failure.
     assert!(out.contains("test <boot suite> ... FAILED (QEMU exited with status 0"));
-    assert_eq!(last_line(&out), "3 passed, 1 failed");
+    // The workload crashed too: a failed result of its own.
+    assert!(
+        out.contains("test run-workload ... FAILED (QEMU exited with status 0"),
+        "{out}"
+    );
+    assert_eq!(last_line(&out), "4 passed, 2 failed");
 
     let output = machine.xtask(&["run"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stdout(&output).contains("qmk: about to fault"));
-    assert!(stderr(&output).contains("triple fault"));
+    let err = stderr(&output);
+    assert!(
+        err.contains("xtask: run failed: QEMU exited with status 0"),
+        "{err}"
+    );
+    assert!(err.contains("triple fault"), "{err}");
 }
 
 #[test]
@@ -317,14 +441,15 @@ fn killed_by_signal_and_qemu_errors() {
             list: "kill -9 $$",
             suite: "",
             panic_test: "",
+            ..Behaviour::default()
         },
     );
-    let output = machine.xtask(&["test", "--kernel-only"]);
+    let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
     let (out, err) = (stdout(&output), stderr(&output));
     assert_eq!(output.status.code(), Some(1), "{out}\n{err}");
     assert!(err.contains("QEMU was killed by signal 9"), "{err}");
     assert!(out.contains("test <list boot> ... FAILED"), "{out}");
-    assert_eq!(last_line(&out), "0 passed, 1 failed");
+    assert_eq!(last_line(&out), "1 passed, 1 failed");
 
     let output = machine.xtask(&["run"]);
     let err = stderr(&output);
@@ -354,9 +479,10 @@ fn cpu_sweep_runs_a_suite_per_count() {
         out.contains("kernel suite, 4 CPUs: 3 passed, 0 failed"),
         "{out}"
     );
-    assert_eq!(last_line(&out), "6 passed, 0 failed");
+    // Two suites of 3, the static check, the workload.
+    assert_eq!(last_line(&out), "8 passed, 0 failed");
     let boots = machine.boots();
-    assert_eq!(boots.len(), 6);
+    assert_eq!(boots.len(), 7);
     assert!(boots[..3].iter().all(|b| b.ends_with("-smp 1")));
     assert!(boots[3..].iter().all(|b| b.ends_with("-smp 4")));
     assert!(boots.iter().all(|b| b.contains("dmap=256 seed=9 ")));
@@ -379,21 +505,349 @@ fn filters() {
 }
 
 #[test]
-fn run_streams_and_succeeds() {
+fn run_shows_progress_and_a_summary() {
     let machine = FakeMachine::healthy("run");
-    let output = machine.xtask(&["run", "--cpus", "2", "--icount", "--verbose"]);
-    assert_eq!(output.status.code(), Some(2), "icount needs one CPU");
-    let output = machine.xtask(&["run", "--icount", "--memory", "512", "--verbose"]);
+    let output = machine.xtask(&["run", "--ops", "500", "--seed", "3", "--verbose"]);
     let (out, err) = (stdout(&output), stderr(&output));
     assert_eq!(output.status.code(), Some(0), "{out}\n{err}");
-    assert_eq!(out, "qmk: hello from the demo\n");
-    assert!(err.contains("-append 'mode=run dmap=256'"), "{err}");
-    assert!(err.contains("run-cpus1.log"), "{err}");
-    let boot = &machine.boots()[0];
+    // Defaults: 4 CPUs, 2048 MiB, a 64 MiB direct map; ops= and seed= passed on.
     assert!(
-        boot.contains("-accel tcg -cpu max -m 512 -smp 1 -icount shift=0"),
+        err.contains("-append 'mode=run dmap=64 seed=3 ops=500'"),
+        "{err}"
+    );
+    assert!(machine.boots()[0].ends_with("-m 2048 -smp 4"));
+    // Kernel lines stream through; progress is redrawn as plain lines without a TTY;
+    // summary lines become the table.
+    assert!(out.starts_with("qmk: workload starting\n"), "{out}");
+    assert!(
+        out.contains(
+            "[############            ]  50%  250/500 ops  250 ops/s  1.0 MB/s  1.0 s  \
+             per CPU: 60 62 64 64\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("[########################] 100%  500/500 ops"),
+        "{out}"
+    );
+    assert!(!out.contains("qmk: progress"), "{out}");
+    assert!(!out.contains("qmk: summary"), "{out}");
+    assert!(!out.contains('\r') && !out.contains('\x1b'), "{out:?}");
+    assert!(out.contains("qmk: run ok\n"), "{out}");
+    assert!(
+        out.contains("workload summary: 4 CPU(s), 8 thread(s)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  direct-map hits                    50    10.0%\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  window maps                       450    90.0%\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  throughput             250 ops/s, 1.0 MB/s\n"),
+        "{out}"
+    );
+    assert!(err.contains("xtask: run ok; serial log: "), "{err}");
+    assert!(machine
+        .log("run-cpus4.log")
+        .contains("qmk: summary threads=8"));
+
+    let output = machine.xtask(&["run", "--icount", "--cpus", "1", "--secs", "2"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let boot = &machine.boots()[1];
+    assert!(boot.contains("-append mode=run dmap=64 secs=2 "), "{boot}");
+    assert!(
+        boot.contains("-accel tcg -cpu max -m 2048 -smp 1 -icount shift=0"),
         "{boot}"
     );
+}
+
+#[test]
+fn run_fails_on_mismatch_and_on_kernel_errors() {
+    let mismatching = WORKLOAD_OK
+        .replace(
+            "qmk: summary scrub=50",
+            "qmk: mismatch kind=copy page=0x7f000 cpu=1 thread=3 offset=0x10 expected=0xaa \
+             found=0x00\nqmk: summary scrub=50",
+        )
+        .replace("mismatches=0", "mismatches=1")
+        .replace("qmk: run ok", "qmk: run FAILED: 1 mismatch");
+    let machine = FakeMachine::new(
+        "mismatch",
+        Behaviour {
+            run: &emit(&mismatching, 35),
+            ..Behaviour::default()
+        },
+    );
+    let output = machine.xtask(&["run"]);
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert_eq!(output.status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        out.contains(
+            "!!! MISMATCH: kind=copy page=0x7f000 cpu=1 thread=3 offset=0x10 expected=0xaa \
+             found=0x00\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("  mismatches                          1\n"),
+        "{out}"
+    );
+    assert_eq!(
+        last_line(&err),
+        "xtask: run failed: the kernel reported `run FAILED: 1 mismatch`"
+    );
+
+    let machine = FakeMachine::new(
+        "noworkload",
+        Behaviour {
+            run: &emit("qmk: error: unknown boot option 'ops'", 35),
+            list: &emit(LIST_OUTPUT, 33),
+            suite: &emit(SUITE_OK, 33),
+            panic_test: &emit(PANIC_OK, 33),
+            ..Behaviour::default()
+        },
+    );
+    let output = machine.xtask(&["run", "--ops", "5"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        last_line(&stderr(&output)),
+        "xtask: run failed: the kernel reported failure (QEMU exit status 35); the kernel \
+         said: error: unknown boot option 'ops'"
+    );
+    // In `test`, the same is one failed result, and --no-workload leaves it out.
+    let output = machine.xtask(&["test", "--kernel-only"]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("test run-workload ... FAILED (the kernel reported failure"),
+        "{out}"
+    );
+    assert_eq!(last_line(&out), "4 passed, 1 failed");
+    let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(last_line(&stdout(&output)), "4 passed, 0 failed");
+}
+
+#[test]
+fn static_check_failures_are_one_result() {
+    let locked = OBJDUMP_OK.replace(
+        "100030:\tand    QWORD PTR gs:0x8,0xfffffffffffffffe",
+        "100030:\tlock and QWORD PTR [rip+0x8],0xfffffffffffffffe",
+    );
+    let machine = FakeMachine::new(
+        "locked",
+        Behaviour {
+            list: &emit(LIST_OUTPUT, 33),
+            suite: &emit(SUITE_OK, 33),
+            panic_test: &emit(PANIC_OK, 33),
+            objdump: &locked,
+            ..Behaviour::default()
+        },
+    );
+    let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(
+            "test static-check ... FAILED (pmap_quick_remove_page: locked instruction in \
+             quickmap::percpu::release at 0x100030: lock and QWORD PTR [rip+0x8],\
+             0xfffffffffffffffe)"
+        ),
+        "{out}"
+    );
+    assert_eq!(last_line(&out), "3 passed, 1 failed");
+
+    let machine = FakeMachine::new(
+        "nosymbols",
+        Behaviour {
+            list: &emit(LIST_OUTPUT, 33),
+            suite: &emit(SUITE_OK, 33),
+            panic_test: &emit(PANIC_OK, 33),
+            objdump: "0000000000100000 <kernel_main>:\n  100000:\tret\n",
+            ..Behaviour::default()
+        },
+    );
+    let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(
+            "test static-check ... FAILED (symbol `pmap_quick_enter_page` not found in the \
+             kernel"
+        ),
+        "{out}"
+    );
+}
+
+/// A fake bench kernel: the four boots of a default `cargo xtask bench`, with
+/// figures that meet every target. `keep(variant, cpus)` drops a variant's line
+/// when false.
+fn bench_script(keep: impl Fn(&str, u32) -> bool) -> String {
+    const VARIANTS: [&str; 11] = [
+        "direct-raw",
+        "quickmap-window",
+        "quickmap-direct",
+        "quickmap-nested2",
+        "quickmap-nested4",
+        "global-lock-window",
+        "shootdown-map",
+        "zero-page-quickmap",
+        "zero-page-direct",
+        "copy-page-quickmap",
+        "copy-page-direct",
+    ];
+    let mut script = String::from("case \"$smp:$icount\" in\n");
+    for (cpus, icount) in [(1, 1), (1, 0), (2, 0), (4, 0)] {
+        let pairs = 1000 * cpus;
+        let mut lines = format!("qmk: bench-info cpus={cpus} icount={icount} tsc_hz=1000000000\n");
+        if icount == 1 {
+            lines.push_str("qmk: bench overhead ticks_per_pair=5\n");
+        }
+        for variant in VARIANTS.iter().filter(|v| keep(v, cpus)) {
+            // icount: instructions per pair (+5 of loop); else ticks per CPU-share.
+            let (ticks, ipis, locks) = match (*variant, icount) {
+                ("direct-raw", 1) => (20 * 1000, 0, 0),
+                ("quickmap-window", 1) => (65 * 1000, 0, 0),
+                ("quickmap-direct", 1) => (28 * 1000, 0, 0),
+                (_, 1) => (300 * 1000, 0, 0),
+                ("global-lock-window", _) => (1_000_000 * u64::from(cpus * cpus * 2), 0, pairs),
+                ("shootdown-map", _) => (
+                    1_000_000 * u64::from(cpus * cpus * 3),
+                    pairs * (cpus - 1),
+                    0,
+                ),
+                _ => (1_000_000, 0, 0),
+            };
+            lines.push_str(&format!(
+                "qmk: bench {variant} cpus={cpus} pairs={pairs} ticks={ticks} invalidations={pairs} \
+                 ipis={ipis} locks={locks} pte_writes={}\n",
+                2 * pairs
+            ));
+        }
+        lines.push_str("qmk: bench done");
+        script.push_str(&format!("  {cpus}:{icount})\n{}    ;;\n", emit(&lines, 33)));
+    }
+    script.push_str("esac\n");
+    script
+}
+
+#[test]
+fn bench_boots_reports_and_writes_files() {
+    let machine = FakeMachine::healthy("bench");
+    let out_dir = machine.dir.join("out");
+    let output = machine.xtask(&[
+        "bench",
+        "--pairs",
+        "1000",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "{out}\n{err}");
+    let boots = machine.boots();
+    assert_eq!(boots.len(), 4, "{boots:?}");
+    assert!(
+        boots[0].contains("-append 'mode=bench dmap=64 pairs=1000 icount=1'")
+            || boots[0].contains("-append mode=bench dmap=64 pairs=1000 icount=1 "),
+        "{}",
+        boots[0]
+    );
+    assert!(boots[0].ends_with("-smp 1 -icount shift=0"), "{}", boots[0]);
+    assert!(boots[0].contains("-accel tcg "), "{}", boots[0]);
+    for (boot, cpus) in boots[1..].iter().zip([1, 2, 4]) {
+        assert!(
+            boot.contains("-append mode=bench dmap=64 pairs=1000 -nographic"),
+            "{boot}"
+        );
+        assert!(boot.ends_with(&format!("-smp {cpus}")), "{boot}");
+        assert!(boot.contains("-accel tcg,thread=multi"), "{boot}");
+    }
+    // Window: 65 - 5 overhead = 60 instructions, 15 of them the touch.
+    assert!(
+        out.contains(
+            "  quickmap-window             60.0       1.000      0.000       0.000       2.000\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  shootdown-map              295.0       1.000      3.000       0.000       2.000\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  quickmap-window          1.00M     2.00M     4.00M    2.00    4.00     1.00     \
+             1.00     1.00\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("targets: 10 of 10 met\n"), "{out}");
+    assert!(
+        out.contains(
+            "  met     quickmap-window: at most 60 instructions per pair beyond the touch \
+             (direct-raw): measured 45.0 (quickmap-window 60.0 - direct-raw 15.0)\n"
+        ),
+        "{out}"
+    );
+    let json = fs::read_to_string(out_dir.join("bench.json")).unwrap();
+    assert!(json.contains("\"schema\": \"quickmap-bench/1\""), "{json}");
+    assert!(json.contains("\"label\": \"bench-icount-cpus1\""), "{json}");
+    assert!(json.contains("\"kernel_cmdline\": \"mode=bench dmap=64 pairs=1000\""));
+    assert_eq!(json.matches("\"status\": \"met\"").count(), 10);
+    let svg = fs::read_to_string(out_dir.join("throughput.svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 11);
+    assert!(machine.log("bench-cpus4.log").contains("qmk: bench done"));
+}
+
+#[test]
+fn bench_fails_on_a_missing_variant_or_a_failed_boot() {
+    let missing = bench_script(|variant, cpus| !(variant == "shootdown-map" && cpus == 2));
+    let machine = FakeMachine::new(
+        "benchmissing",
+        Behaviour {
+            bench: &missing,
+            ..Behaviour::default()
+        },
+    );
+    let out_dir = machine.dir.join("out");
+    let output = machine.xtask(&["bench", "--out", out_dir.to_str().unwrap()]);
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert_eq!(output.status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("bench-cpus2: variant(s) missing: shootdown-map"),
+        "{err}"
+    );
+    // What could be measured is still reported, without the failed boot.
+    assert!(out.contains("targets: "), "{out}");
+    assert!(out_dir.join("bench.json").is_file());
+
+    let machine = FakeMachine::new(
+        "benchcrash",
+        Behaviour {
+            bench: &emit("qmk: PANIC: oops at bench.rs:1", 35),
+            ..Behaviour::default()
+        },
+    );
+    let output = machine.xtask(&["bench", "--cpus", "2", "--out", out_dir.to_str().unwrap()]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "bench-icount-cpus1: the kernel reported failure (QEMU exit status 35); the kernel \
+             said: PANIC: oops at bench.rs:1"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        last_line(&err),
+        "xtask: the icount boot failed, so no instruction counts; nothing to report"
+    );
+    assert_eq!(machine.boots().len(), 2);
 }
 
 #[test]
@@ -410,7 +864,21 @@ fn bad_command_lines_give_one_line_and_status_2() {
         ),
         (
             &[][..],
-            "xtask: missing command (expected build, run, test or help; see `cargo xtask help`)\n",
+            "xtask: missing command (expected build, run, test, bench or help; see `cargo xtask \
+             help`)\n",
+        ),
+        (
+            &["run", "--ops", "5", "--secs", "5"][..],
+            "xtask: --ops and --secs exclude each other (give a number of operations or a \
+             duration, not both)\n",
+        ),
+        (
+            &["run", "--dmap", "33"][..],
+            "xtask: --dmap 33: must be even (the kernel maps it with 2 MiB pages)\n",
+        ),
+        (
+            &["bench", "--pairs", "0"][..],
+            "xtask: --pairs 0: must be at least 1\n",
         ),
     ] {
         let output = machine.xtask(args);

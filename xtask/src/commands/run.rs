@@ -98,7 +98,14 @@ pub fn boot_workload(
                     display.line(&text);
                 }
             }
-            Some(WorkloadLine::Summary { .. }) => {}
+            // The workload is over: the last report goes out before the summary.
+            Some(WorkloadLine::Summary { .. }) => display.finish(),
+            Some(WorkloadLine::RunOk | WorkloadLine::RunFailed { .. }) => {
+                display.finish();
+                if show_kernel_lines {
+                    display.line(line);
+                }
+            }
             _ if show_kernel_lines => display.line(line),
             _ => {}
         }
