@@ -8,7 +8,6 @@
 use std::fmt::Write as _;
 
 use super::figures::VariantFigures;
-use super::targets::si;
 
 const WIDTH: f64 = 900.0;
 const HEIGHT: f64 = 540.0;
@@ -82,7 +81,7 @@ pub fn throughput_svg(figures: &[VariantFigures]) -> String {
             }
             let yy = y(value);
             let (stroke, label) = if major {
-                ("#cccccc", si(value))
+                ("#cccccc", decade_label(decade))
             } else {
                 ("#eeeeee", String::new())
             };
@@ -176,6 +175,16 @@ pub fn throughput_svg(figures: &[VariantFigures]) -> String {
     svg
 }
 
+/// `10^decade` as an axis label: `1`, `10`, `100`, `1k` ... `100M`, `1G`.
+fn decade_label(decade: i32) -> String {
+    const UNITS: [(i32, &str); 4] = [(9, "G"), (6, "M"), (3, "k"), (0, "")];
+    match UNITS.iter().find(|(power, _)| decade >= *power) {
+        Some((power, unit)) => format!("{}{unit}", 10u64.pow((decade - power) as u32)),
+        // Below 1 pair per second: plain decimals.
+        None => format!("{}", 10f64.powi(decade)),
+    }
+}
+
 /// Text content escaped for XML.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -214,7 +223,7 @@ mod tests {
         assert!(svg.contains(">CPUs</text>"));
         assert!(svg.contains("(log scale)</text>"));
         // Decades 10^2 .. 10^6 labelled.
-        for label in [">100<", ">1.0k<", ">10.0k<", ">100.0k<", ">1.00M<"] {
+        for label in [">100<", ">1k<", ">10k<", ">100k<", ">1M<"] {
             assert!(svg.contains(label), "{label}");
         }
         // x = 1 is the left edge, x = 4 the right; 1e6 is the top, 1e2 the bottom.
@@ -230,5 +239,7 @@ mod tests {
         assert!(empty.contains("</svg>"));
         assert!(!empty.contains("NaN") && !svg.contains("NaN"));
         assert_eq!(escape("a<b>&"), "a&lt;b&gt;&amp;");
+        let labels: Vec<String> = [-1, 0, 2, 3, 5, 6, 9, 10].map(decade_label).into();
+        assert_eq!(labels, ["0.1", "1", "100", "1k", "100k", "1M", "1G", "10G"]);
     }
 }

@@ -42,7 +42,8 @@ pub fn render_report(
     );
     let mut header = format!("  {:<20}", "variant");
     for cpus in cpu_counts {
-        let _ = write!(header, " {:>9}", format!("{cpus} CPU"));
+        let unit = if *cpus == 1 { "CPU" } else { "CPUs" };
+        let _ = write!(header, " {:>9}", format!("{cpus} {unit}"));
     }
     for cpus in cpu_counts.iter().filter(|&&c| c != 1) {
         let _ = write!(header, " {:>7}", format!("x{cpus}/1"));
@@ -139,7 +140,7 @@ mod tests {
         assert!(report.contains(expected), "{report}");
         assert!(report.contains("overhead of 6 subtracted"), "{report}");
         let expected = "\
-  variant                  1 CPU     2 CPU    x2/1   /win@1   /win@2
+  variant                  1 CPU    2 CPUs    x2/1   /win@1   /win@2
   quickmap-window         100.0k    195.0k    1.95     1.00     1.00
 ";
         assert!(report.contains(expected), "{report}");
