@@ -50,7 +50,8 @@ options for test only:
                      skips the static check and the workload
   --host-only        run only the host tests
   --kernel-only      run only the kernel part
-  --no-workload      skip the short workload boot (run-workload) after the kernel suites
+  --no-workload      skip the short workload boot after the kernel suites (run-workload:
+                     mode=run ops=10000 on 4 CPUs, 1 with --icount)
 
 options for bench only:
   --pairs N          enter+access+remove pairs per variant (pairs=N; default: the
@@ -66,7 +67,9 @@ environment:
   QMK_OBJDUMP=PATH   objdump for the static check (default: objdump from PATH)
   QMK_LOG_DIR=DIR    where serial logs go (default: target/qmk-logs)
 
-exit status: 0 success, 1 a build, boot or test failed, 2 bad command line";
+exit status: 0 success, 1 a build, boot or test failed (run: the workload failed or
+found a mismatch; bench: a boot failed or a variant is missing, while a missed target
+is reported but not a failure), 2 bad command line";
 
 /// Fewest and most CPUs a boot may have; 16 is what the kernel's per-CPU tables hold.
 pub const CPU_RANGE: std::ops::RangeInclusive<u32> = 1..=16;

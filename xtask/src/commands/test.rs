@@ -35,7 +35,8 @@ use crate::static_check::run_static_check;
 use crate::suite::{judge_boot, plan_boots, tally, PlannedBoot, TestRecord};
 
 /// Operations of the workload boot in `cargo xtask test`: enough to exercise every
-/// kind of operation on every CPU, few enough to finish in seconds under TCG.
+/// kind of operation on every CPU, few enough to finish in seconds under TCG. (The
+/// help text in `cli::USAGE` quotes this figure and [`WORKLOAD_TEST_CPUS`].)
 pub const WORKLOAD_TEST_OPS: u64 = 10_000;
 /// CPUs of that boot (1 with `--icount`, which QEMU runs on one CPU only).
 pub const WORKLOAD_TEST_CPUS: u32 = 4;
