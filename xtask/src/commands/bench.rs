@@ -73,6 +73,8 @@ pub fn bench(options: &BenchOptions) -> Result<(), Failure> {
         ));
     };
     let good: Vec<&BootOutcome> = outcomes.iter().filter(|o| o.result.is_ok()).collect();
+    // `good` starts with the icount boot (it succeeded, see above); the rest are
+    // the throughput boots that succeeded.
     let throughput: Vec<BenchBoot> = good[1..]
         .iter()
         .filter_map(|o| o.result.as_ref().ok().cloned())

@@ -398,6 +398,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn help_quotes_the_workload_boot() {
+        let words = format!("mode=run ops={WORKLOAD_TEST_OPS} on {WORKLOAD_TEST_CPUS} CPUs");
+        assert!(crate::cli::USAGE.contains(&words), "{words}");
+    }
+
+    #[test]
     fn result_lines_look_like_cargo_test() {
         assert_eq!(result_line("a", &TestOutcome::Passed), "test a ... ok");
         assert_eq!(result_line("a", &TestOutcome::Failed), "test a ... FAILED");
