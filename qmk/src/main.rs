@@ -38,6 +38,7 @@ pub mod smp;
 mod static_storage;
 pub mod sync;
 mod test_harness;
+pub mod vm;
 
 use boot_info::BootInfo;
 use boot_options::{BootMode, BootOptions};
@@ -61,6 +62,13 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
     // From here on every CPU runs the scheduler, and interrupts are on.
     if let Err(error) = smp::init(boot_info.acpi_rsdp) {
         println!("qmk: error: SMP start-up failed: {error}");
+        qemu::exit(qemu::RunOutcome::Failure);
+    }
+
+    // Every CPU is counted and waits in its scheduler; no thread has run yet,
+    // so the window region is in place before anything can map a page.
+    if let Err(error) = vm::quick::init() {
+        println!("qmk: error: quickmap set-up failed: {error}");
         qemu::exit(qemu::RunOutcome::Failure);
     }
 

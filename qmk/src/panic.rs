@@ -5,7 +5,7 @@
 
 use core::fmt::{self, Write};
 use core::panic::PanicInfo;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Formats into a fixed buffer, dropping what does not fit (the panic path
 /// must not allocate: the heap may be what failed).
@@ -41,17 +41,36 @@ impl Write for TruncatingWriter<'_> {
     }
 }
 
-/// Set by the first panic: a panic while reporting one must not recurse.
-static PANICKING: AtomicBool = AtomicBool::new(false);
+/// The CPU that reports the run's panic; `NO_CPU` until the first panic.
+static PANICKING_CPU: AtomicUsize = AtomicUsize::new(NO_CPU);
+const NO_CPU: usize = usize::MAX;
 
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
-    if PANICKING.swap(true, Ordering::AcqRel) {
+    // The panicking context must neither be preempted nor migrate while it
+    // reports: another thread on this CPU could panic too and look like a
+    // recursive panic.
+    ::x86_64::instructions::interrupts::disable();
+    // GS-based per-CPU data is installed before any Rust code runs on a CPU.
+    let cpu = crate::cpu::current_cpu_index();
+    if let Err(reporter) =
+        PANICKING_CPU.compare_exchange(NO_CPU, cpu, Ordering::AcqRel, Ordering::Acquire)
+    {
+        if reporter == cpu {
+            // A panic while reporting one must not recurse.
+            crate::emergency_println!(
+                "qmk: PANIC: {} (while handling an earlier panic)",
+                info.message()
+            );
+            crate::qemu::exit(crate::qemu::RunOutcome::Failure);
+        }
+        // Another CPU panicked first (often of the same cause, e.g. a test that
+        // expects a panic on every CPU): it decides how the run ends.
         crate::emergency_println!(
-            "qmk: PANIC: {} (while handling an earlier panic)",
+            "qmk: note: CPU {cpu} also panicked ({}); CPU {reporter} reports first",
             info.message()
         );
-        crate::qemu::exit(crate::qemu::RunOutcome::Failure);
+        crate::arch::halt_forever();
     }
     let mut buffer = [0u8; 512];
     let mut writer = TruncatingWriter::new(&mut buffer);

@@ -8,6 +8,7 @@ mod heap;
 mod interrupts;
 mod paging;
 mod pat;
+mod quickmap;
 
 use crate::arch::paging::{PAGE_SIZE, SCRATCH_REGION};
 use crate::arch::VirtAddr;

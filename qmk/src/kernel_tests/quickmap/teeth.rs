@@ -1,0 +1,53 @@
+//! The checks above have teeth: with a backend that skips the local `invlpg`,
+//! a removed window stays reachable through the stale TLB entry, which
+//! `assert_unreachable` would report.
+
+use quickmap::arch::x86_64::X86Mmu;
+use quickmap::{CpuWindows, MemoryAttribute, Mmu, PhysAddr, VirtAddr, Window};
+
+use super::TestPage;
+use crate::arch::paging::{LARGE_PAGE_SIZE, WINDOW_REGION};
+use crate::cpu::MAX_CPUS;
+use crate::kernel_test;
+use crate::vm::quick::{self, QmkPlatform, WINDOWS_PER_CPU};
+
+/// Delegates to the x86_64 backend but never invalidates.
+struct SkipsInvalidation(X86Mmu);
+
+// SAFETY: test-only and deliberately broken (promise 2 of `Mmu`): the window
+// entries are written as by the real backend; only the invalidation is missing.
+unsafe impl Mmu for SkipsInvalidation {
+    fn set_window_pte(&self, window: Window, pa: PhysAddr, attribute: MemoryAttribute) {
+        self.0.set_window_pte(window, pa, attribute);
+    }
+
+    fn clear_window_pte(&self, window: Window) {
+        self.0.clear_window_pte(window);
+    }
+
+    fn invalidate_local(&self, _va: VirtAddr) {}
+}
+
+static BROKEN_WINDOWS: [CpuWindows<WINDOWS_PER_CPU>; MAX_CPUS] =
+    [const { CpuWindows::new() }; MAX_CPUS];
+
+kernel_test! {
+    /// Without `invlpg`, the removed window still reads the old page.
+    fn a_backend_without_invlpg_leaves_the_window_reachable() {
+        let region = WINDOW_REGION.start + 2 * LARGE_PAGE_SIZE;
+        let windows = &BROKEN_WINDOWS[..crate::cpu::cpu_count()];
+        let broken = quick::build(QmkPlatform, region, windows, SkipsInvalidation).unwrap();
+        let page = TestPage::high(MemoryAttribute::WriteBack);
+        let wired = page.page().wire();
+        let mapping = broken.map(&wired);
+        mapping.write_u64(0, 0x5a5a_5a5a);
+        let va = mapping.va().0;
+        drop(mapping);
+        // SAFETY: the window's entry is clear; the read goes through the stale
+        // TLB entry to the test's own page (what this test demonstrates).
+        let stale = unsafe { (va as *const u64).read_volatile() };
+        assert_eq!(stale, 0x5a5a_5a5a, "the stale translation still reaches the page");
+        crate::arch::paging::invalidate_local(crate::arch::VirtAddr::new(va as u64));
+        super::assert_unreachable(va);
+    }
+}

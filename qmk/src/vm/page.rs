@@ -1,0 +1,119 @@
+//! `VmPage`: what the kernel knows about one physical page.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use quickmap::{HeldPage, MemoryAttribute, PhysAddr};
+
+/// A physical page as the VM system tracks it (FreeBSD's `struct vm_page`, cut
+/// down to what quick mappings need).
+///
+/// A managed page may be reclaimed when nobody wires or holds it; an unmanaged
+/// page (device memory, firmware tables) is never reclaimed.
+#[derive(Debug)]
+pub struct VmPage {
+    phys_addr: PhysAddr,
+    memory_attribute: MemoryAttribute,
+    managed: bool,
+    wire_count: AtomicU32,
+    hold_count: AtomicU32,
+}
+
+impl VmPage {
+    /// A page of RAM the VM system manages; it starts neither wired nor held.
+    pub const fn managed(phys_addr: PhysAddr, memory_attribute: MemoryAttribute) -> VmPage {
+        VmPage {
+            phys_addr,
+            memory_attribute,
+            managed: true,
+            wire_count: AtomicU32::new(0),
+            hold_count: AtomicU32::new(0),
+        }
+    }
+
+    /// A page of an unmanaged region (e.g. I/O device memory): never reclaimed.
+    pub const fn unmanaged(phys_addr: PhysAddr, memory_attribute: MemoryAttribute) -> VmPage {
+        VmPage {
+            managed: false,
+            ..VmPage::managed(phys_addr, memory_attribute)
+        }
+    }
+
+    /// Physical address of the page.
+    pub fn phys_addr(&self) -> PhysAddr {
+        self.phys_addr
+    }
+
+    /// How mappings of the page are cached.
+    pub fn memory_attribute(&self) -> MemoryAttribute {
+        self.memory_attribute
+    }
+
+    /// Wire the page: it stays resident until the returned guard drops.
+    pub fn wire(&self) -> Wired<'_> {
+        self.wire_count.fetch_add(1, Ordering::AcqRel);
+        Wired { page: self }
+    }
+
+    /// Hold the page (FreeBSD's `vm_page_hold`): a lighter pin than wiring with
+    /// the same meaning for quick mappings.
+    pub fn hold(&self) {
+        self.hold_count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Undo one [`hold`](Self::hold).
+    pub fn unhold(&self) {
+        let before = self.hold_count.fetch_sub(1, Ordering::AcqRel);
+        assert!(
+            before > 0,
+            "vm: unhold of page {} that is not held",
+            self.phys_addr
+        );
+    }
+
+    /// Wire and hold counts.
+    pub fn pins(&self) -> (u32, u32) {
+        (
+            self.wire_count.load(Ordering::Acquire),
+            self.hold_count.load(Ordering::Acquire),
+        )
+    }
+
+    /// Whether the page cannot be reclaimed now: *"It must be either wired or
+    /// held, or it must belong to an unmanaged region such as I/O device memory."*
+    pub fn is_resident(&self) -> bool {
+        let (wired, held) = self.pins();
+        !self.managed || wired > 0 || held > 0
+    }
+}
+
+/// A wired page; unwired when dropped. Quick mappings of it may be made with
+/// the safe API, since the borrow keeps it wired while mapped.
+#[derive(Debug)]
+pub struct Wired<'p> {
+    page: &'p VmPage,
+}
+
+impl Wired<'_> {
+    /// The wired page.
+    pub fn page(&self) -> &VmPage {
+        self.page
+    }
+}
+
+impl Drop for Wired<'_> {
+    fn drop(&mut self) {
+        self.page.wire_count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+// SAFETY: the page stays wired for as long as this guard lives, and a borrow of
+// the guard cannot outlive it; address and attribute are fixed at creation.
+unsafe impl HeldPage for Wired<'_> {
+    fn phys_addr(&self) -> PhysAddr {
+        self.page.phys_addr
+    }
+
+    fn memory_attribute(&self) -> MemoryAttribute {
+        self.page.memory_attribute
+    }
+}
