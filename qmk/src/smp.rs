@@ -21,6 +21,13 @@ use crate::sync::SpinLock;
 /// IPI that runs the pending cross-CPU call.
 pub const CALL_VECTOR: u8 = 0x83;
 
+static CPUS_LISTED_BY_FIRMWARE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many enabled processors the ACPI MADT lists.
+pub fn cpus_listed_by_firmware() -> usize {
+    CPUS_LISTED_BY_FIRMWARE.load(Ordering::Acquire)
+}
+
 /// Why SMP start-up failed.
 #[derive(Debug)]
 pub enum SmpError {
@@ -47,7 +54,7 @@ impl core::fmt::Display for SmpError {
 /// starts every other enabled CPU of the MADT; returns with every CPU online
 /// and interrupts enabled on this one.
 pub fn init(rsdp_address: Option<u64>) -> Result<(), SmpError> {
-    use crate::arch::{ap_boot, acpi as firmware, tsc};
+    use crate::arch::{acpi as firmware, ap_boot, tsc};
 
     apic::map_registers().map_err(SmpError::Apic)?;
     apic::enable_this_cpu();
@@ -65,6 +72,7 @@ pub fn init(rsdp_address: Option<u64>) -> Result<(), SmpError> {
     let rsdp_address = rsdp_address.ok_or(SmpError::NoRsdp)?;
     // SAFETY: the address is the RSDP the PVH start info reported.
     let processors = unsafe { firmware::processors(rsdp_address) }.map_err(SmpError::Acpi)?;
+    CPUS_LISTED_BY_FIRMWARE.store(processors.len(), Ordering::Release);
     let others: Vec<u32> = processors
         .iter()
         .map(|processor| processor.apic_id)

@@ -28,7 +28,9 @@ use core::time::Duration;
 
 use ::x86_64::instructions::segmentation::{Segment, CS, SS};
 
-use super::thread::{current_thread, thread_start, Thread, ThreadId, ThreadState, THREAD_STACK_PAGES};
+use super::thread::{
+    current_thread, thread_start, Thread, ThreadId, ThreadState, THREAD_STACK_PAGES,
+};
 use crate::arch::apic;
 use crate::arch::interrupts::{
     enable_interrupts_and_halt, in_interrupt, interrupts_enabled, set_interrupt_handler,
@@ -480,5 +482,11 @@ fn switch(
         if let Some(stack) = outgoing.stack {
             scheduler.free_stacks.push(stack);
         }
+        // Joiners are woken after the scheduler lock is released (waking
+        // takes it). Still in the handler, so the CPU is off the exited
+        // thread's stack for good: join may hand out that stack again.
+        drop(scheduler);
+        outgoing.exited.store(true, Ordering::Release);
+        outgoing.joiners.wake_all();
     }
 }

@@ -55,6 +55,10 @@ pub struct Thread {
     pub(crate) migrations: AtomicU64,
     /// How often it was preempted (tick or owed preemption).
     pub(crate) preemptions: AtomicU64,
+    /// Set once the thread has left its CPU for good (its stack is free).
+    pub(crate) exited: AtomicBool,
+    /// Threads waiting in `join`.
+    pub(crate) joiners: WaitQueue,
     context: UnsafeCell<SavedContext>,
 }
 
@@ -85,6 +89,8 @@ impl Thread {
             last_cpu: AtomicUsize::new(usize::MAX),
             migrations: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
+            exited: AtomicBool::new(false),
+            joiners: WaitQueue::new(),
             context: UnsafeCell::new(SavedContext {
                 sse: SseState::initial(),
                 frame,
@@ -129,7 +135,10 @@ impl Thread {
     /// 2. The thread is not running on any CPU (it is being switched out
     ///    from, or in on, the caller's CPU).
     /// 3. No other reference from this function is alive.
-    #[allow(clippy::mut_from_ref, reason = "exclusive by the scheduler lock, see # Safety")]
+    #[allow(
+        clippy::mut_from_ref,
+        reason = "exclusive by the scheduler lock, see # Safety"
+    )]
     pub(crate) unsafe fn context(&self) -> &mut SavedContext {
         // SAFETY: exclusive access by the caller's contract.
         unsafe { &mut *self.context.get() }
@@ -171,42 +180,35 @@ pub(crate) fn current_thread() -> Arc<Thread> {
     }
 }
 
-/// What a finished thread leaves for its joiner.
-struct JoinState<T> {
-    result: SpinLock<Option<T>>,
-    finished: AtomicBool,
-    joiners: WaitQueue,
-}
-
 /// Owns the right to wait for a thread and take its result.
 #[must_use = "a thread that is never joined still runs, but its result is lost"]
 pub struct JoinHandle<T> {
-    state: Arc<JoinState<T>>,
-    thread_id: ThreadId,
+    result: Arc<SpinLock<Option<T>>>,
+    thread: Arc<Thread>,
 }
 
 impl<T> JoinHandle<T> {
-    /// Blocks until the thread has finished; returns its result.
+    /// Blocks until the thread has exited (left its CPU for good, its stack
+    /// returned); returns its result.
     pub fn join(self) -> T {
         super::might_sleep();
-        self.state
+        self.thread
             .joiners
-            .wait_until(|| self.state.finished.load(Ordering::Acquire));
-        self.state
-            .result
+            .wait_until(|| self.thread.exited.load(Ordering::Acquire));
+        self.result
             .lock()
             .take()
-            .expect("a finished thread left its result")
+            .expect("an exited thread left its result")
     }
 
-    /// True once the thread has finished (join will not block).
+    /// True once the thread has exited (join will not block).
     pub fn is_finished(&self) -> bool {
-        self.state.finished.load(Ordering::Acquire)
+        self.thread.exited.load(Ordering::Acquire)
     }
 
     /// The thread's id.
     pub fn thread_id(&self) -> ThreadId {
-        self.thread_id
+        self.thread.id()
     }
 }
 
@@ -244,22 +246,15 @@ fn spawn_with_affinity<T: Send + 'static>(
     affinity: Option<usize>,
     body: impl FnOnce() -> T + Send + 'static,
 ) -> JoinHandle<T> {
-    let state = Arc::new(JoinState {
-        result: SpinLock::new(None),
-        finished: AtomicBool::new(false),
-        joiners: WaitQueue::new(),
-    });
-    let finish_state = state.clone();
+    let result = Arc::new(SpinLock::new(None));
+    let result_slot = result.clone();
     let start: Box<dyn FnOnce() + Send> = Box::new(move || {
-        let result = body();
-        *finish_state.result.lock() = Some(result);
-        finish_state.finished.store(true, Ordering::Release);
-        finish_state.joiners.wake_all();
+        let value = body();
+        *result_slot.lock() = Some(value);
     });
     let thread = super::scheduler::create_thread(String::from(name), affinity, start);
-    let thread_id = thread.id();
-    super::scheduler::make_ready(thread);
-    JoinHandle { state, thread_id }
+    super::scheduler::make_ready(thread.clone());
+    JoinHandle { result, thread }
 }
 
 /// Where every new thread starts: runs its body, then exits.
