@@ -11,7 +11,9 @@
 //! [`this_cpu`] therefore borrows from a [`PreemptGuard`].
 
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 
 use crate::arch::percpu::gs_read_u32;
 use crate::arch::VirtAddr;

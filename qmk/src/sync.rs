@@ -15,7 +15,9 @@ use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::interrupts::{disable_interrupts, enable_interrupts, interrupts_enabled};
-use crate::arch::percpu::{gs_decrement_u32_is_zero, gs_increment_u32, gs_increment_u64, gs_read_u32};
+use crate::arch::percpu::{
+    gs_decrement_u32_is_zero, gs_increment_u32, gs_increment_u64, gs_read_u32,
+};
 use crate::cpu::offsets;
 
 /// A spin lock protecting a `T`.

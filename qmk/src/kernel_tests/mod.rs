@@ -2,6 +2,7 @@
 //! `mode=test` (see `docs/kernel-protocol.md`).
 
 mod boot_options;
+mod critical;
 mod faults;
 mod frames;
 mod heap;
@@ -9,6 +10,8 @@ mod interrupts;
 mod paging;
 mod pat;
 mod quickmap;
+mod sched;
+mod smp;
 
 use crate::arch::paging::{PAGE_SIZE, SCRATCH_REGION};
 use crate::arch::VirtAddr;

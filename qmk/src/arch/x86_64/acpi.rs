@@ -46,23 +46,25 @@ impl AcpiHandler for FirmwareMapper {
                     "the device region has no room for {mapped_length} more bytes of ACPI tables"
                 );
                 for offset in (0..mapped_length).step_by(PAGE_SIZE as usize) {
-                    let frame = super::PhysFrame::containing_address(PhysAddr::new(
-                        first_page + offset,
-                    ));
+                    let frame =
+                        super::PhysFrame::containing_address(PhysAddr::new(first_page + offset));
                     paging::map_page(
                         VirtAddr::new(base + offset),
                         frame,
                         PageTableFlags::NO_EXECUTE | PageTableFlags::GLOBAL,
                     )
                     .unwrap_or_else(|error| {
-                        panic!("mapping ACPI table page {:#x}: {error}", first_page + offset)
+                        panic!(
+                            "mapping ACPI table page {:#x}: {error}",
+                            first_page + offset
+                        )
                     });
                 }
                 VirtAddr::new(base + (physical - first_page))
             }
         };
-        let pointer = NonNull::new(virtual_start.as_mut_ptr::<T>())
-            .expect("a mapped address is never null");
+        let pointer =
+            NonNull::new(virtual_start.as_mut_ptr::<T>()).expect("a mapped address is never null");
         // SAFETY: `pointer` maps `size` bytes at `physical_address`
         // (through the direct map or the pages just mapped), readable for
         // the rest of the run; `mapped_length` covers them.
@@ -107,11 +109,9 @@ pub unsafe fn processors(rsdp_address: u64) -> Result<Vec<Processor>, ::acpi::Ac
             MadtEntry::LocalApic(local) if local.flags & 1 != 0 => processors.push(Processor {
                 apic_id: u32::from(local.apic_id),
             }),
-            MadtEntry::LocalX2Apic(local) if local.flags & 1 != 0 => {
-                processors.push(Processor {
-                    apic_id: local.x2apic_id,
-                })
-            }
+            MadtEntry::LocalX2Apic(local) if local.flags & 1 != 0 => processors.push(Processor {
+                apic_id: local.x2apic_id,
+            }),
             _ => {}
         }
     }

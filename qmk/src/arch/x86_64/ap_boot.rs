@@ -196,12 +196,11 @@ pub fn start_ap(apic_id: u32, cpu_index: usize) -> Result<(), ApStartError> {
     let stack = stacks::allocate_stack(AP_STACK_PAGES).map_err(ApStartError::Stack)?;
     let (start, _) = trampoline_bytes();
     let parameters_offset = (&raw const qmk_ap_parameters) as usize - start as usize;
-    let parameters: *mut ApParameters = (paging::direct_map_address(PhysAddr::new(
-        TRAMPOLINE_ADDRESS,
-    ))
-    .expect("low memory is always direct-mapped")
-        + parameters_offset as u64)
-        .as_mut_ptr();
+    let parameters: *mut ApParameters =
+        (paging::direct_map_address(PhysAddr::new(TRAMPOLINE_ADDRESS))
+            .expect("low memory is always direct-mapped")
+            + parameters_offset as u64)
+            .as_mut_ptr();
     let (root, _) = Cr3::read();
     // SAFETY: `parameters` points at the parameter block inside the copied
     // trampoline (8-byte aligned, in the reserved low page); no AP is

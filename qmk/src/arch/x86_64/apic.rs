@@ -56,7 +56,10 @@ static TIMER_COUNTS_PER_MS: AtomicU64 = AtomicU64::new(0);
 
 fn register_pointer(register: usize) -> *mut u32 {
     let base = REGISTERS.load(Ordering::Acquire);
-    assert!(base != 0, "the local APIC is used before its registers are mapped");
+    assert!(
+        base != 0,
+        "the local APIC is used before its registers are mapped"
+    );
     (base as usize + register) as *mut u32
 }
 
@@ -113,7 +116,10 @@ pub fn enable_this_cpu() {
         let value = base_msr.read();
         base_msr.write(value | APIC_BASE_ENABLE);
     }
-    write(REGISTER_SPURIOUS, SPURIOUS_APIC_ENABLE | u32::from(SPURIOUS_VECTOR));
+    write(
+        REGISTER_SPURIOUS,
+        SPURIOUS_APIC_ENABLE | u32::from(SPURIOUS_VECTOR),
+    );
     write(REGISTER_LVT_LINT0, LVT_MASKED);
     write(REGISTER_LVT_LINT1, LVT_MASKED);
     write(REGISTER_LVT_ERROR, LVT_MASKED);
@@ -142,7 +148,10 @@ pub fn calibrate_timer(delay: impl Fn(u64)) {
     let elapsed = u32::MAX - read(REGISTER_TIMER_CURRENT);
     write(REGISTER_TIMER_INITIAL, 0);
     let per_ms = u64::from(elapsed) / CALIBRATION_MS;
-    assert!(per_ms > 0, "the APIC timer did not count during calibration");
+    assert!(
+        per_ms > 0,
+        "the APIC timer did not count during calibration"
+    );
     TIMER_COUNTS_PER_MS.store(per_ms, Ordering::Release);
 }
 
@@ -155,10 +164,16 @@ pub fn timer_counts_per_ms() -> u64 {
 /// `period_us` microseconds.
 pub fn start_periodic_timer(period_us: u64) {
     let per_ms = timer_counts_per_ms();
-    assert!(per_ms > 0, "the APIC timer is started before it was calibrated");
+    assert!(
+        per_ms > 0,
+        "the APIC timer is started before it was calibrated"
+    );
     let count = (per_ms * period_us / 1000).clamp(1, u64::from(u32::MAX)) as u32;
     write(REGISTER_TIMER_DIVIDE, TIMER_DIVIDE_BY_16);
-    write(REGISTER_LVT_TIMER, LVT_TIMER_PERIODIC | u32::from(TIMER_VECTOR));
+    write(
+        REGISTER_LVT_TIMER,
+        LVT_TIMER_PERIODIC | u32::from(TIMER_VECTOR),
+    );
     write(REGISTER_TIMER_INITIAL, count);
 }
 

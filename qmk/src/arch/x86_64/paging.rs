@@ -42,8 +42,8 @@ use ::x86_64::structures::paging::{PageTableFlags, PhysFrame, Size4KiB};
 use ::x86_64::{PhysAddr, VirtAddr};
 
 use super::stacks;
-use crate::sync::SpinLock;
 use crate::memory::frame_allocator::{self, FrameAllocError, Zone};
+use crate::sync::SpinLock;
 
 /// Where physical address 0 appears in the direct map.
 pub const DIRECT_MAP_BASE: VirtAddr = VirtAddr::new_truncate(0xffff_8000_0000_0000);
