@@ -41,16 +41,15 @@ kernel_test! {
             let this = cpu::this_cpu(&guard);
             REPORTED[this.index()].store(apic::id(), Ordering::Release);
         });
-        for index in 0..count {
-            let reported = REPORTED[index].load(Ordering::Acquire);
-            crate::println!("qmk: cpu {index} apic_id {reported}");
-            assert_eq!(reported, cpu::cpu(index).apic_id(), "CPU {index}'s APIC id");
-            for other in 0..index {
-                assert_ne!(
-                    reported,
-                    REPORTED[other].load(Ordering::Acquire),
-                    "CPUs {other} and {index} report the same APIC id"
-                );
+        let reported: alloc::vec::Vec<u32> = REPORTED[..count]
+            .iter()
+            .map(|apic_id| apic_id.load(Ordering::Acquire))
+            .collect();
+        for (index, &apic_id) in reported.iter().enumerate() {
+            crate::println!("qmk: cpu {index} apic_id {apic_id}");
+            assert_eq!(apic_id, cpu::cpu(index).apic_id(), "CPU {index}'s APIC id");
+            if let Some(other) = reported[..index].iter().position(|&seen| seen == apic_id) {
+                panic!("CPUs {other} and {index} report the same APIC id {apic_id}");
             }
         }
     }
