@@ -66,6 +66,9 @@ pub enum TestOutcome {
     Passed,
     /// `ok (panicked as expected: MESSAGE)`: a `should_panic` test that did.
     PanickedAsExpected(String),
+    /// `ok (skipped: REASON)`: the test cannot run on this machine (e.g. it needs
+    /// two CPUs); it checked nothing and counts as passed, `should_panic` or not.
+    Skipped(String),
     /// `FAILED`.
     Failed,
 }
@@ -150,6 +153,12 @@ fn parse_outcome(text: &str) -> Option<TestOutcome> {
     {
         return Some(TestOutcome::PanickedAsExpected(message.to_string()));
     }
+    if let Some(reason) = text
+        .strip_prefix("ok (skipped: ")
+        .and_then(|rest| rest.strip_suffix(')'))
+    {
+        return Some(TestOutcome::Skipped(reason.to_string()));
+    }
     // Tolerate a reason after FAILED (`FAILED: ...`), which the protocol may grow.
     if text.starts_with("FAILED") {
         return Some(TestOutcome::Failed);
@@ -229,6 +238,10 @@ mod tests {
                 "p",
                 TestOutcome::PanickedAsExpected("double remove (cpu 0)".into())
             )
+        );
+        assert_eq!(
+            parse_line("qmk: test r ... ok (skipped: needs 2 CPUs)"),
+            result("r", TestOutcome::Skipped("needs 2 CPUs".into()))
         );
         assert_eq!(
             parse_line("qmk: 7 passed, 1 failed"),

@@ -140,11 +140,13 @@ pub fn judge_boot(
                 failure: Some("should_panic test returned without panicking".into()),
                 shown_live: false,
             },
-            TestOutcome::Passed | TestOutcome::PanickedAsExpected(_) => TestRecord {
-                name: name.clone(),
-                failure: None,
-                shown_live: true,
-            },
+            TestOutcome::Passed | TestOutcome::PanickedAsExpected(_) | TestOutcome::Skipped(_) => {
+                TestRecord {
+                    name: name.clone(),
+                    failure: None,
+                    shown_live: true,
+                }
+            }
         };
         records.push(record);
     }

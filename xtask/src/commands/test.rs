@@ -378,6 +378,7 @@ fn result_line(name: &str, outcome: &TestOutcome) -> String {
         TestOutcome::PanickedAsExpected(message) => {
             format!("test {name} ... ok (panicked as expected: {message})")
         }
+        TestOutcome::Skipped(reason) => format!("test {name} ... ok (skipped: {reason})"),
         TestOutcome::Failed => format!("test {name} ... FAILED"),
     }
 }

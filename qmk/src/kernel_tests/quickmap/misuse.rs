@@ -57,3 +57,41 @@ kernel_test! {
         let _ = pmap_quick_enter_page(page.page());
     }
 }
+
+kernel_test! {
+    /// *"not safe ... to sleep ... while holding these mappings"*: quickmap's
+    /// might-sleep check names the rule before the generic critical-section one.
+    #[should_panic(expected = "quickmap: sleep while mapped")]
+    fn sleep_while_mapped() {
+        let page = TestPage::high(MemoryAttribute::WriteBack);
+        let wired = page.page().wire();
+        let _mapping = quickmap().map(&wired);
+        crate::sched::sleep(core::time::Duration::from_millis(1));
+    }
+}
+
+kernel_test! {
+    /// A window belongs to the CPU that entered it: a remove on another CPU
+    /// (here, the address handed to a thread pinned elsewhere) is caught.
+    #[should_panic(expected = "quickmap: remove on another CPU")]
+    fn remove_on_another_cpu() {
+        if crate::cpu::cpu_count() < 2 {
+            crate::test_harness::skip("needs 2 CPUs");
+            return;
+        }
+        let page = TestPage::high(MemoryAttribute::WriteBack);
+        let wired = page.page().wire();
+        let va = pmap_quick_enter_page(wired.page());
+        let here = crate::cpu::current_cpu_index();
+        let elsewhere = (here + 1) % crate::cpu::cpu_count();
+        // Sleeping (join) while mapped is itself a broken rule, so the other
+        // thread is only started here and the test spins until it panics.
+        let _other = crate::sched::spawn_pinned("foreign-remove", elsewhere, move || {
+            // SAFETY: deliberately breaks the contract: `va` is another CPU's.
+            unsafe { pmap_quick_remove_page(va) };
+        });
+        loop {
+            core::hint::spin_loop();
+        }
+    }
+}
