@@ -28,6 +28,22 @@ pub struct BootOptions {
     pub direct_map_mib: u64,
     /// `seed=`: seed for randomised tests and workloads.
     pub seed: u64,
+    /// `ops=` / `secs=`: how long the `mode=run` workload lasts.
+    pub workload_length: Option<WorkloadLength>,
+    /// `icount=1`: QEMU runs with `-icount shift=0`, so a TSC tick is one
+    /// guest instruction (the benchmark then reports instruction counts).
+    pub icount: bool,
+    /// `pairs=`: iterations per benchmark variant.
+    pub bench_pairs: Option<u64>,
+}
+
+/// How long the page workload runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadLength {
+    /// Stop after this many operations over all CPUs.
+    Operations(u64),
+    /// Stop after this many seconds.
+    Seconds(u64),
 }
 
 /// A command line the kernel refuses; the message is printed after `qmk: error: `.
@@ -72,6 +88,20 @@ impl BootOptions {
             test_filter: None,
             direct_map_mib: DEFAULT_DIRECT_MAP_MIB,
             seed: 0,
+            workload_length: None,
+            icount: false,
+            bench_pairs: None,
+        };
+        let positive = |key: &'static str, value: &'static str| {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or(BootOptionError::BadValue {
+                    key,
+                    value,
+                    expected: "a positive integer",
+                })
         };
         for word in command_line.split_ascii_whitespace() {
             let (key, value) = word
@@ -118,6 +148,38 @@ impl BootOptions {
                         expected: "an unsigned 64-bit integer",
                     })?
                 }
+                "ops" | "secs" => {
+                    let amount = positive(key, value)?;
+                    let length = if key == "ops" {
+                        WorkloadLength::Operations(amount)
+                    } else {
+                        WorkloadLength::Seconds(amount)
+                    };
+                    if options.workload_length.is_some_and(|old| {
+                        core::mem::discriminant(&old) != core::mem::discriminant(&length)
+                    }) {
+                        return Err(BootOptionError::BadValue {
+                            key,
+                            value,
+                            expected: "either ops= or secs=, not both",
+                        });
+                    }
+                    options.workload_length = Some(length);
+                }
+                "icount" => {
+                    options.icount = match value {
+                        "0" => false,
+                        "1" => true,
+                        _ => {
+                            return Err(BootOptionError::BadValue {
+                                key,
+                                value,
+                                expected: "0 or 1",
+                            })
+                        }
+                    }
+                }
+                "pairs" => options.bench_pairs = Some(positive(key, value)?),
                 _ => return Err(BootOptionError::UnknownKey(key)),
             }
         }

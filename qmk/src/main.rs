@@ -24,6 +24,7 @@
 extern crate alloc;
 
 mod arch;
+mod bench;
 mod boot_info;
 mod boot_options;
 mod console;
@@ -39,6 +40,7 @@ mod static_storage;
 pub mod sync;
 mod test_harness;
 pub mod vm;
+mod workload;
 
 use boot_info::BootInfo;
 use boot_options::{BootMode, BootOptions};
@@ -73,17 +75,10 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
     }
 
     match options.mode {
-        BootMode::Run => {
-            memory::print_summary();
-            println!("qmk: run: nothing to run yet; boot completed");
-            qemu::exit(qemu::RunOutcome::Success);
-        }
+        BootMode::Run => workload::run(&options),
         BootMode::List => test_harness::list_tests(),
         BootMode::Test => test_harness::run_tests(options.test_filter),
-        BootMode::Bench => {
-            println!("qmk: error: mode=bench: this kernel has no benchmarks yet");
-            qemu::exit(qemu::RunOutcome::Failure);
-        }
+        BootMode::Bench => bench::run(&options),
     }
 }
 

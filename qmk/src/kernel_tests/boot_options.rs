@@ -1,4 +1,6 @@
-use crate::boot_options::{BootMode, BootOptionError, BootOptions, DEFAULT_DIRECT_MAP_MIB};
+use crate::boot_options::{
+    BootMode, BootOptionError, BootOptions, WorkloadLength, DEFAULT_DIRECT_MAP_MIB,
+};
 use crate::kernel_test;
 
 kernel_test! {
@@ -9,6 +11,13 @@ kernel_test! {
         assert_eq!(options.test_filter, Some("frames"));
         assert_eq!(options.direct_map_mib, 512);
         assert_eq!(options.seed, 42);
+
+        let run = BootOptions::parse("mode=run ops=5000 icount=1 pairs=300").unwrap();
+        assert_eq!(run.workload_length, Some(WorkloadLength::Operations(5000)));
+        assert!(run.icount);
+        assert_eq!(run.bench_pairs, Some(300));
+        let timed = BootOptions::parse("secs=3").unwrap();
+        assert_eq!(timed.workload_length, Some(WorkloadLength::Seconds(3)));
 
         let defaults = BootOptions::parse("").unwrap();
         assert_eq!(defaults.mode, BootMode::Run);
@@ -34,6 +43,12 @@ kernel_test! {
             BootOptions::parse("mode=fast"),
             Err(BootOptionError::BadValue { key: "mode", .. })
         ));
+        for refused in ["ops=0", "secs=x", "pairs=-1", "icount=2", "ops=5 secs=5"] {
+            assert!(
+                matches!(BootOptions::parse(refused), Err(BootOptionError::BadValue { .. })),
+                "{refused} must be refused"
+            );
+        }
         let message = alloc::format!("{}", BootOptionError::UnknownKey("colour"));
         assert_eq!(message, "unknown boot option 'colour'");
     }
