@@ -173,9 +173,12 @@ pub(super) fn perform_owed_preemption() {
     if in_interrupt() || !interrupts_enabled() || !is_running_here() {
         return;
     }
-    cpu::this_cpu_unguarded()
-        .deferred_preemptions
-        .fetch_add(1, Ordering::Relaxed);
+    // One `gs:` increment, not an atomic RMW: this path is reachable from
+    // quickmap's remove, which must not execute locked instructions.
+    crate::arch::percpu::gs_increment_u64!(core::mem::offset_of!(
+        cpu::PerCpu,
+        deferred_preemptions
+    ));
     raise_schedule_interrupt(SwitchRequest::OwedPreemption);
 }
 
