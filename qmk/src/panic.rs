@@ -65,11 +65,8 @@ fn panic(info: &PanicInfo) -> ! {
             crate::qemu::exit(crate::qemu::RunOutcome::Failure);
         }
         // Another CPU panicked first (often of the same cause, e.g. a test that
-        // expects a panic on every CPU): it decides how the run ends.
-        crate::emergency_println!(
-            "qmk: note: CPU {cpu} also panicked ({}); CPU {reporter} reports first",
-            info.message()
-        );
+        // expects a panic on every CPU): it decides how the run ends, and this
+        // CPU stays silent so as not to interleave with its report.
         crate::arch::halt_forever();
     }
     let mut buffer = [0u8; 512];

@@ -121,9 +121,8 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
         // frame with two cache attributes at once is undefined on x86 (SDM 11.12.4).
         if attribute == MemoryAttribute::WriteBack {
             if let Some(va) = self.direct_map.and_then(|d| d.translate(pa)) {
-                // Nothing is pinned here, so the thread may have moved on by the time the
-                // counter is bumped: that only changes which CPU's line counts it, since
-                // this one counter is an atomic add.
+                // Nothing is pinned here: the count may land on the CPU the thread
+                // just left, or be lost to a race (see `stats`).
                 #[cfg(feature = "stats")]
                 self.cpus[self.current_cpu()]
                     .counters

@@ -3,8 +3,12 @@
 //! Window counters are kept per window and updated only by the context that has
 //! claimed the window, so a plain load and store is exact even when interrupt handlers
 //! use other windows of the same CPU, and no `lock` instruction enters the window path.
-//! The direct-map path pins nothing, so its counter is a relaxed atomic add on the
-//! CPU's own line.
+//!
+//! The direct-map path pins nothing, and an atomic add would put a `lock` prefix on
+//! `enter`, so its counter is a plain load and store on the current CPU's line: it can
+//! miss a hit when the thread is interrupted or migrated between the two and another
+//! context counts on the same CPU meanwhile. It is a statistic, not an invariant;
+//! `window_maps` and `invalidations` are exact.
 
 #[cfg(feature = "stats")]
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +16,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// A snapshot of quickmap's event counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// `enter` calls that returned a direct-map address: no page-table write.
+    /// `enter` calls that returned a direct-map address: no page-table write. (May
+    /// undercount under races; see the module documentation.)
     pub direct_map_hits: u64,
     /// `enter` calls that mapped a window: one page-table write each.
     pub window_maps: u64,
@@ -59,8 +64,9 @@ impl<const N: usize> CpuCounters<N> {
         }
     }
 
+    /// May miss a count under a race (see the module documentation).
     pub(crate) fn count_direct_map_hit(&self) {
-        self.direct_map_hits.fetch_add(1, Ordering::Relaxed);
+        bump(&self.direct_map_hits);
     }
 
     /// Only while `slot` is claimed by the caller.

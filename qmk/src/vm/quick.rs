@@ -107,7 +107,7 @@ pub fn build<P: Platform, M: Mmu>(
     let layout = layout_at(region_base);
     let region_bytes = cpu_windows.len() * layout.cpu_stride;
     assert!(
-        region_base % LARGE_PAGE_SIZE == 0
+        region_base.is_multiple_of(LARGE_PAGE_SIZE)
             && region_bytes as u64 <= LARGE_PAGE_SIZE
             && WINDOW_REGION.contains(&region_base),
         "quickmap: a window region of {region_bytes:#x} bytes at {region_base:#x} must lie in one \
