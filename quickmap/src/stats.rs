@@ -43,6 +43,7 @@ impl Stats {
 }
 
 #[cfg(feature = "stats")]
+#[inline(always)]
 fn bump(counter: &AtomicU64) {
     counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }

@@ -85,6 +85,7 @@ pub const PAT_MSR_VALUE: u64 = {
 };
 
 /// The PAT index that selects `attribute` under [`PAT_MSR_VALUE`].
+#[inline]
 pub const fn pat_index(attribute: MemoryAttribute) -> u64 {
     match attribute {
         MemoryAttribute::WriteBack => 0,
@@ -97,6 +98,7 @@ pub const fn pat_index(attribute: MemoryAttribute) -> u64 {
 }
 
 /// The PAT, PCD and PWT bits of a 4 KiB entry for `attribute`.
+#[inline]
 pub const fn cache_bits(attribute: MemoryAttribute) -> u64 {
     let index = pat_index(attribute);
     let mut bits = 0;
@@ -138,6 +140,7 @@ pub const fn attribute_of(pte: u64) -> MemoryAttribute {
 /// assert_ne!(pte & PTE_NO_EXECUTE, 0);
 /// assert_eq!(attribute_of(pte), MemoryAttribute::WriteCombining);
 /// ```
+#[inline]
 pub const fn window_pte(pa: PhysAddr, attribute: MemoryAttribute) -> u64 {
     (pa.0 & PTE_ADDRESS_MASK)
         | PTE_PRESENT
