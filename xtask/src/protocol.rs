@@ -110,6 +110,20 @@ pub fn parse_line(line: &str) -> Option<KernelLine> {
     parse_summary(body)
 }
 
+impl KernelLine {
+    /// For a line that reports the kernel giving up (a panic, an exception or an
+    /// error), the report as the kernel worded it, e.g. `PANIC: <message>`; shared by
+    /// every command that explains why a boot failed.
+    pub fn failure_report(&self) -> Option<String> {
+        match self {
+            KernelLine::Panic { message } => Some(format!("PANIC: {message}")),
+            KernelLine::Exception { report } => Some(format!("EXCEPTION {report}")),
+            KernelLine::Error { message } => Some(format!("error: {message}")),
+            _ => None,
+        }
+    }
+}
+
 /// What follows `qmk: ` on a protocol line (line ending removed); `None` for a line
 /// that is not part of the protocol. Shared by the parsers of every mode.
 pub fn protocol_body(line: &str) -> Option<&str> {

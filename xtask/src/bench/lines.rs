@@ -2,7 +2,7 @@
 //! the benchmark") and gathers one boot's results.
 
 use crate::fields::Fields;
-use crate::protocol::{parse_line, protocol_body, KernelLine};
+use crate::protocol::{parse_line, protocol_body};
 
 /// Every variant the kernel measures, in the order tables show them.
 pub const VARIANTS: [&str; 11] = [
@@ -131,13 +131,9 @@ impl BenchBootLines {
             Some(BenchLine::Variant(run)) => self.variants.push(run),
             Some(BenchLine::Done) => self.done = true,
             None => {
-                let crash = match parse_line(line) {
-                    Some(KernelLine::Panic { message }) => format!("PANIC: {message}"),
-                    Some(KernelLine::Exception { report }) => format!("EXCEPTION {report}"),
-                    Some(KernelLine::Error { message }) => format!("error: {message}"),
-                    _ => return,
-                };
-                self.crash.get_or_insert(crash);
+                if let Some(crash) = parse_line(line).and_then(|l| l.failure_report()) {
+                    self.crash.get_or_insert(crash);
+                }
             }
         }
     }

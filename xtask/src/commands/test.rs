@@ -323,16 +323,12 @@ fn run_planned_boot(
             }
             Some(KernelLine::Summary { passed, failed }) => kernel_summary = Some((passed, failed)),
             // The first report of a crash is the cause; later lines are its details.
-            Some(KernelLine::Panic { message }) => {
-                kernel_report.get_or_insert(format!("PANIC: {message}"));
+            Some(other) => {
+                if let Some(failure) = other.failure_report() {
+                    kernel_report.get_or_insert(failure);
+                }
             }
-            Some(KernelLine::Exception { report }) => {
-                kernel_report.get_or_insert(format!("EXCEPTION {report}"));
-            }
-            Some(KernelLine::Error { message }) => {
-                kernel_report.get_or_insert(format!("error: {message}"));
-            }
-            _ => {}
+            None => {}
         }
     });
     let report = match report {

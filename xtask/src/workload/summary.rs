@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::lines::{per_second, WorkloadLine};
-use crate::protocol::{parse_line, KernelLine};
+use crate::protocol::parse_line;
 use crate::verdict::BootVerdict;
 
 /// The operation kinds, in the order the table shows them.
@@ -47,13 +47,9 @@ impl WorkloadTally {
             }
             Some(WorkloadLine::Progress(_)) => {}
             None => {
-                let crash = match parse_line(line) {
-                    Some(KernelLine::Panic { message }) => format!("PANIC: {message}"),
-                    Some(KernelLine::Exception { report }) => format!("EXCEPTION {report}"),
-                    Some(KernelLine::Error { message }) => format!("error: {message}"),
-                    _ => return,
-                };
-                self.crash.get_or_insert(crash);
+                if let Some(crash) = parse_line(line).and_then(|l| l.failure_report()) {
+                    self.crash.get_or_insert(crash);
+                }
             }
         }
     }
