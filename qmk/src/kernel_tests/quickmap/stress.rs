@@ -148,9 +148,9 @@ struct TickState {
 static TICK_STATE: Once<TickState> = Once::new();
 static TICK_ARMED: AtomicBool = AtomicBool::new(false);
 
-/// Runs in the timer interrupt on every CPU: maps this CPU's page in another
-/// window while the interrupted thread may hold its own, checks the previous
-/// generation, writes the next.
+/// Runs in the timer interrupt on every CPU: maps this CPU's page in two more
+/// windows while the interrupted thread may hold its own, checks the previous
+/// generation, writes the next, and releases the windows out of order.
 fn tick_maps_a_page() {
     if !TICK_ARMED.load(Ordering::Acquire) {
         return;
@@ -162,21 +162,30 @@ fn tick_maps_a_page() {
     let held_by_interrupted = quickmap().windows_in_use(cpu) != 0;
     let page = state.pages[cpu].page();
     let wired = page.wire();
-    let mapping = quickmap().map(&wired);
+    // Two windows onto the page: the second must see what the first reads,
+    // and they are released first-in first-out (not LIFO).
+    let first = quickmap().map(&wired);
+    let second = quickmap().map(&wired);
     let generation = state.generations[cpu].load(Ordering::Relaxed);
     for offset in CHECKED_OFFSETS {
         let expected = pattern_word(page.phys_addr(), generation, offset);
-        let found = mapping.read_u64(offset);
+        let found = first.read_u64(offset);
         assert_eq!(
             found, expected,
             "quickmap integrity: timer interrupt on CPU {cpu} read its page wrong at {offset:#x}"
         );
-        mapping.write_u64(
+        second.write_u64(
             offset,
             pattern_word(page.phys_addr(), generation + 1, offset),
         );
+        assert_eq!(
+            first.read_u64(offset),
+            pattern_word(page.phys_addr(), generation + 1, offset),
+            "quickmap integrity: two windows of one page disagree"
+        );
     }
-    drop(mapping);
+    drop(first);
+    drop(second);
     state.generations[cpu].store(generation + 1, Ordering::Relaxed);
     if held_by_interrupted {
         state.ticks_with_mapping[cpu].fetch_add(1, Ordering::Relaxed);
