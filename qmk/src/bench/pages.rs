@@ -1,0 +1,81 @@
+//! The pages a benchmark thread works on: a small ring of held pages from one
+//! zone, owned by the thread and given back when it is done.
+
+use quickmap::{MemoryAttribute, PhysAddr, PAGE_SIZE};
+
+use crate::arch::paging::DIRECT_MAP_BASE;
+use crate::arch::{PhysAddr as ArchPhysAddr, PhysFrame};
+use crate::memory::frame_allocator::{self, Zone};
+use crate::vm::page::VmPage;
+
+/// Pages in a ring. A power of two, so the next page is one `and` away and
+/// every variant's loop has the same shape as the empty loop.
+pub const RING: usize = 16;
+
+/// `RING` held, write-back pages of one zone.
+pub struct PageRing {
+    pages: [VmPage; RING],
+}
+
+impl PageRing {
+    /// Allocates `RING` frames from `zone` and holds them (as a caller of
+    /// `pmap_quick_enter_page` must).
+    ///
+    /// # Panics
+    ///
+    /// When the zone is out of frames (the benchmark needs a direct map
+    /// smaller than RAM, so that high memory exists).
+    pub fn new(zone: Zone) -> PageRing {
+        let pages = core::array::from_fn(|_| {
+            let frame = frame_allocator::allocate_frame(zone).unwrap_or_else(|error| {
+                panic!("bench: no free {zone:?} frame (is dmap below the RAM size?): {error}")
+            });
+            let page = VmPage::managed(
+                PhysAddr(frame.start_address().as_u64()),
+                MemoryAttribute::WriteBack,
+            );
+            page.hold();
+            page
+        });
+        PageRing { pages }
+    }
+
+    /// Page `index` modulo the ring size.
+    #[inline(always)]
+    pub fn get(&self, index: usize) -> &VmPage {
+        &self.pages[index % RING]
+    }
+}
+
+impl Drop for PageRing {
+    fn drop(&mut self) {
+        for page in &self.pages {
+            page.unhold();
+            let frame = PhysFrame::containing_address(ArchPhysAddr::new(page.phys_addr().0));
+            frame_allocator::free_frame(frame);
+        }
+    }
+}
+
+/// The direct-map address of a direct-mapped page.
+#[inline(always)]
+pub fn direct_address(page: &VmPage) -> usize {
+    (DIRECT_MAP_BASE.as_u64() + page.phys_addr().0) as usize
+}
+
+/// The word every pair reads, changes and writes back: one cache line.
+const TOUCH_OFFSET: usize = 0;
+
+/// Read-modify-write one `u64` of the page mapped at `va`: the access that a
+/// pair pays the mapping for.
+#[inline(always)]
+pub fn touch(va: usize) {
+    debug_assert!(TOUCH_OFFSET + 8 <= PAGE_SIZE);
+    let word = (va + TOUCH_OFFSET) as *mut u64;
+    // SAFETY: `va` maps a page of RAM the calling thread holds, writable, for
+    // the duration of the call (each variant maps it before and unmaps it
+    // after); the page is the bench thread's own, so nobody else accesses it,
+    // and the access is volatile because the frame may be mapped more than
+    // once (direct map and window).
+    unsafe { word.write_volatile(word.read_volatile().wrapping_add(1)) }
+}

@@ -1,0 +1,252 @@
+//! What each variant does per pair, on one CPU.
+//!
+//! Every variant is one loop of the same shape as the empty loop
+//! ([`Variant::EmptyLoop`], whose cost the host subtracts): `iterations` times,
+//! take the next page of the thread's ring and do the pair(s) with it. Each
+//! loop is its own `#[inline(never)]` function, so `objdump` shows exactly
+//! what a variant runs; the quickmap variants call the exported
+//! `pmap_quick_enter_page` / `pmap_quick_remove_page`, the code the static
+//! check disassembles.
+
+use core::hint::black_box;
+
+use quickmap::untyped;
+use quickmap::PAGE_SIZE;
+
+use super::baselines::{GlobalWindow, ShootdownMap};
+use super::pages::{direct_address, touch, PageRing};
+use crate::memory::frame_allocator::Zone;
+use crate::vm::quick::{
+    pmap_copy_page, pmap_quick_enter_page, pmap_quick_remove_page, pmap_zero_page,
+};
+
+/// One benchmark variant (`docs/kernel-protocol.md`, "mode=bench").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// The loop alone: what every variant's ticks include besides its pairs.
+    EmptyLoop,
+    DirectRaw,
+    QuickmapWindow,
+    QuickmapDirect,
+    QuickmapNested2,
+    QuickmapNested4,
+    GlobalLockWindow,
+    ShootdownMap,
+    ZeroPageQuickmap,
+    ZeroPageDirect,
+    CopyPageQuickmap,
+    CopyPageDirect,
+}
+
+impl Variant {
+    /// Every reported variant, in the protocol's order.
+    pub const REPORTED: [Variant; 11] = [
+        Variant::DirectRaw,
+        Variant::QuickmapWindow,
+        Variant::QuickmapDirect,
+        Variant::QuickmapNested2,
+        Variant::QuickmapNested4,
+        Variant::GlobalLockWindow,
+        Variant::ShootdownMap,
+        Variant::ZeroPageQuickmap,
+        Variant::ZeroPageDirect,
+        Variant::CopyPageQuickmap,
+        Variant::CopyPageDirect,
+    ];
+
+    /// The protocol name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::EmptyLoop => "empty-loop",
+            Variant::DirectRaw => "direct-raw",
+            Variant::QuickmapWindow => "quickmap-window",
+            Variant::QuickmapDirect => "quickmap-direct",
+            Variant::QuickmapNested2 => "quickmap-nested2",
+            Variant::QuickmapNested4 => "quickmap-nested4",
+            Variant::GlobalLockWindow => "global-lock-window",
+            Variant::ShootdownMap => "shootdown-map",
+            Variant::ZeroPageQuickmap => "zero-page-quickmap",
+            Variant::ZeroPageDirect => "zero-page-direct",
+            Variant::CopyPageQuickmap => "copy-page-quickmap",
+            Variant::CopyPageDirect => "copy-page-direct",
+        }
+    }
+
+    /// Enter/remove pairs (or pages zeroed/copied) per loop iteration.
+    pub fn pairs_per_iteration(self) -> u64 {
+        match self {
+            Variant::QuickmapNested2 => 2,
+            Variant::QuickmapNested4 => 4,
+            _ => 1,
+        }
+    }
+
+    /// Whether a pair moves a whole page (such variants run fewer pairs).
+    pub fn is_page_sized(self) -> bool {
+        matches!(
+            self,
+            Variant::ZeroPageQuickmap
+                | Variant::ZeroPageDirect
+                | Variant::CopyPageQuickmap
+                | Variant::CopyPageDirect
+        )
+    }
+
+    /// Where the variant's pages come from: high memory for the window paths,
+    /// the direct map for the paths that go through it.
+    pub fn zone(self) -> Zone {
+        match self {
+            Variant::EmptyLoop
+            | Variant::DirectRaw
+            | Variant::QuickmapDirect
+            | Variant::ZeroPageDirect
+            | Variant::CopyPageDirect => Zone::DirectMapped,
+            _ => Zone::High,
+        }
+    }
+
+    /// Whether the loop must run with interrupts enabled: a shootdown waits
+    /// for the other CPUs to answer its IPI. Every other loop runs with
+    /// interrupts disabled, so that timer ticks neither add instructions to
+    /// the count nor count the scheduler's lock as the variant's.
+    pub fn needs_interrupts(self) -> bool {
+        self == Variant::ShootdownMap
+    }
+
+    /// Runs `iterations` iterations on CPU `cpu` (the caller is pinned there)
+    /// with the pages of `ring`. Returns the events the variant counts itself
+    /// (the baselines, which have no statistics of their own).
+    pub fn run(self, cpu: usize, ring: &PageRing, iterations: usize) -> OwnCounts {
+        match self {
+            Variant::EmptyLoop => empty_loop(ring, iterations),
+            Variant::DirectRaw => direct_raw(ring, iterations),
+            Variant::QuickmapWindow | Variant::QuickmapDirect => quickmap_pairs(ring, iterations),
+            Variant::QuickmapNested2 => quickmap_nested::<2>(ring, iterations),
+            Variant::QuickmapNested4 => quickmap_nested::<4>(ring, iterations),
+            Variant::GlobalLockWindow => global_lock_window(ring, iterations),
+            Variant::ShootdownMap => shootdown_map(cpu, ring, iterations),
+            Variant::ZeroPageQuickmap => zero_page_quickmap(ring, iterations),
+            Variant::ZeroPageDirect => zero_page_direct(ring, iterations),
+            Variant::CopyPageQuickmap => copy_page_quickmap(ring, iterations),
+            Variant::CopyPageDirect => copy_page_direct(ring, iterations),
+        }
+    }
+}
+
+/// Events a baseline counts for itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnCounts {
+    /// TLB invalidations (on any CPU).
+    pub invalidations: u64,
+    /// Page-table entries written to install a translation.
+    pub pte_writes: u64,
+}
+
+/// The loop every variant shares.
+#[inline(always)]
+fn each(iterations: usize, mut body: impl FnMut(usize)) {
+    for index in 0..iterations {
+        body(index);
+    }
+}
+
+#[inline(never)]
+fn empty_loop(ring: &PageRing, iterations: usize) -> OwnCounts {
+    each(iterations, |i| {
+        black_box(ring.get(i));
+    });
+    OwnCounts::default()
+}
+
+#[inline(never)]
+fn direct_raw(ring: &PageRing, iterations: usize) -> OwnCounts {
+    each(iterations, |i| touch(direct_address(ring.get(i))));
+    OwnCounts::default()
+}
+
+#[inline(never)]
+fn quickmap_pairs(ring: &PageRing, iterations: usize) -> OwnCounts {
+    each(iterations, |i| {
+        let va = pmap_quick_enter_page(ring.get(i));
+        touch(va);
+        // SAFETY: `va` was entered just now by this thread and is not used
+        // after the remove.
+        unsafe { pmap_quick_remove_page(va) };
+    });
+    OwnCounts::default()
+}
+
+/// `K` windows held at once; removed in the order entered (not LIFO:
+/// quickmap releases windows in any order).
+#[inline(never)]
+fn quickmap_nested<const K: usize>(ring: &PageRing, iterations: usize) -> OwnCounts {
+    each(iterations, |i| {
+        let vas: [usize; K] = core::array::from_fn(|j| pmap_quick_enter_page(ring.get(i * K + j)));
+        for va in vas {
+            touch(va);
+        }
+        for va in vas {
+            // SAFETY: each was entered above by this thread and is not used
+            // after its remove.
+            unsafe { pmap_quick_remove_page(va) };
+        }
+    });
+    OwnCounts::default()
+}
+
+#[inline(never)]
+fn global_lock_window(ring: &PageRing, iterations: usize) -> OwnCounts {
+    let window = GlobalWindow::get();
+    each(iterations, |i| window.pair(ring.get(i)));
+    OwnCounts {
+        invalidations: iterations as u64,
+        pte_writes: iterations as u64,
+    }
+}
+
+#[inline(never)]
+fn shootdown_map(cpu: usize, ring: &PageRing, iterations: usize) -> OwnCounts {
+    let map = ShootdownMap::get();
+    each(iterations, |i| map.pair(cpu, ring.get(i)));
+    OwnCounts {
+        // Every CPU online invalidates the page once per shootdown.
+        invalidations: iterations as u64 * crate::cpu::cpu_count() as u64,
+        pte_writes: iterations as u64,
+    }
+}
+
+#[inline(never)]
+fn zero_page_quickmap(ring: &PageRing, iterations: usize) -> OwnCounts {
+    each(iterations, |i| pmap_zero_page(ring.get(i)));
+    OwnCounts::default()
+}
+
+#[inline(never)]
+fn zero_page_direct(ring: &PageRing, iterations: usize) -> OwnCounts {
+    each(iterations, |i| {
+        let va = direct_address(ring.get(i));
+        // SAFETY: the page is direct-mapped, writable and this thread's own;
+        // the same routine quickmap's `zero_page` uses.
+        unsafe { untyped::fill(va as *mut u8, PAGE_SIZE, 0) };
+    });
+    OwnCounts::default()
+}
+
+#[inline(never)]
+fn copy_page_quickmap(ring: &PageRing, iterations: usize) -> OwnCounts {
+    each(iterations, |i| pmap_copy_page(ring.get(i), ring.get(i + 1)));
+    OwnCounts::default()
+}
+
+#[inline(never)]
+fn copy_page_direct(ring: &PageRing, iterations: usize) -> OwnCounts {
+    each(iterations, |i| {
+        let source = direct_address(ring.get(i));
+        let destination = direct_address(ring.get(i + 1));
+        // SAFETY: both pages are direct-mapped, this thread's own, and
+        // distinct (the ring has more than one page); the same routine
+        // quickmap's `copy_page` uses.
+        unsafe { untyped::copy(destination as *mut u8, source as *const u8, PAGE_SIZE) };
+    });
+    OwnCounts::default()
+}
