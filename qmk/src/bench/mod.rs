@@ -35,8 +35,6 @@ use variants::Variant;
 
 /// Pairs per variant (all CPUs together) unless `pairs=` says otherwise.
 const DEFAULT_PAIRS: u64 = 40_000;
-/// Page-sized variants (zero, copy) run this many times fewer pairs.
-const PAGE_VARIANT_DIVISOR: u64 = 8;
 
 /// Runs every variant, prints the protocol lines and ends the boot.
 pub fn run(options: &BootOptions) -> ! {
@@ -54,11 +52,7 @@ pub fn run(options: &BootOptions) -> ! {
         (empty.ticks + empty.pairs / 2) / empty.pairs
     );
     for variant in Variant::REPORTED {
-        let pairs = if variant.is_page_sized() {
-            (pairs / PAGE_VARIANT_DIVISOR).max(1)
-        } else {
-            pairs
-        };
+        let pairs = (pairs / variant.pairs_divisor()).max(1);
         let result = measure(variant, cpus, pairs);
         crate::println!(
             "qmk: bench {} cpus={cpus} pairs={} ticks={} invalidations={} ipis={} locks={} \

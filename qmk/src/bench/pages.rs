@@ -70,7 +70,7 @@ const TOUCH_OFFSET: usize = 0;
 /// pair pays the mapping for.
 #[inline(always)]
 pub fn touch(va: usize) {
-    debug_assert!(TOUCH_OFFSET + 8 <= PAGE_SIZE);
+    const { assert!(TOUCH_OFFSET + 8 <= PAGE_SIZE) };
     let word = (va + TOUCH_OFFSET) as *mut u64;
     // SAFETY: `va` maps a page of RAM the calling thread holds, writable, for
     // the duration of the call (each variant maps it before and unmaps it
