@@ -1,11 +1,146 @@
-//! `mode=run`: the page workload (see `docs/kernel-protocol.md`).
+//! `mode=run`: the page workload (see `docs/kernel-protocol.md`, "mode=run").
+//!
+//! It does what the real callers of `pmap_quick_enter_page(9)` do, all
+//! through quickmap, on every CPU at once, with preemption and migration
+//! active and the timer interrupt taking windows too:
+//! - [`bounce`]: busdma bounce copies of unmapped I/O buffers, PREWRITE and
+//!   POSTREAD, at arbitrary offsets and lengths, to bounce storage with a
+//!   kernel address or without one (direct-mapped or high bounce pages);
+//! - [`zero_copy`]: pages zeroed into a shared free pool (`pmap_zero_page`)
+//!   and checked by their next user; copy-on-write copies (`pmap_copy_page`);
+//! - [`scrub`]: every page a worker owns read back against its checksum;
+//! - [`interrupt`]: the timer tick maps, checks and rewrites a page per CPU.
+//!
+//! Every byte is checked by its next user against a pattern derived from
+//! (origin frame, generation, offset) ([`pages`]), so a wrong frame, a stale
+//! translation or a torn copy shows as a wrong byte, reported with the
+//! protocol's `mismatch` line ([`report`]). Any mismatch fails the run, as
+//! does a window still in use at the end.
+//!
+//! Orchestration (this file): the main thread fills the free pool, arms the
+//! tick, starts `2 × CPUs + 2` unpinned [`worker`] threads, prints progress
+//! about once a second while they run, then checks what is left and prints
+//! the summary and the verdict.
 
-use crate::boot_options::BootOptions;
+mod bounce;
+mod interrupt;
+mod pages;
+mod report;
+mod scrub;
+mod worker;
+mod zero_copy;
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use crate::arch::tsc;
+use crate::boot_options::{BootOptions, WorkloadLength};
 use crate::qemu;
+use pages::quickmap;
+use worker::Budget;
+
+/// The run's length when neither `ops=` nor `secs=` is given.
+const DEFAULT_LENGTH: WorkloadLength = WorkloadLength::Seconds(10);
+/// Zeroed pages in the free pool per worker.
+const POOL_PAGES_PER_WORKER: usize = 4;
+/// How often the main thread looks at the workers.
+const POLL: Duration = Duration::from_millis(20);
+/// Guest time between two progress lines.
+const PROGRESS_INTERVAL_MS: u64 = 1000;
 
 /// Runs the workload and ends the boot.
-pub fn run(_options: &BootOptions) -> ! {
+pub fn run(options: &BootOptions) -> ! {
+    let cpus = crate::cpu::cpu_count();
+    let workers = 2 * cpus + 2;
+    let length = options.workload_length.unwrap_or(DEFAULT_LENGTH);
+    let hz = tsc::hz();
     crate::memory::print_summary();
-    crate::println!("qmk: error: mode=run: the page workload is not written yet");
-    qemu::exit(qemu::RunOutcome::Failure);
+    crate::println!(
+        "qmk: workload: {workers} threads on {cpus} CPU(s), seed {}, {}",
+        options.seed,
+        match length {
+            WorkloadLength::Operations(n) => alloc::format!("{n} operations"),
+            WorkloadLength::Seconds(n) => alloc::format!("{n} s"),
+        }
+    );
+
+    zero_copy::fill_pool(POOL_PAGES_PER_WORKER * workers);
+    interrupt::arm(cpus);
+    let start = tsc::read();
+    let (target, duration_ms, budget) = match length {
+        WorkloadLength::Operations(n) => (n, None, Budget::operations(n)),
+        WorkloadLength::Seconds(s) => (
+            0,
+            Some(s * 1000),
+            Budget::until(start.saturating_add(s.saturating_mul(hz))),
+        ),
+    };
+    let budget = Arc::new(budget);
+    let seed = options.seed;
+    let handles: Vec<_> = (0..workers)
+        .map(|index| {
+            let budget = budget.clone();
+            crate::sched::spawn("workload", move || worker::run(index, seed, &budget))
+        })
+        .collect();
+
+    let elapsed_ms = || (tsc::read() - start) * 1000 / hz;
+    let mut next_progress = PROGRESS_INTERVAL_MS;
+    while !handles.iter().all(|handle| handle.is_finished()) {
+        crate::sched::sleep(POLL);
+        report::print_deferred();
+        let elapsed = elapsed_ms();
+        if elapsed >= next_progress {
+            report::print_progress(cpus, target, elapsed, duration_ms);
+            next_progress = (elapsed / PROGRESS_INTERVAL_MS + 1) * PROGRESS_INTERVAL_MS;
+        }
+    }
+    for handle in handles {
+        handle.join();
+    }
+    let run_ms = elapsed_ms();
+    interrupt::disarm();
+
+    // What the workers left: the pool must still be zero, the tick pages
+    // must hold their last generation, and no window may be in use.
+    zero_copy::drain_pool();
+    interrupt::final_check();
+    report::print_deferred();
+    let busy_cpus: Vec<(usize, u32)> = (0..cpus)
+        .map(|cpu| (cpu, quickmap().windows_in_use(cpu)))
+        .filter(|&(_, mask)| mask != 0)
+        .collect();
+
+    report::print_progress(cpus, target, run_ms, duration_ms);
+    crate::println!(
+        "qmk: workload: {} CPU changes between operations; {} ticks mapped a page while the interrupted context held a window",
+        worker::cpu_changes(),
+        interrupt::nested_ticks()
+    );
+    let stats = quickmap().total_stats();
+    report::print_summary(
+        cpus,
+        workers,
+        run_ms,
+        &report::QuickmapCounts {
+            direct_map_hits: stats.direct_map_hits,
+            window_maps: stats.window_maps,
+            invalidations: stats.invalidations,
+        },
+    );
+
+    let mismatches = report::mismatches();
+    if mismatches > 0 {
+        crate::println!("qmk: run FAILED: {mismatches} mismatch(es)");
+        qemu::exit(qemu::RunOutcome::Failure);
+    }
+    if let Some(&(cpu, mask)) = busy_cpus.first() {
+        crate::println!(
+            "qmk: run FAILED: CPU {cpu} still has windows in use at the end (mask {mask:#x})"
+        );
+        qemu::exit(qemu::RunOutcome::Failure);
+    }
+    crate::println!("qmk: run ok");
+    qemu::exit(qemu::RunOutcome::Success);
 }
