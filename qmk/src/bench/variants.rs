@@ -89,7 +89,7 @@ impl Variant {
             | Variant::ZeroPageDirect
             | Variant::CopyPageQuickmap
             | Variant::CopyPageDirect => 8,
-            Variant::ShootdownMap => 16,
+            Variant::ShootdownMap => 64,
             _ => 1,
         }
     }
