@@ -102,7 +102,10 @@ impl Transfer {
         let (start, end) = (self.offset, self.offset + self.len);
         (start / PAGE_SIZE..end.div_ceil(PAGE_SIZE)).map(move |page| {
             let base = page * PAGE_SIZE;
-            (page, start.max(base) - base..end.min(base + PAGE_SIZE) - base)
+            (
+                page,
+                start.max(base) - base..end.min(base + PAGE_SIZE) - base,
+            )
         })
     }
 }
@@ -303,7 +306,11 @@ impl BounceJob {
 
 /// Splits `out`, which stands for the bytes at `position` of the buffer run,
 /// at page boundaries: `piece(page index, offset in page, bytes)`.
-fn for_each_page_piece(position: usize, out: &mut [u8], mut piece: impl FnMut(usize, usize, &mut [u8])) {
+fn for_each_page_piece(
+    position: usize,
+    out: &mut [u8],
+    mut piece: impl FnMut(usize, usize, &mut [u8]),
+) {
     let mut done = 0;
     while done < out.len() {
         let at = position + done;
@@ -472,7 +479,12 @@ fn settle_page(
         pattern_bytes(old.origin, old.generation, offset, out);
         let (start, end) = (offset.max(range.start), (offset + out.len()).min(range.end));
         if start < end {
-            pattern_bytes(pa, generation, start, &mut out[start - offset..end - offset]);
+            pattern_bytes(
+                pa,
+                generation,
+                start,
+                &mut out[start - offset..end - offset],
+            );
         }
     });
     let mut chunk = [0u8; CHUNK];

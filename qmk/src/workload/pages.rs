@@ -34,8 +34,7 @@ use crate::vm::quick::{KernelQuickMap, QmkPlatform, WINDOWS_PER_CPU};
 /// report of the workload's teeth check) changes one line.
 pub type WorkloadQuickMap = KernelQuickMap;
 /// A live mapping made by [`quickmap`].
-pub type PageMapping<'q, 'p> =
-    quickmap::Mapping<'q, 'p, QmkPlatform, X86Mmu, WINDOWS_PER_CPU>;
+pub type PageMapping<'q, 'p> = quickmap::Mapping<'q, 'p, QmkPlatform, X86Mmu, WINDOWS_PER_CPU>;
 
 /// The quickmap instance the workload drives: the kernel's own.
 #[inline]

@@ -22,8 +22,8 @@ use alloc::vec::Vec;
 use quickmap::PAGE_SIZE;
 
 use super::pages::{
-    compare_mapped, fill_pattern, quickmap, verify_pattern, Generations, OwnedPage, PageState,
-    Rng, WrongByte,
+    compare_mapped, fill_pattern, quickmap, verify_pattern, Generations, OwnedPage, PageState, Rng,
+    WrongByte,
 };
 use super::report::{count_operation, count_work, record_mismatch, Kind, MismatchReport, Work};
 use crate::memory::frame_allocator::Zone;
@@ -195,7 +195,13 @@ fn check_zero(page: &OwnedPage) -> Result<(), (WrongByte, usize)> {
     compare_mapped(&mapping, 0..PAGE_SIZE, |_, out| out.fill(0)).map_err(|wrong| (wrong, cpu))
 }
 
-fn report(kind: Kind, page: &OwnedPage, wrong: WrongByte, cpu: usize, thread: u64) -> MismatchReport {
+fn report(
+    kind: Kind,
+    page: &OwnedPage,
+    wrong: WrongByte,
+    cpu: usize,
+    thread: u64,
+) -> MismatchReport {
     MismatchReport {
         kind,
         page: page.pa(),
