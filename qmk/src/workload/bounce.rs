@@ -6,8 +6,10 @@
 //! storage of two sorts:
 //! - a bounce buffer with a kernel address (`bpage->vaddr`): heap memory,
 //!   which lives in the direct-mapped low zone as real bounce pages do; the
-//!   copy maps only the buffer's pages, one at a time
-//!   (`copy_from_pages`/`copy_to_pages`);
+//!   copy maps only the buffer's pages, one at a time, either with
+//!   quickmap's `copy_from_pages`/`copy_to_pages` or word for word as
+//!   FreeBSD does it (`pmap_quick_enter_page`, `bcopy`,
+//!   `pmap_quick_remove_page`);
 //! - bounce pages without one (`BUS_DMA_UNMAPPED` style), either direct-mapped
 //!   (quickmap's fast path) or in high memory: the copy maps a buffer page and
 //!   a bounce page at once and copies between the two windows.
@@ -32,7 +34,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use quickmap::PAGE_SIZE;
+use quickmap::{Mmu, VirtAddr, PAGE_SIZE};
 
 use super::pages::{
     compare_mapped, fill_pattern, pattern_bytes, quickmap, Checksum, Content, Generations,
@@ -42,6 +44,7 @@ use super::report::{count_operation, record_mismatch, Kind, MismatchReport, Work
 use crate::memory::frame_allocator::Zone;
 use crate::sync::SpinLock;
 use crate::vm::page::Wired;
+use crate::vm::quick::{pmap_quick_enter_page, pmap_quick_remove_page};
 
 /// Pages of the unmapped I/O buffer.
 pub const BUFFER_PAGES: usize = 4;
@@ -59,8 +62,12 @@ const POISON: u8 = 0xa5;
 /// Where a transfer's bounce copy goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BounceTarget {
-    /// The bounce buffer with a kernel address.
+    /// The bounce buffer with a kernel address, copied with quickmap's
+    /// `copy_from_pages`/`copy_to_pages`.
     KernelAddress,
+    /// The same, copied the way FreeBSD's `bounce_bus_dmamap_sync` does it:
+    /// `pmap_quick_enter_page`, `bcopy`, `pmap_quick_remove_page` per page.
+    KernelAddressFreeBsd,
     /// Bounce pages in the direct map.
     DirectMappedPages,
     /// Bounce pages in high memory.
@@ -85,7 +92,8 @@ impl Transfer {
             _ => rng.between(1, MAX_TRANSFER),
         };
         let target = match rng.below(4) {
-            0 | 1 => BounceTarget::KernelAddress,
+            0 => BounceTarget::KernelAddress,
+            1 => BounceTarget::KernelAddressFreeBsd,
             2 => BounceTarget::DirectMappedPages,
             _ => BounceTarget::HighPages,
         };
@@ -160,15 +168,16 @@ impl BounceJob {
             buffer_pattern(&self.buffer, position, out);
         };
         let result = match transfer.target {
-            BounceTarget::KernelAddress => {
+            BounceTarget::KernelAddress | BounceTarget::KernelAddressFreeBsd => {
                 let start = GUARD + transfer.bounce_offset;
                 let window = &mut self.bounce_kva[start - GUARD..start + transfer.len + GUARD];
                 window.fill(POISON);
-                quickmap().copy_from_pages(
-                    &wired,
-                    transfer.offset,
-                    &mut window[GUARD..GUARD + transfer.len],
-                );
+                let bounce = &mut window[GUARD..GUARD + transfer.len];
+                if transfer.target == BounceTarget::KernelAddress {
+                    quickmap().copy_from_pages(&wired, transfer.offset, bounce);
+                } else {
+                    freebsd_sync(&wired, transfer.offset, bounce, Direction::PreWrite);
+                }
                 check_kva_bounce(window, transfer, expected)
             }
             BounceTarget::DirectMappedPages | BounceTarget::HighPages => {
@@ -218,11 +227,15 @@ impl BounceJob {
             });
         };
         match transfer.target {
-            BounceTarget::KernelAddress => {
+            BounceTarget::KernelAddress | BounceTarget::KernelAddressFreeBsd => {
                 let start = GUARD + transfer.bounce_offset;
                 let data = &mut self.bounce_kva[start..start + transfer.len];
                 delivered(transfer.offset, data);
-                quickmap().copy_to_pages(&wired, transfer.offset, data);
+                if transfer.target == BounceTarget::KernelAddress {
+                    quickmap().copy_to_pages(&wired, transfer.offset, data);
+                } else {
+                    freebsd_sync(&wired, transfer.offset, data, Direction::PostRead);
+                }
             }
             BounceTarget::DirectMappedPages | BounceTarget::HighPages => {
                 let pages = self.bounce_pages(transfer.target);
@@ -378,6 +391,42 @@ fn check_kva_bounce(
         }
     }
     Ok(())
+}
+
+/// Which way a bounce copy goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direction {
+    /// Buffer → bounce.
+    PreWrite,
+    /// Bounce → buffer.
+    PostRead,
+}
+
+/// The copy loop of FreeBSD's `bounce_bus_dmamap_sync` for an unmapped
+/// buffer, in its own terms: for each page the range touches, enter the page,
+/// `bcopy` the piece between it and the bounce buffer, remove the page.
+/// `bounce` stands for the bytes at `offset` of the buffer run `pages`.
+fn freebsd_sync(pages: &[Wired<'_>], offset: usize, bounce: &mut [u8], direction: Direction) {
+    let mmu = crate::vm::quick::quickmap().mmu();
+    let mut done = 0;
+    while done < bounce.len() {
+        let at = offset + done;
+        let len = (PAGE_SIZE - at % PAGE_SIZE).min(bounce.len() - done);
+        let piece = &mut bounce[done..done + len];
+        let kva = pmap_quick_enter_page(pages[at / PAGE_SIZE].page());
+        let data = VirtAddr(kva + at % PAGE_SIZE);
+        match direction {
+            // SAFETY: `kva` maps the page (wired by the caller) until the
+            // remove below, and `data .. data + len` lies inside it.
+            Direction::PreWrite => unsafe { mmu.read_bytes(data, piece) },
+            // SAFETY: as above; quick mappings are writable.
+            Direction::PostRead => unsafe { mmu.write_bytes(data, piece) },
+        }
+        // SAFETY: `kva` was entered just above in this context, and nothing
+        // uses it after this call.
+        unsafe { pmap_quick_remove_page(kva) };
+        done += len;
+    }
 }
 
 /// Copies `len` bytes from position `from_offset` of the page run `from` to
