@@ -13,8 +13,9 @@ pub const PTES_PER_CACHE_LINE: usize = 8;
 /// The per-CPU window region: for CPU `c`, window `w` is at
 /// `base + c * cpu_stride + w * window_stride`.
 ///
-/// Strides are powers of two so that `remove` finds the CPU and window of an address
-/// with two shifts, not a search.
+/// quickmap always uses the [`guarded`](WindowLayout::guarded) layout, whose strides
+/// follow from the number of windows per CPU alone: they are compile-time powers of two,
+/// so `remove` finds the CPU and window of an address with shifts by constants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WindowLayout {
     /// Address of CPU 0's first window; aligned to `cpu_stride`.
@@ -63,38 +64,17 @@ impl WindowLayout {
         self.base.0 + cpus * self.cpu_stride
     }
 
-    pub(crate) fn validate(&self, windows_per_cpu: usize, cpus: usize) -> Result<(), ConfigError> {
-        let stride_ok = |s: usize| s.is_power_of_two() && s >= PAGE_SIZE;
-        if !stride_ok(self.window_stride) || !stride_ok(self.cpu_stride) {
-            return Err(ConfigError::StrideNotPowerOfTwoPages {
-                window_stride: self.window_stride,
-                cpu_stride: self.cpu_stride,
-            });
-        }
-        if windows_per_cpu * self.window_stride > self.cpu_stride {
-            return Err(ConfigError::WindowsOverlapNextCpu {
-                windows_per_cpu,
-                window_stride: self.window_stride,
-                cpu_stride: self.cpu_stride,
-            });
-        }
-        if self.cpu_stride < PTES_PER_CACHE_LINE * PAGE_SIZE {
-            return Err(ConfigError::CpusShareCacheLine {
-                cpu_stride: self.cpu_stride,
-            });
-        }
+    pub(crate) fn validate(&self, cpus: usize) -> Result<(), ConfigError> {
         if self.base.0 % self.cpu_stride != 0 {
             return Err(ConfigError::BaseMisaligned {
                 base: self.base,
                 cpu_stride: self.cpu_stride,
             });
         }
-        if cpus == 0
-            || cpus
-                .checked_mul(self.cpu_stride)
-                .and_then(|n| self.base.0.checked_add(n))
-                .is_none()
-        {
+        let end = cpus
+            .checked_mul(self.cpu_stride)
+            .and_then(|n| self.base.0.checked_add(n));
+        if cpus == 0 || end.is_none() {
             return Err(ConfigError::RegionOverflows {
                 base: self.base,
                 cpus,
@@ -119,47 +99,9 @@ pub struct DirectMap {
     pub virt_start: VirtAddr,
 }
 
-impl DirectMap {
-    /// The direct-map address of the page at `pa`, if the direct map covers it.
-    #[inline]
-    pub fn translate(&self, pa: PhysAddr) -> Option<VirtAddr> {
-        let offset = pa.0.wrapping_sub(self.phys_start.0);
-        // One comparison covers both ends: below the start wraps to a huge offset.
-        (offset < self.len && self.len - offset >= PAGE_SIZE as u64)
-            .then(|| VirtAddr(self.virt_start.0 + offset as usize))
-    }
-
-    /// Whether `va` lies in the direct map.
-    #[inline]
-    pub fn contains_va(&self, va: VirtAddr) -> bool {
-        (va.0.wrapping_sub(self.virt_start.0) as u64) < self.len
-    }
-}
-
 /// Why a [`QuickMap`](crate::QuickMap) configuration was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigError {
-    /// Window and CPU strides must be powers of two of at least a page.
-    StrideNotPowerOfTwoPages {
-        /// The window stride given.
-        window_stride: usize,
-        /// The CPU stride given.
-        cpu_stride: usize,
-    },
-    /// A CPU's windows would run into the next CPU's.
-    WindowsOverlapNextCpu {
-        /// Windows per CPU.
-        windows_per_cpu: usize,
-        /// The window stride given.
-        window_stride: usize,
-        /// The CPU stride given.
-        cpu_stride: usize,
-    },
-    /// Two CPUs' page-table entries would share a cache line.
-    CpusShareCacheLine {
-        /// The CPU stride given.
-        cpu_stride: usize,
-    },
     /// The region must start on a CPU-stride boundary.
     BaseMisaligned {
         /// The base given.
@@ -194,18 +136,6 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            ConfigError::StrideNotPowerOfTwoPages { window_stride, cpu_stride } => write!(
-                f,
-                "quickmap: window stride {window_stride:#x} and CPU stride {cpu_stride:#x} must be powers of two of at least one page"
-            ),
-            ConfigError::WindowsOverlapNextCpu { windows_per_cpu, window_stride, cpu_stride } => write!(
-                f,
-                "quickmap: {windows_per_cpu} windows of stride {window_stride:#x} do not fit in a CPU stride of {cpu_stride:#x}"
-            ),
-            ConfigError::CpusShareCacheLine { cpu_stride } => write!(
-                f,
-                "quickmap: CPU stride {cpu_stride:#x} is below {PTES_PER_CACHE_LINE} pages, so two CPUs would write the same cache line of page-table entries"
-            ),
             ConfigError::BaseMisaligned { base, cpu_stride } => {
                 write!(f, "quickmap: window region base {base} is not aligned to the CPU stride {cpu_stride:#x}")
             }
@@ -213,14 +143,46 @@ impl fmt::Display for ConfigError {
                 write!(f, "quickmap: a window region at {base} for {cpus} CPUs is empty or wraps the address space")
             }
             ConfigError::DirectMapMisaligned { direct_map } => {
-                write!(f, "quickmap: direct map {direct_map:?} does not start on page boundaries")
+                write!(
+                    f,
+                    "quickmap: direct map {direct_map:?} does not start on page boundaries"
+                )
             }
             ConfigError::DirectMapOverlapsWindows { direct_map } => {
-                write!(f, "quickmap: direct map {direct_map:?} overlaps the window region")
+                write!(
+                    f,
+                    "quickmap: direct map {direct_map:?} overlaps the window region"
+                )
             }
             ConfigError::TooManyWindows { windows_per_cpu } => {
                 write!(f, "quickmap: {windows_per_cpu} windows per CPU asked for; at most 32 are supported")
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guarded_layouts_give_each_cpu_whole_cache_lines_of_entries() {
+        for windows in 1..=32 {
+            let layout = WindowLayout::guarded(VirtAddr(0), windows);
+            assert!(layout.cpu_stride.is_power_of_two() && layout.window_stride.is_power_of_two());
+            assert!(
+                layout.cpu_stride >= PTES_PER_CACHE_LINE * PAGE_SIZE,
+                "{windows} windows"
+            );
+            assert!(
+                windows * layout.window_stride <= layout.cpu_stride,
+                "{windows} windows fit"
+            );
+            assert_eq!(
+                layout.window_stride,
+                2 * PAGE_SIZE,
+                "a guard page after each window"
+            );
         }
     }
 }

@@ -28,8 +28,9 @@
 //!   except primary interrupt context"*: FreeBSD needs those exclusions only because
 //!   some of its implementations lock inside. quickmap takes no lock, so it works under
 //!   spin locks, with interrupts disabled, and in interrupt handlers
-//!   ([`ContextPolicy::Anywhere`], the default; [`ContextPolicy::FreeBsd`] enforces the
-//!   man page word for word).
+//!   ([`ContextPolicy::Anywhere`], the default; a kernel whose
+//!   [`Platform::CONTEXT_POLICY`] is [`ContextPolicy::FreeBsd`] gets the man page's
+//!   rules enforced word for word).
 //! - *"The page must not be swapped or otherwise reused while the mapping is active"*:
 //!   [`HeldPage`]; the safe guard [`Mapping`] borrows the page, so the borrow checker
 //!   enforces it.

@@ -14,6 +14,9 @@ pub struct Window {
     pub slot: usize,
     /// The window's kernel virtual address.
     pub va: VirtAddr,
+    /// The window's page number counted from the start of the window region: the index
+    /// of its entry when the region's last-level entries form one array.
+    pub region_page: usize,
 }
 
 /// A page-table backend for the window region.

@@ -32,6 +32,10 @@ pub unsafe trait Platform {
     /// ends, a preemption that became due inside it may happen now.
     fn critical_exit(&self);
 
+    /// Which contexts may call `enter` and `remove`; a property of the kernel, fixed
+    /// at compile time so that the default policy costs nothing on the fast path.
+    const CONTEXT_POLICY: ContextPolicy = ContextPolicy::Anywhere;
+
     /// What the calling context is, for the checks of [`ContextPolicy::FreeBsd`].
     /// Kernels that cannot tell return [`ExecutionContext::UNKNOWN`] (the default).
     fn execution_context(&self) -> ExecutionContext {

@@ -14,16 +14,16 @@ use crate::stats::Stats;
 /// How a kernel sets up quickmap at boot.
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
-    /// Where each CPU's windows are.
-    pub windows: WindowLayout,
+    /// Where CPU 0's first window is; the rest follow in the guarded layout of
+    /// [`WindowLayout::guarded`] (a guard page after each window, each CPU's windows
+    /// padded to a cache line of page-table entries). Aligned to the CPU stride.
+    pub window_base: VirtAddr,
     /// The kernel's direct map, if it has one: write-back pages inside it are entered
     /// without a window.
     pub direct_map: Option<DirectMap>,
     /// Physical addresses at or above this cannot be mapped (the MMU's physical address
     /// width, or the end of RAM and device memory).
     pub phys_limit: PhysAddr,
-    /// Which contexts may call `enter` and `remove`.
-    pub context_policy: ContextPolicy,
 }
 
 /// Fast, temporary, per-CPU kernel mappings of single physical pages.
@@ -35,17 +35,28 @@ pub struct QuickMap<P, M, const N: usize> {
     platform: P,
     mmu: M,
     cpus: &'static [CpuWindows<N>],
-    layout: WindowLayout,
-    /// log2 of the layout's strides, so that decoding an address is two shifts.
-    cpu_shift: u32,
-    window_shift: u32,
+    window_base: usize,
+    /// Bytes of the window region: `cpus.len()` CPU strides.
     region_len: usize,
+    /// The direct map in frames (page numbers), so that one subtraction and one
+    /// comparison decide the fast path; zero frames when there is no direct map.
+    direct_first_frame: u64,
+    direct_frames: u64,
+    direct_virt_start: usize,
     direct_map: Option<DirectMap>,
-    phys_limit: PhysAddr,
-    context_policy: ContextPolicy,
+    /// `phys_limit` in frames.
+    frame_limit: u64,
 }
 
+const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
+
 impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
+    /// The layout's strides depend on `N` only, so they are constants: finding the
+    /// address of a window, and the window of an address, takes shifts by immediates.
+    const SHAPE: WindowLayout = WindowLayout::guarded(VirtAddr(0), N);
+    const WINDOW_SHIFT: u32 = Self::SHAPE.window_stride.trailing_zeros();
+    const CPU_SHIFT: u32 = Self::SHAPE.cpu_stride.trailing_zeros();
+
     /// Set up quickmap for `cpus.len()` CPUs.
     ///
     /// The window region's page tables must already exist with every window entry
@@ -59,8 +70,8 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
         if N == 0 || N > 32 {
             return Err(ConfigError::TooManyWindows { windows_per_cpu: N });
         }
-        let layout = config.windows;
-        layout.validate(N, cpus.len())?;
+        let layout = WindowLayout::guarded(config.window_base, N);
+        layout.validate(cpus.len())?;
         let region_len = cpus.len() * layout.cpu_stride;
         if let Some(direct_map) = config.direct_map {
             let aligned =
@@ -76,17 +87,18 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
                 return Err(ConfigError::DirectMapOverlapsWindows { direct_map });
             }
         }
+        let dmap = config.direct_map;
         Ok(QuickMap {
             platform,
             mmu,
             cpus,
-            layout,
-            cpu_shift: layout.cpu_stride.trailing_zeros(),
-            window_shift: layout.window_stride.trailing_zeros(),
+            window_base: layout.base.0,
             region_len,
-            direct_map: config.direct_map,
-            phys_limit: config.phys_limit,
-            context_policy: config.context_policy,
+            direct_first_frame: dmap.map_or(0, |d| d.phys_start.0 >> PAGE_SHIFT),
+            direct_frames: dmap.map_or(0, |d| d.len >> PAGE_SHIFT),
+            direct_virt_start: dmap.map_or(0, |d| d.virt_start.0),
+            direct_map: dmap,
+            frame_limit: config.phys_limit.0.div_ceil(PAGE_SIZE as u64),
         })
     }
 
@@ -108,26 +120,27 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
 
     #[inline]
     fn enter_phys(&self, pa: PhysAddr, attribute: MemoryAttribute) -> VirtAddr {
-        if !pa.is_page_aligned() {
-            rules::unaligned_page(pa);
+        // Rotating moves the offset bits of an unaligned address to the top, so one
+        // comparison refuses both an unaligned and an out-of-range address.
+        let frame = pa.0.rotate_right(PAGE_SHIFT);
+        if frame >= self.frame_limit {
+            self.refuse_page(pa);
         }
-        if pa >= self.phys_limit {
-            rules::page_out_of_range(pa, self.phys_limit);
-        }
-        if self.context_policy == ContextPolicy::FreeBsd {
+        if P::CONTEXT_POLICY == ContextPolicy::FreeBsd {
             self.check_freebsd_context();
         }
         // Only write-back may use the direct map: its mapping is write-back, and mapping a
         // frame with two cache attributes at once is undefined on x86 (SDM 11.12.4).
         if attribute == MemoryAttribute::WriteBack {
-            if let Some(va) = self.direct_map.and_then(|d| d.translate(pa)) {
+            let direct_frame = frame.wrapping_sub(self.direct_first_frame);
+            if direct_frame < self.direct_frames {
                 // Nothing is pinned here: the count may land on the CPU the thread
                 // just left, or be lost to a race (see `stats`).
                 #[cfg(feature = "stats")]
                 self.cpus[self.current_cpu()]
                     .counters
                     .count_direct_map_hit();
-                return va;
+                return VirtAddr(self.direct_virt_start + ((direct_frame as usize) << PAGE_SHIFT));
             }
         }
         self.enter_window(pa, attribute)
@@ -142,11 +155,18 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
         let Some(slot) = windows.claim() else {
             rules::nesting_beyond_capacity(cpu, N)
         };
-        let va = self.layout.window_va(cpu, slot);
+        let region_page =
+            (cpu << (Self::CPU_SHIFT - PAGE_SHIFT)) + (slot << (Self::WINDOW_SHIFT - PAGE_SHIFT));
+        let va = VirtAddr(self.window_base + (region_page << PAGE_SHIFT));
+        let window = Window {
+            cpu,
+            slot,
+            va,
+            region_page,
+        };
         // The entry was cleared and invalidated at the last remove, so no stale
         // translation can exist: no invalidation on this side of the pair.
-        self.mmu
-            .set_window_pte(Window { cpu, slot, va }, pa, attribute);
+        self.mmu.set_window_pte(window, pa, attribute);
         #[cfg(feature = "stats")]
         windows.counters.count_window_map(slot);
         va
@@ -170,9 +190,11 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
     /// remove on another CPU, remove of an address that is not a window.
     #[inline]
     pub unsafe fn remove(&self, va: VirtAddr) {
-        let offset = va.0.wrapping_sub(self.layout.base.0);
+        let offset = va.0.wrapping_sub(self.window_base);
         if offset >= self.region_len {
-            if self.direct_map.is_some_and(|d| d.contains_va(va)) {
+            if va.0.wrapping_sub(self.direct_virt_start)
+                < (self.direct_frames as usize) << PAGE_SHIFT
+            {
                 return; // Direct-map entries pinned nothing and changed nothing.
             }
             rules::remove_of_foreign_address(
@@ -180,10 +202,10 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
                 "is neither in the window region nor in the direct map",
             );
         }
-        let owner = offset >> self.cpu_shift;
-        let within_cpu = offset & (self.layout.cpu_stride - 1);
-        let slot = within_cpu >> self.window_shift;
-        if within_cpu & (self.layout.window_stride - 1) != 0 || slot >= N {
+        let owner = offset >> Self::CPU_SHIFT;
+        let within_cpu = offset & (Self::SHAPE.cpu_stride - 1);
+        let slot = within_cpu >> Self::WINDOW_SHIFT;
+        if within_cpu & (Self::SHAPE.window_stride - 1) != 0 || slot >= N {
             rules::remove_of_foreign_address(
                 va,
                 "is inside the window region but not the start of a window",
@@ -197,7 +219,12 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
         if !windows.is_claimed(slot) {
             rules::double_remove(cpu, slot, va);
         }
-        let window = Window { cpu, slot, va };
+        let window = Window {
+            cpu,
+            slot,
+            va,
+            region_page: offset >> PAGE_SHIFT,
+        };
         self.mmu.clear_window_pte(window);
         self.mmu.invalidate_local(va);
         #[cfg(feature = "stats")]
@@ -243,8 +270,8 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
     }
 
     /// Where the windows are.
-    pub fn layout(&self) -> &WindowLayout {
-        &self.layout
+    pub fn layout(&self) -> WindowLayout {
+        WindowLayout::guarded(VirtAddr(self.window_base), N)
     }
 
     /// The direct map the fast path uses, if any.
@@ -286,7 +313,19 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
         cpu
     }
 
+    /// Names which of the two page rules `frame >= frame_limit` broke.
     #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn refuse_page(&self, pa: PhysAddr) -> ! {
+        if !pa.is_page_aligned() {
+            rules::unaligned_page(pa);
+        }
+        rules::page_out_of_range(pa, PhysAddr(self.frame_limit << PAGE_SHIFT))
+    }
+
+    #[cold]
+    #[inline(never)]
     fn check_freebsd_context(&self) {
         let context = self.platform.execution_context();
         if context.spin_locks_held > 0 {

@@ -42,11 +42,11 @@ use std::vec;
 use std::vec::Vec;
 
 use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
-use crate::layout::{DirectMap, WindowLayout};
+use crate::layout::DirectMap;
 use crate::mmu::{Mmu, Window};
 use crate::page::{HeldPage, MemoryAttribute};
 use crate::percpu::CpuWindows;
-use crate::platform::{ContextPolicy, ExecutionContext, Platform};
+use crate::platform::{ExecutionContext, Platform};
 use crate::quick_map::{Config, QuickMap};
 
 /// Where the simulated kernel keeps its windows.
@@ -245,22 +245,21 @@ impl SimMachine {
     }
 
     /// The kernel configuration of quickmap on this machine.
-    pub fn quickmap_config<const N: usize>(&self) -> Config {
+    pub fn quickmap_config(&self) -> Config {
         Config {
-            windows: WindowLayout::guarded(VirtAddr(WINDOW_BASE), N),
+            window_base: VirtAddr(WINDOW_BASE),
             direct_map: Some(DirectMap {
                 phys_start: PhysAddr(0),
                 len: (self.config.direct_map_pages * PAGE_SIZE) as u64,
                 virt_start: VirtAddr(DIRECT_MAP_BASE),
             }),
             phys_limit: PhysAddr((self.config.phys_pages * PAGE_SIZE) as u64),
-            context_policy: ContextPolicy::Anywhere,
         }
     }
 
     /// quickmap with `N` windows per CPU on this machine.
     pub fn quickmap<const N: usize>(&self) -> QuickMap<SimPlatform<'_>, SimMmu<'_>, N> {
-        self.quickmap_with(self.quickmap_config::<N>(), self.platform(), self.mmu())
+        self.quickmap_with(self.quickmap_config(), self.platform(), self.mmu())
     }
 
     /// quickmap on this machine with another configuration or backends (e.g. a broken

@@ -111,7 +111,7 @@ enum Breakage {
 
 fn run(ops: &[Op], breakage: Breakage) -> Result<(), TestCaseError> {
     let (machine, model) = machine_and_model();
-    let config = machine.quickmap_config::<WINDOWS>();
+    let config = machine.quickmap_config();
     match breakage {
         Breakage::Nothing => run_on(&machine, model, machine.quickmap::<WINDOWS>(), ops),
         Breakage::SkipInvalidation => {

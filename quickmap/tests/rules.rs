@@ -3,7 +3,7 @@
 mod common;
 
 use quickmap::sim::{SimConfig, SimMachine, SimPage, DIRECT_MAP_BASE, WINDOW_BASE};
-use quickmap::{ContextPolicy, MemoryAttribute, PhysAddr, VirtAddr, WindowLayout, PAGE_SIZE};
+use quickmap::{MemoryAttribute, PhysAddr, VirtAddr, PAGE_SIZE};
 
 fn machine() -> SimMachine {
     SimMachine::new(SimConfig::default())
@@ -171,11 +171,11 @@ fn access_outside_the_page() {
 )]
 fn freebsd_policy_forbids_spin_locks() {
     let machine = machine();
-    let config = quickmap::Config {
-        context_policy: ContextPolicy::FreeBsd,
-        ..machine.quickmap_config::<4>()
-    };
-    let quickmap = machine.quickmap_with::<_, _, 4>(config, machine.platform(), machine.mmu());
+    let quickmap = machine.quickmap_with::<_, _, 4>(
+        machine.quickmap_config(),
+        common::FreeBsdRules(machine.platform()),
+        machine.mmu(),
+    );
     machine.set_spin_locks_held(1);
     let _ = quickmap.map(&SimPage::high_memory(&machine, 0));
 }
@@ -186,11 +186,11 @@ fn freebsd_policy_forbids_spin_locks() {
 )]
 fn freebsd_policy_forbids_primary_interrupt_context() {
     let machine = machine();
-    let config = quickmap::Config {
-        context_policy: ContextPolicy::FreeBsd,
-        ..machine.quickmap_config::<4>()
-    };
-    let quickmap = machine.quickmap_with::<_, _, 4>(config, machine.platform(), machine.mmu());
+    let quickmap = machine.quickmap_with::<_, _, 4>(
+        machine.quickmap_config(),
+        common::FreeBsdRules(machine.platform()),
+        machine.mmu(),
+    );
     machine.interrupt(|| drop(quickmap.map(&SimPage::high_memory(&machine, 0))));
 }
 
@@ -214,16 +214,13 @@ fn bad_configurations_are_refused_with_a_reason() {
     use quickmap::{ConfigError, CpuWindows, QuickMap};
     let machine = machine();
     let cpus: &'static [CpuWindows<4>] = Box::leak(Box::new([const { CpuWindows::new() }; 2]));
-    let good = machine.quickmap_config::<4>();
+    let good = machine.quickmap_config();
     let try_config = |config: quickmap::Config| {
         QuickMap::new(config, machine.platform(), machine.mmu(), cpus).err()
     };
 
     let misaligned = quickmap::Config {
-        windows: WindowLayout {
-            base: VirtAddr(WINDOW_BASE + PAGE_SIZE),
-            ..good.windows
-        },
+        window_base: VirtAddr(WINDOW_BASE + PAGE_SIZE),
         ..good
     };
     let error = try_config(misaligned).expect("a misaligned base is refused");
@@ -235,29 +232,20 @@ fn bad_configurations_are_refused_with_a_reason() {
         "{error}"
     );
 
-    let crowded = quickmap::Config {
-        windows: WindowLayout {
-            cpu_stride: 4 * PAGE_SIZE,
-            ..good.windows
-        },
+    let wrapping = quickmap::Config {
+        window_base: VirtAddr(usize::MAX - 8 * PAGE_SIZE + 1),
         ..good
     };
     assert!(matches!(
-        try_config(crowded),
-        Some(ConfigError::WindowsOverlapNextCpu { .. })
+        try_config(wrapping),
+        Some(ConfigError::RegionOverflows { .. })
     ));
 
-    let shared_line = quickmap::Config {
-        windows: WindowLayout {
-            window_stride: PAGE_SIZE,
-            cpu_stride: 4 * PAGE_SIZE,
-            base: good.windows.base,
-        },
-        ..good
-    };
+    let mut unaligned_direct_map = good;
+    unaligned_direct_map.direct_map.as_mut().unwrap().phys_start = PhysAddr(8);
     assert!(matches!(
-        try_config(shared_line),
-        Some(ConfigError::CpusShareCacheLine { .. })
+        try_config(unaligned_direct_map),
+        Some(ConfigError::DirectMapMisaligned { .. })
     ));
 
     let mut overlapping = good;

@@ -191,7 +191,7 @@ fn a_mapping_pins_its_thread() {
 /// Enter page A then page B in the same window; whether B's contents come back.
 fn second_page_reads_correctly<M: Mmu>(machine: &SimMachine, mmu: M) -> bool {
     let quickmap =
-        machine.quickmap_with::<_, _, 4>(machine.quickmap_config::<4>(), machine.platform(), mmu);
+        machine.quickmap_with::<_, _, 4>(machine.quickmap_config(), machine.platform(), mmu);
     let (a, b) = (
         SimPage::high_memory(machine, 0),
         SimPage::high_memory(machine, 1),
@@ -227,7 +227,7 @@ fn a_backend_that_skips_the_invalidation_reads_stale_data() {
 fn a_platform_that_does_not_pin_is_caught_at_remove() {
     let machine = SimMachine::new(SimConfig::default());
     let quickmap = machine.quickmap_with::<_, _, 4>(
-        machine.quickmap_config::<4>(),
+        machine.quickmap_config(),
         DoesNotPin(machine.platform()),
         machine.mmu(),
     );

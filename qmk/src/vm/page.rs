@@ -13,9 +13,12 @@ use quickmap::{HeldPage, MemoryAttribute, PhysAddr};
 pub struct VmPage {
     phys_addr: PhysAddr,
     memory_attribute: MemoryAttribute,
-    managed: bool,
     wire_count: AtomicU32,
     hold_count: AtomicU32,
+    /// Non-zero while the page cannot be reclaimed: wires plus holds, plus one for
+    /// good if the page is unmanaged. One word, so the check on every quick mapping
+    /// is a single load.
+    residency: AtomicU32,
 }
 
 impl VmPage {
@@ -24,16 +27,16 @@ impl VmPage {
         VmPage {
             phys_addr,
             memory_attribute,
-            managed: true,
             wire_count: AtomicU32::new(0),
             hold_count: AtomicU32::new(0),
+            residency: AtomicU32::new(0),
         }
     }
 
     /// A page of an unmanaged region (e.g. I/O device memory): never reclaimed.
     pub const fn unmanaged(phys_addr: PhysAddr, memory_attribute: MemoryAttribute) -> VmPage {
         VmPage {
-            managed: false,
+            residency: AtomicU32::new(1),
             ..VmPage::managed(phys_addr, memory_attribute)
         }
     }
@@ -51,6 +54,7 @@ impl VmPage {
     /// Wire the page: it stays resident until the returned guard drops.
     pub fn wire(&self) -> Wired<'_> {
         self.wire_count.fetch_add(1, Ordering::AcqRel);
+        self.residency.fetch_add(1, Ordering::AcqRel);
         Wired { page: self }
     }
 
@@ -58,6 +62,7 @@ impl VmPage {
     /// the same meaning for quick mappings.
     pub fn hold(&self) {
         self.hold_count.fetch_add(1, Ordering::AcqRel);
+        self.residency.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Undo one [`hold`](Self::hold).
@@ -68,6 +73,7 @@ impl VmPage {
             "vm: unhold of page {} that is not held",
             self.phys_addr
         );
+        self.residency.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Wire and hold counts.
@@ -80,9 +86,9 @@ impl VmPage {
 
     /// Whether the page cannot be reclaimed now: *"It must be either wired or
     /// held, or it must belong to an unmanaged region such as I/O device memory."*
+    #[inline]
     pub fn is_resident(&self) -> bool {
-        let (wired, held) = self.pins();
-        !self.managed || wired > 0 || held > 0
+        self.residency.load(Ordering::Acquire) != 0
     }
 }
 
@@ -102,6 +108,7 @@ impl Wired<'_> {
 
 impl Drop for Wired<'_> {
     fn drop(&mut self) {
+        self.page.residency.fetch_sub(1, Ordering::AcqRel);
         self.page.wire_count.fetch_sub(1, Ordering::AcqRel);
     }
 }

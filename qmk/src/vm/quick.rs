@@ -13,8 +13,8 @@
 
 use quickmap::arch::x86_64::X86Mmu;
 use quickmap::{
-    Config, ContextPolicy, CpuWindows, DirectMap, ExecutionContext, HeldPage, MemoryAttribute, Mmu,
-    PhysAddr, Platform, QuickMap, VirtAddr, WindowLayout, PAGE_SIZE,
+    Config, CpuWindows, DirectMap, ExecutionContext, HeldPage, MemoryAttribute, Mmu, PhysAddr,
+    Platform, QuickMap, VirtAddr, WindowLayout, PAGE_SIZE,
 };
 use spin::Once;
 
@@ -132,14 +132,13 @@ pub fn build<P: Platform, M: Mmu>(
     };
     let direct_map_end = paging::direct_map_end().as_u64();
     let config = Config {
-        windows: layout,
+        window_base: layout.base,
         direct_map: (direct_map_end > 0).then(|| DirectMap {
             phys_start: PhysAddr(0),
             len: direct_map_end,
             virt_start: VirtAddr(DIRECT_MAP_BASE.as_u64() as usize),
         }),
         phys_limit: physical_address_limit(),
-        context_policy: ContextPolicy::Anywhere,
     };
     QuickMap::new(config, platform, backend(mmu), cpu_windows).map_err(QuickMapInitError::Config)
 }

@@ -191,6 +191,8 @@ impl X86Mmu {
     ///    `region_base .. region_base + region_pages * PAGE_SIZE`, in order, and they stay
     ///    in use by every CPU's page tables for as long as the backend lives;
     /// 2. nothing but quickmap writes those entries while it runs, and all are clear;
+    ///    and `region_base` is the `window_base` of the quickmap that uses the backend
+    ///    (its [`Window::region_page`]s index this array);
     /// 3. `EFER.NXE` is set on every CPU (the no-execute bit is otherwise reserved) and
     ///    `IA32_PAT` holds [`PAT_MSR_VALUE`].
     pub const unsafe fn new(region_base: VirtAddr, region_pages: usize, ptes: *mut u64) -> X86Mmu {
@@ -202,21 +204,25 @@ impl X86Mmu {
     }
 
     #[inline]
-    fn pte_of(&self, va: VirtAddr) -> *mut u64 {
-        let index = (va.0 - self.region_base.0) / PAGE_SIZE;
+    fn pte_of(&self, region_page: usize) -> *mut u64 {
         debug_assert!(
-            index < self.region_pages,
-            "quickmap: window {va} is outside the x86_64 backend's region"
+            region_page < self.region_pages,
+            "quickmap: window page {region_page} is outside the x86_64 backend's region"
         );
-        // SAFETY (of the arithmetic): quickmap passes only window addresses of its region,
-        // whose entries lie in the array (constructor's first promise).
-        self.ptes.wrapping_add(index)
+        // Quickmap passes only pages of its own region, whose entries lie in the array
+        // (constructor's first promise).
+        self.ptes.wrapping_add(region_page)
     }
 
     /// The entry of the window at `va`, e.g. for a test that checks its bits.
     pub fn read_pte(&self, va: VirtAddr) -> u64 {
-        // SAFETY: `pte_of` points into the live entry array.
-        unsafe { self.pte_of(va).read_volatile() }
+        let region_page = va.0.wrapping_sub(self.region_base.0) / PAGE_SIZE;
+        assert!(
+            region_page < self.region_pages,
+            "quickmap: {va} is outside the x86_64 backend's window region"
+        );
+        // SAFETY: `pte_of` points into the live entry array (checked just above).
+        unsafe { self.pte_of(region_page).read_volatile() }
     }
 }
 
@@ -228,7 +234,7 @@ unsafe impl Mmu for X86Mmu {
     fn set_window_pte(&self, window: Window, pa: PhysAddr, attribute: MemoryAttribute) {
         // SAFETY: the entry belongs to this CPU's claimed window and is clear.
         unsafe {
-            self.pte_of(window.va)
+            self.pte_of(window.region_page)
                 .write_volatile(window_pte(pa, attribute))
         };
     }
@@ -236,7 +242,7 @@ unsafe impl Mmu for X86Mmu {
     #[inline]
     fn clear_window_pte(&self, window: Window) {
         // SAFETY: as above; the window is about to be released.
-        unsafe { self.pte_of(window.va).write_volatile(0) };
+        unsafe { self.pte_of(window.region_page).write_volatile(0) };
     }
 
     #[inline]
@@ -303,6 +309,7 @@ mod tests {
             cpu: 1,
             slot: 1,
             va: base.add(10 * PAGE_SIZE),
+            region_page: 10,
         };
         mmu.set_window_pte(
             window,

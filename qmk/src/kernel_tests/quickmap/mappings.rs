@@ -182,3 +182,17 @@ kernel_test! {
         assert_eq!(quickmap().windows_in_use(crate::cpu::current_cpu_index()), 0);
     }
 }
+
+kernel_test! {
+    /// *"or it must belong to an unmanaged region such as I/O device memory"*: an
+    /// unmanaged page maps without being wired or held.
+    fn unmanaged_pages_need_no_wiring() {
+        let ram = TestPage::high(MemoryAttribute::Uncacheable);
+        let device = crate::vm::page::VmPage::unmanaged(ram.page().phys_addr(), MemoryAttribute::Uncacheable);
+        let va = pmap_quick_enter_page(&device);
+        assert!(in_window_region(va));
+        assert_eq!(attribute_of(quickmap().mmu().read_pte(VirtAddr(va))), MemoryAttribute::Uncacheable);
+        // SAFETY: from the enter above.
+        unsafe { pmap_quick_remove_page(va) };
+    }
+}
