@@ -231,7 +231,8 @@ fn page_not_resident(page: &VmPage) -> ! {
 }
 
 /// `pmap_quick_enter_page(9)`: map `page` at a window of this CPU (or return its
-/// direct-map address) and return the kernel virtual address. Never sleeps,
+/// direct-map address) and return the kernel virtual address. Exported with the C
+/// ABI under FreeBSD's name, for C code and for the benchmark and static check. Never sleeps,
 /// takes no lock, always returns a valid address.
 ///
 /// The page must be wired, held or unmanaged, and stay so until
@@ -241,7 +242,7 @@ fn page_not_resident(page: &VmPage) -> ! {
 /// may be held at once per CPU.
 #[no_mangle]
 #[inline(never)]
-pub fn pmap_quick_enter_page(page: &VmPage) -> usize {
+pub extern "C" fn pmap_quick_enter_page(page: &VmPage) -> usize {
     quickmap().enter(&check_resident(page)).0
 }
 
@@ -255,7 +256,7 @@ pub fn pmap_quick_enter_page(page: &VmPage) -> usize {
 /// not removed since, and nothing uses it afterwards.
 #[no_mangle]
 #[inline(never)]
-pub unsafe fn pmap_quick_remove_page(kva: usize) {
+pub unsafe extern "C" fn pmap_quick_remove_page(kva: usize) {
     // SAFETY: forwarded from this function's contract.
     unsafe { quickmap().remove(VirtAddr(kva)) }
 }
