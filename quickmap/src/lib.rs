@@ -83,11 +83,12 @@
 //! ## What a kernel provides
 //!
 //! - [`Platform`]: the current CPU and nestable critical sections (and, optionally, what
-//!   context it is in);
+//!   context it is in and which [`ContextPolicy`] it wants);
 //! - [`Mmu`]: set and clear a window's page-table entry, invalidate one address locally
 //!   (an x86_64 encoding is in [`arch::x86_64`]);
-//! - a [`Config`]: where windows are ([`WindowLayout`], with guard pages), the direct
-//!   map if any, the physical address limit;
+//! - a [`Config`]: where the window region starts (its layout, with a guard page after
+//!   each window, follows from `N`: see [`WindowLayout::guarded`]), the direct map if
+//!   any, the physical address limit;
 //! - per-CPU state: a `static` array of [`CpuWindows`].
 //!
 //! ## Rules

@@ -98,7 +98,8 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
             direct_frames: dmap.map_or(0, |d| d.len >> PAGE_SHIFT),
             direct_virt_start: dmap.map_or(0, |d| d.virt_start.0),
             direct_map: dmap,
-            frame_limit: config.phys_limit.0.div_ceil(PAGE_SIZE as u64),
+            // A page must lie wholly below the limit.
+            frame_limit: config.phys_limit.0 >> PAGE_SHIFT,
         })
     }
 
