@@ -135,15 +135,7 @@ impl BounceJob {
     /// bounce storage.
     pub fn new(generations: &mut Generations) -> BounceJob {
         let buffer = (0..BUFFER_PAGES)
-            .map(|_| {
-                let frame = OwnedPage::allocate(Zone::High);
-                let content = {
-                    let wired = frame.wire();
-                    let mapping = quickmap().map(&wired);
-                    fill_pattern(&mapping, frame.pa(), generations.next())
-                };
-                PageState { frame, content }
-            })
+            .map(|_| PageState::patterned(Zone::High, generations))
             .collect();
         BounceJob {
             buffer,

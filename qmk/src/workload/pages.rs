@@ -106,6 +106,19 @@ pub struct PageState {
     pub content: Content,
 }
 
+impl PageState {
+    /// A page from `zone` holding a fresh pattern.
+    pub fn patterned(zone: Zone, generations: &mut Generations) -> PageState {
+        let frame = OwnedPage::allocate(zone);
+        let content = {
+            let wired = frame.wire();
+            let mapping = quickmap().map(&wired);
+            fill_pattern(&mapping, frame.pa(), generations.next())
+        };
+        PageState { frame, content }
+    }
+}
+
 /// The word at byte `offset` (a multiple of 8) of a page holding
 /// `(origin, generation)`: a splitmix64-style finaliser of the three, so that
 /// changing any one of them changes the word.

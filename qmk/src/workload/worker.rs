@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::bounce::{BounceJob, BUFFER_PAGES};
-use super::pages::{fill_pattern, quickmap, Generations, OwnedPage, PageState, Rng};
+use super::pages::{Generations, PageState, Rng};
 use super::report::{self, count_operation, count_work, Kind};
 use super::scrub::{check_page, Depth};
 use super::zero_copy::{CopyJob, ZeroJob, COW_PAGES, ZERO_PAGES};
@@ -88,15 +88,7 @@ impl Worker {
     fn new(index: usize, seed: u64) -> Worker {
         let mut generations = Generations::new(index as u64);
         let cold = (0..COLD_PAGES)
-            .map(|_| {
-                let frame = OwnedPage::allocate(Zone::High);
-                let content = {
-                    let wired = frame.wire();
-                    let mapping = quickmap().map(&wired);
-                    fill_pattern(&mapping, frame.pa(), generations.next())
-                };
-                PageState { frame, content }
-            })
+            .map(|_| PageState::patterned(Zone::High, &mut generations))
             .collect();
         Worker {
             rng: Rng::new(seed, index as u64),

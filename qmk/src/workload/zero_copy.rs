@@ -82,7 +82,7 @@ impl ZeroJob {
     pub fn new(generations: &mut Generations) -> ZeroJob {
         ZeroJob {
             owned: (0..ZERO_PAGES)
-                .map(|_| new_patterned(Zone::High, generations))
+                .map(|_| PageState::patterned(Zone::High, generations))
                 .collect(),
         }
     }
@@ -134,7 +134,7 @@ impl CopyJob {
                     } else {
                         Zone::High
                     };
-                    new_patterned(zone, generations)
+                    PageState::patterned(zone, generations)
                 })
                 .collect(),
         }
@@ -174,17 +174,6 @@ impl CopyJob {
         }
         count_operation(Kind::Copy, Work::pages(1, PAGE_SIZE as u64));
     }
-}
-
-/// A page from `zone` holding a fresh pattern.
-fn new_patterned(zone: Zone, generations: &mut Generations) -> PageState {
-    let frame = OwnedPage::allocate(zone);
-    let content = {
-        let wired = frame.wire();
-        let mapping = quickmap().map(&wired);
-        fill_pattern(&mapping, frame.pa(), generations.next())
-    };
-    PageState { frame, content }
 }
 
 /// Checks every byte of `page` is zero; the first that is not, and the CPU.
