@@ -23,6 +23,8 @@ use crate::vm::quick::{self, quickmap, WINDOWS_PER_CPU};
 const PAIRS: u64 = 1_000_000;
 /// Pages each thread owns; it cycles through them.
 const PAGES_PER_THREAD: usize = 4;
+/// Pairs between short sleeps of a stress thread.
+const SLEEP_EVERY: u64 = 2048;
 /// Where in each page the pattern is written and checked: both ends and the
 /// middle, so a wrong page, a stale page and a torn copy all show.
 const CHECKED_OFFSETS: [usize; 3] = [0, PAGE_SIZE / 2, PAGE_SIZE - 8];
@@ -126,6 +128,16 @@ fn stress_thread<P: Platform>(
             }
             mapping.write_u64(offset, pattern_word(page.page().phys_addr(), next, offset));
         }
+        // Pinned, this thread is the only one on its CPU that can hold a window: an
+        // interrupt handler gives its windows back before the thread runs again.
+        let in_use = quickmap.windows_in_use(cpu);
+        if in_use.count_ones() != 1 {
+            panic!(
+                "quickmap integrity: thread {index} holds one window of CPU {cpu}, but {} are in use \
+                 ({in_use:#06b}): another thread was preempted while it held a mapping",
+                in_use.count_ones()
+            );
+        }
         let still = current_cpu_index();
         if still != cpu {
             panic!("quickmap integrity: thread {index} moved from CPU {cpu} to CPU {still} while holding a mapping");
@@ -133,6 +145,11 @@ fn stress_thread<P: Platform>(
         drop(mapping);
         generations[slot] = next;
         counters.pairs.fetch_add(1, Ordering::Relaxed);
+        // A thread's share lasts only a few timer ticks; sleeping now and then (never
+        // while mapped) lets it wake up on whichever CPU picks it next.
+        if round % SLEEP_EVERY == SLEEP_EVERY - 1 {
+            crate::sched::sleep(core::time::Duration::from_micros(100));
+        }
     }
 }
 
