@@ -142,14 +142,26 @@ pub const fn attribute_of(pte: u64) -> MemoryAttribute {
 /// ```
 #[inline]
 pub const fn window_pte(pa: PhysAddr, attribute: MemoryAttribute) -> u64 {
-    (pa.0 & PTE_ADDRESS_MASK)
-        | PTE_PRESENT
-        | PTE_WRITABLE
-        | PTE_ACCESSED
-        | PTE_DIRTY
-        | PTE_NO_EXECUTE
-        | cache_bits(attribute)
+    (pa.0 & PTE_ADDRESS_MASK) | WINDOW_PTE_FLAGS[attribute as usize]
 }
+
+/// Every bit of a window entry but the address, per attribute: one table lookup on the
+/// enter path instead of assembling the flags.
+const WINDOW_PTE_FLAGS: [u64; MemoryAttribute::ALL.len()] = {
+    let mut flags = [0; MemoryAttribute::ALL.len()];
+    let mut index = 0;
+    while index < flags.len() {
+        let attribute = MemoryAttribute::ALL[index];
+        flags[attribute as usize] = PTE_PRESENT
+            | PTE_WRITABLE
+            | PTE_ACCESSED
+            | PTE_DIRTY
+            | PTE_NO_EXECUTE
+            | cache_bits(attribute);
+        index += 1;
+    }
+    flags
+};
 
 /// Drop this CPU's translation of the page at `va`.
 ///
