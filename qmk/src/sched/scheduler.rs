@@ -110,9 +110,18 @@ static EARLIEST_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
 static TICK_HOOK: AtomicUsize = AtomicUsize::new(0);
 
 /// Sets (or clears) a function that runs on every timer tick on every CPU,
-/// in interrupt context, before the scheduling decision. For tests.
+/// in interrupt context, before the scheduling decision. For tests and the
+/// workload.
+///
+/// When it returns, no CPU is still inside the previous hook, so the caller
+/// may inspect what the hook touched: every other CPU has answered a
+/// cross-CPU call, which it takes only outside interrupt handlers (they do
+/// not nest and run with interrupts off).
 pub fn set_tick_hook(hook: Option<fn()>) {
     TICK_HOOK.store(hook.map_or(0, |hook| hook as usize), Ordering::Release);
+    if cpu::cpu_count() > 1 && crate::arch::interrupts::interrupts_enabled() {
+        crate::smp::run_on_other_cpus(|| {});
+    }
 }
 
 /// True when the scheduler runs on this CPU (it has a current thread).

@@ -61,12 +61,8 @@ pub fn arm(cpus: usize) {
 /// Stops the tick work and waits until no handler can still be inside it.
 pub fn disarm() {
     ARMED.store(false, Ordering::Release);
+    // Returns only once no CPU is still inside `on_tick`.
     crate::sched::set_tick_hook(None);
-    // A handler that saw ARMED just before the store finishes within its
-    // tick; three ticks later none is left on any CPU.
-    crate::sched::sleep(core::time::Duration::from_micros(
-        3 * crate::sched::TICK_PERIOD_US,
-    ));
 }
 
 /// Ticks that mapped a page while the interrupted context held a window.
