@@ -59,11 +59,6 @@ impl WindowLayout {
         VirtAddr(self.base.0 + cpu * self.cpu_stride + slot * self.window_stride)
     }
 
-    /// One past the last byte of the region that serves `cpus` CPUs.
-    pub const fn end(&self, cpus: usize) -> usize {
-        self.base.0 + cpus * self.cpu_stride
-    }
-
     pub(crate) fn validate(&self, cpus: usize) -> Result<(), ConfigError> {
         if self.base.0 % self.cpu_stride != 0 {
             return Err(ConfigError::BaseMisaligned {

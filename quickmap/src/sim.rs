@@ -90,13 +90,6 @@ pub enum SchedError {
         /// Its CPU.
         cpu: usize,
     },
-    /// The thread to run belongs to another CPU.
-    WrongCpu {
-        /// The thread.
-        thread: ThreadId,
-        /// The CPU it is on.
-        cpu: usize,
-    },
 }
 
 impl fmt::Display for SchedError {
@@ -108,9 +101,6 @@ impl fmt::Display for SchedError {
                     "thread {} on CPU {cpu} is in a critical section",
                     thread.0
                 )
-            }
-            SchedError::WrongCpu { thread, cpu } => {
-                write!(f, "thread {} is on CPU {cpu}", thread.0)
             }
         }
     }

@@ -54,9 +54,6 @@ pub const PTE_NO_EXECUTE: u64 = 1 << 63;
 /// Bits 12..52: the frame's physical address.
 pub const PTE_ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
 
-/// Physical addresses are at most 52 bits wide on x86_64.
-pub const PHYS_LIMIT: PhysAddr = PhysAddr(1 << 52);
-
 /// The `IA32_PAT` model-specific register.
 pub const IA32_PAT_MSR: u32 = 0x277;
 
