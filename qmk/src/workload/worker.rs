@@ -102,58 +102,39 @@ impl Worker {
     }
 
     fn scrub_next(&mut self, thread: u64) {
-        let pages = PAGES_PER_WORKER;
-        let index = self.scrub_cursor % pages;
+        let index = self.scrub_cursor % PAGES_PER_WORKER;
         self.scrub_cursor += 1;
-        let Worker {
-            generations,
-            bounce,
-            zero,
-            copy,
-            cold,
-            ..
-        } = self;
-        let state = owned_pages(bounce, zero, copy, cold)
-            .nth(index)
-            .expect("index below the page count");
+        let (generations, mut pages) = self.owned_pages();
+        let state = pages.nth(index).expect("index below the page count");
         let work = check_page(state, Depth::Checksum, generations, thread);
         count_operation(Kind::Scrub, work);
     }
 
     /// The last word: every page the worker owns, every byte.
     fn final_pass(&mut self, thread: u64) {
-        let Worker {
-            generations,
-            bounce,
-            zero,
-            copy,
-            cold,
-            ..
-        } = self;
-        for state in owned_pages(bounce, zero, copy, cold) {
+        let (generations, pages) = self.owned_pages();
+        for state in pages {
             count_work(check_page(state, Depth::EveryByte, generations, thread));
         }
+    }
+
+    /// Every page the worker owns, in the scrubber's order, and the generations
+    /// that tell what each must hold.
+    fn owned_pages(&mut self) -> (&mut Generations, impl Iterator<Item = &mut PageState>) {
+        let pages = self
+            .bounce
+            .buffer
+            .iter_mut()
+            .chain(self.zero.owned.iter_mut())
+            .chain(self.copy.pages.iter_mut())
+            .chain(self.cold.iter_mut());
+        (&mut self.generations, pages)
     }
 }
 
 /// Pages a worker owns and the scrubber checks (not the bounce pages: they
 /// hold nothing between transfers).
 const PAGES_PER_WORKER: usize = BUFFER_PAGES + ZERO_PAGES + COW_PAGES + COLD_PAGES;
-
-/// Every page a worker owns, in the scrubber's order.
-fn owned_pages<'a>(
-    bounce: &'a mut BounceJob,
-    zero: &'a mut ZeroJob,
-    copy: &'a mut CopyJob,
-    cold: &'a mut [PageState],
-) -> impl Iterator<Item = &'a mut PageState> {
-    bounce
-        .buffer
-        .iter_mut()
-        .chain(zero.owned.iter_mut())
-        .chain(copy.pages.iter_mut())
-        .chain(cold.iter_mut())
-}
 
 /// The body of worker thread `index`.
 pub fn run(index: usize, seed: u64, budget: &Budget) {
