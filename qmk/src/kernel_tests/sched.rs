@@ -136,6 +136,34 @@ kernel_test! {
     }
 }
 
+kernel_test! {
+    /// Clearing the tick hook returns only once no CPU is still inside it, so
+    /// the caller may inspect what the hook touched. The hook spends half a
+    /// tick inside; without the wait, some CPU is caught inside it.
+    fn clearing_the_tick_hook_waits_for_every_cpu_to_leave_it() {
+        static INSIDE: AtomicU64 = AtomicU64::new(0);
+        fn slow_hook() {
+            INSIDE.fetch_add(1, Ordering::AcqRel);
+            let until = tsc::read() + tsc::hz() / 1_000_000 * sched::TICK_PERIOD_US / 2;
+            while tsc::read() < until {
+                core::hint::spin_loop();
+            }
+            INSIDE.fetch_sub(1, Ordering::AcqRel);
+        }
+        if cpu::cpu_count() < 2 {
+            crate::test_harness::skip("needs 2 CPUs: on one, the caller is never inside the hook");
+            return;
+        }
+        for round in 0..20 {
+            sched::set_tick_hook(Some(slow_hook));
+            sched::sleep(Duration::from_micros(3 * sched::TICK_PERIOD_US));
+            sched::set_tick_hook(None);
+            let inside = INSIDE.load(Ordering::Acquire);
+            assert_eq!(inside, 0, "round {round}: {inside} CPU(s) still inside the tick hook after it was cleared");
+        }
+    }
+}
+
 /// A turn counter two threads pass back and forth through a wait queue.
 struct PingPong {
     turn: AtomicU64,
