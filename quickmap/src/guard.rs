@@ -4,7 +4,8 @@ use core::fmt;
 use core::marker::PhantomData;
 
 use crate::addr::{VirtAddr, PAGE_SIZE};
-use crate::mmu::Mmu;
+use crate::invalidation::{Invalidation, Strict};
+use crate::mmu::{Mmu, Window};
 use crate::platform::Platform;
 use crate::quick_map::QuickMap;
 use crate::rules;
@@ -19,10 +20,14 @@ use crate::rules;
 /// - Byte access copies in and out and never lends out a Rust reference to the page,
 ///   because the same frame may be mapped elsewhere at the same time (see
 ///   [`untyped`](crate::untyped)).
+/// - It carries the window it holds, so dropping it neither decodes an address nor
+///   checks the rules of the unsafe [`QuickMap::remove`]: the guard cannot break them.
 #[must_use = "dropping the mapping removes it at once"]
-pub struct Mapping<'q, 'p, P: Platform, M: Mmu, const N: usize> {
-    quickmap: &'q QuickMap<P, M, N>,
+pub struct Mapping<'q, 'p, P: Platform, M: Mmu, const N: usize, I: Invalidation = Strict> {
+    quickmap: &'q QuickMap<P, M, N, I>,
     va: VirtAddr,
+    /// The window entered, or `None` for a direct-map address.
+    window: Option<Window>,
     _page: PhantomData<&'p ()>,
     /// A raw pointer is neither `Send` nor `Sync`, and neither is the guard.
     _pinned_to_this_cpu: PhantomData<*const ()>,
@@ -49,15 +54,21 @@ impl fmt::Display for Mismatch {
     }
 }
 
-impl<'q, 'p, P: Platform, M: Mmu, const N: usize> Mapping<'q, 'p, P, M, N> {
+impl<'q, 'p, P: Platform, M: Mmu, const N: usize, I: Invalidation> Mapping<'q, 'p, P, M, N, I> {
     /// # Safety
     ///
-    /// `va` was returned by `quickmap.enter` in the calling context for a page that stays
-    /// held for `'p`, and nothing else will remove it.
-    pub(crate) unsafe fn new(quickmap: &'q QuickMap<P, M, N>, va: VirtAddr) -> Self {
+    /// `va` (in `window`, or in the direct map when `window` is `None`) was entered by
+    /// `quickmap` in the calling context for a page that stays held for `'p`, and
+    /// nothing else will remove it.
+    pub(crate) unsafe fn new(
+        quickmap: &'q QuickMap<P, M, N, I>,
+        va: VirtAddr,
+        window: Option<Window>,
+    ) -> Self {
         Mapping {
             quickmap,
             va,
+            window,
             _page: PhantomData,
             _pinned_to_this_cpu: PhantomData,
         }
@@ -103,7 +114,7 @@ impl<'q, 'p, P: Platform, M: Mmu, const N: usize> Mapping<'q, 'p, P, M, N> {
     }
 
     /// Copy the whole page from another mapping.
-    pub fn copy_from(&self, source: &Mapping<'_, '_, P, M, N>) {
+    pub fn copy_from(&self, source: &Mapping<'_, '_, P, M, N, I>) {
         // SAFETY: both pages are mapped while their guards live, and two live mappings
         // never share a window (nor does a window overlap the direct map).
         unsafe {
@@ -152,15 +163,21 @@ impl<'q, 'p, P: Platform, M: Mmu, const N: usize> Mapping<'q, 'p, P, M, N> {
     }
 }
 
-impl<P: Platform, M: Mmu, const N: usize> Drop for Mapping<'_, '_, P, M, N> {
+impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> Drop for Mapping<'_, '_, P, M, N, I> {
+    #[inline]
     fn drop(&mut self) {
-        // SAFETY: the guard owns `va` (see `new`), and this is its only removal; the guard
-        // is not `Send`, so this runs in the context that entered it.
-        unsafe { self.quickmap.remove(self.va) }
+        // The guard owns its window (see `new`) and this is its only removal; the guard
+        // is not `Send`, so this runs in the context, and on the CPU, that entered it.
+        // A direct-map address pinned nothing and needs nothing.
+        if let Some(window) = self.window {
+            self.quickmap.remove_window(window);
+        }
     }
 }
 
-impl<P: Platform, M: Mmu, const N: usize> fmt::Debug for Mapping<'_, '_, P, M, N> {
+impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> fmt::Debug
+    for Mapping<'_, '_, P, M, N, I>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mapping").field("va", &self.va).finish()
     }

@@ -110,7 +110,9 @@
 
 mod addr;
 pub mod arch;
+mod deferred;
 mod guard;
+pub mod invalidation;
 mod layout;
 mod mmu;
 mod page;
@@ -126,6 +128,7 @@ pub mod untyped;
 
 pub use addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 pub use guard::{Mapping, Mismatch};
+pub use invalidation::{Deferred, Invalidation, Strict};
 pub use layout::{ConfigError, DirectMap, WindowLayout, PTES_PER_CACHE_LINE};
 pub use mmu::{Mmu, Window};
 pub use page::{HeldPage, MemoryAttribute};

@@ -32,8 +32,9 @@ pub struct Window {
 ///    `window.va .. window.va + PAGE_SIZE` reach the page at `pa` with `attribute`,
 ///    supervisor-only and not executable;
 /// 2. after [`clear_window_pte`](Self::clear_window_pte) followed by
-///    [`invalidate_local`](Self::invalidate_local) on the same CPU, that CPU no longer
-///    translates the window's address (an access faults);
+///    [`invalidate_local`](Self::invalidate_local) of the window's address, or by
+///    [`invalidate_all_local`](Self::invalidate_all_local), on the same CPU, that CPU no
+///    longer translates the window's address (an access faults);
 /// 3. the byte accessors reach exactly the memory the current translation of the given
 ///    addresses names, and touch nothing else.
 pub unsafe trait Mmu {
@@ -47,6 +48,15 @@ pub unsafe trait Mmu {
 
     /// Drop any cached translation of the page at `va` on the calling CPU only.
     fn invalidate_local(&self, va: VirtAddr);
+
+    /// Drop every cached translation of the window region on the calling CPU only
+    /// (dropping more is allowed: on x86_64 a reload of CR3, or `invpcid`).
+    ///
+    /// Only [`Deferred`](crate::Deferred) instances call it, once for many pairs. A
+    /// backend for strict instances only may leave the default, which panics.
+    fn invalidate_all_local(&self) {
+        panic!("quickmap: this Mmu backend has no local full flush; a Deferred quickmap needs one")
+    }
 
     /// Copy `dst.len()` bytes from kernel address `src` into `dst`.
     ///

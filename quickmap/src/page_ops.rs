@@ -1,13 +1,14 @@
 //! Whole-page work built on windows: what kernels use quick mappings for.
 
 use crate::addr::PAGE_SIZE;
+use crate::invalidation::Invalidation;
 use crate::mmu::Mmu;
 use crate::page::HeldPage;
 use crate::platform::Platform;
 use crate::quick_map::QuickMap;
 use crate::rules;
 
-impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
+impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> {
     /// `pmap_zero_page`: fill `page` with zeroes.
     pub fn zero_page<H: HeldPage + ?Sized>(&self, page: &H) {
         self.map(page).zero();

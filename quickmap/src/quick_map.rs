@@ -1,7 +1,10 @@
 //! The facility: `enter` a page, get a kernel address; `remove` it.
 
+use core::marker::PhantomData;
+
 use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::guard::Mapping;
+use crate::invalidation::{Invalidation, Strict};
 use crate::layout::{ConfigError, DirectMap, WindowLayout};
 use crate::mmu::{Mmu, Window};
 use crate::page::{HeldPage, MemoryAttribute};
@@ -29,9 +32,12 @@ pub struct Config {
 /// Fast, temporary, per-CPU kernel mappings of single physical pages.
 ///
 /// `N` windows per CPU (at most 32), claimable and released in any order, by threads
-/// and by the interrupt handlers that interrupt them. See the [crate documentation](crate)
-/// for the contract and an example.
-pub struct QuickMap<P, M, const N: usize> {
+/// and by the interrupt handlers that interrupt them. `I` says when a removed window's
+/// translation leaves the TLB: [`Strict`] (the default) at every remove,
+/// [`Deferred`](crate::Deferred) at a local full flush once the CPU's clean windows are
+/// used up (see [`invalidation`](crate::invalidation)). See the
+/// [crate documentation](crate) for the contract and an example.
+pub struct QuickMap<P, M, const N: usize, I = Strict> {
     platform: P,
     mmu: M,
     cpus: &'static [CpuWindows<N>],
@@ -46,16 +52,19 @@ pub struct QuickMap<P, M, const N: usize> {
     direct_map: Option<DirectMap>,
     /// `phys_limit` in frames.
     frame_limit: u64,
+    _invalidation: PhantomData<I>,
 }
 
-const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
+pub(crate) const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
 
-impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
+impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> {
     /// The layout's strides depend on `N` only, so they are constants: finding the
     /// address of a window, and the window of an address, takes shifts by immediates.
     const SHAPE: WindowLayout = WindowLayout::guarded(VirtAddr(0), N);
     const WINDOW_SHIFT: u32 = Self::SHAPE.window_stride.trailing_zeros();
     const CPU_SHIFT: u32 = Self::SHAPE.cpu_stride.trailing_zeros();
+    /// One bit per window.
+    pub(crate) const ALL_WINDOWS: u32 = if N >= 32 { u32::MAX } else { (1 << N) - 1 };
 
     /// Set up quickmap for `cpus.len()` CPUs.
     ///
@@ -100,6 +109,7 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
             direct_map: dmap,
             // A page must lie wholly below the limit.
             frame_limit: config.phys_limit.0 >> PAGE_SHIFT,
+            _invalidation: PhantomData,
         })
     }
 
@@ -116,11 +126,13 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
     /// does all that by itself.
     #[inline]
     pub fn enter<H: HeldPage + ?Sized>(&self, page: &H) -> VirtAddr {
-        self.enter_phys(page.phys_addr(), page.memory_attribute())
+        self.enter_page(page).0
     }
 
+    /// The address of `page`, and the window it took (`None`: the direct map).
     #[inline]
-    fn enter_phys(&self, pa: PhysAddr, attribute: MemoryAttribute) -> VirtAddr {
+    fn enter_page<H: HeldPage + ?Sized>(&self, page: &H) -> (VirtAddr, Option<Window>) {
+        let (pa, attribute) = (page.phys_addr(), page.memory_attribute());
         // Rotating moves the offset bits of an unaligned address to the top, so one
         // comparison refuses both an unaligned and an out-of-range address.
         let frame = pa.0.rotate_right(PAGE_SHIFT);
@@ -141,45 +153,57 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
                 self.cpus[self.current_cpu()]
                     .counters
                     .count_direct_map_hit();
-                return VirtAddr(self.direct_virt_start + ((direct_frame as usize) << PAGE_SHIFT));
+                let va = VirtAddr(self.direct_virt_start + ((direct_frame as usize) << PAGE_SHIFT));
+                return (va, None);
             }
         }
-        self.enter_window(pa, attribute)
+        let window = self.enter_window(pa, attribute);
+        (window.va, Some(window))
     }
 
     #[inline]
-    fn enter_window(&self, pa: PhysAddr, attribute: MemoryAttribute) -> VirtAddr {
+    fn enter_window(&self, pa: PhysAddr, attribute: MemoryAttribute) -> Window {
         // "it must disable preemption on the local CPU": the window is this CPU's.
         self.platform.critical_enter();
         let cpu = self.current_cpu();
         let windows = &self.cpus[cpu];
+        if I::DEFERRED {
+            return self.enter_deferred(cpu, windows, pa, attribute);
+        }
         let Some(slot) = windows.claim() else {
             rules::nesting_beyond_capacity(cpu, N)
         };
-        let region_page =
-            (cpu << (Self::CPU_SHIFT - PAGE_SHIFT)) + (slot << (Self::WINDOW_SHIFT - PAGE_SHIFT));
-        let va = VirtAddr(self.window_base + (region_page << PAGE_SHIFT));
-        let window = Window {
-            cpu,
-            slot,
-            va,
-            region_page,
-        };
+        let window = self.window(cpu, slot);
         // The entry was cleared and invalidated at the last remove, so no stale
         // translation can exist: no invalidation on this side of the pair.
         self.mmu.set_window_pte(window, pa, attribute);
         #[cfg(feature = "stats")]
         windows.counters.count_window_map(slot);
-        va
+        window
+    }
+
+    /// Window `slot` of `cpu`.
+    #[inline]
+    pub(crate) fn window(&self, cpu: usize, slot: usize) -> Window {
+        let region_page =
+            (cpu << (Self::CPU_SHIFT - PAGE_SHIFT)) + (slot << (Self::WINDOW_SHIFT - PAGE_SHIFT));
+        Window {
+            cpu,
+            slot,
+            va: VirtAddr(self.window_base + (region_page << PAGE_SHIFT)),
+            region_page,
+        }
     }
 
     /// `pmap_quick_remove_page(9)`: remove the mapping at `va` that
-    /// [`enter`](Self::enter) returned, making its window free for reuse.
+    /// [`enter`](Self::enter) returned, making its window free for reuse, and enable
+    /// preemption again.
     ///
-    /// A window's entry is cleared and invalidated on this CPU before the window is
-    /// free again, so the old address faults from then on (FreeBSD i386 leaves the stale
-    /// translation in the TLB until the next enter; quickmap does not). Then preemption
-    /// is enabled again.
+    /// A strict instance clears the window's entry and invalidates it on this CPU before
+    /// the window is free again, so the old address faults from then on (FreeBSD i386
+    /// leaves the stale translation in the TLB until the next enter; quickmap does not).
+    /// A [`Deferred`](crate::Deferred) instance leaves a write-back window's entry for
+    /// the next local full flush (see [`invalidation`](crate::invalidation)).
     ///
     /// # Safety
     ///
@@ -187,8 +211,9 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
     ///    same run of the same interrupt handler) and has not been removed since;
     /// 2. nothing uses `va` (or pointers derived from it) after this call.
     ///
-    /// Broken rules that quickmap can see panic with the rule's name: double remove,
-    /// remove on another CPU, remove of an address that is not a window.
+    /// With the feature `contract-checks` (on by default), broken rules that quickmap
+    /// can see panic with the rule's name: double remove, remove on another CPU, remove
+    /// of an address that is not a window. Without it they are not checked.
     #[inline]
     pub unsafe fn remove(&self, va: VirtAddr) {
         let offset = va.0.wrapping_sub(self.window_base);
@@ -198,15 +223,31 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
             {
                 return; // Direct-map entries pinned nothing and changed nothing.
             }
+            #[cfg(feature = "contract-checks")]
             rules::remove_of_foreign_address(
                 va,
                 "is neither in the window region nor in the direct map",
             );
+            #[cfg(not(feature = "contract-checks"))]
+            return;
         }
         let owner = offset >> Self::CPU_SHIFT;
-        let within_cpu = offset & (Self::SHAPE.cpu_stride - 1);
-        let slot = within_cpu >> Self::WINDOW_SHIFT;
-        if within_cpu & (Self::SHAPE.window_stride - 1) != 0 || slot >= N {
+        let slot = (offset & (Self::SHAPE.cpu_stride - 1)) >> Self::WINDOW_SHIFT;
+        #[cfg(feature = "contract-checks")]
+        self.check_remove(va, offset, owner, slot);
+        self.remove_window(Window {
+            cpu: owner,
+            slot,
+            va,
+            region_page: offset >> PAGE_SHIFT,
+        });
+    }
+
+    /// The rules of `remove`'s contract that quickmap can see broken.
+    #[cfg(feature = "contract-checks")]
+    #[inline]
+    fn check_remove(&self, va: VirtAddr, offset: usize, owner: usize, slot: usize) {
+        if offset & (Self::SHAPE.window_stride - 1) != 0 || slot >= N {
             rules::remove_of_foreign_address(
                 va,
                 "is inside the window region but not the start of a window",
@@ -216,32 +257,40 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
         if owner != cpu {
             rules::remove_on_other_cpu(va, owner, cpu);
         }
-        let windows = &self.cpus[cpu];
-        if !windows.is_claimed(slot) {
+        if !self.cpus[cpu].is_claimed(slot) {
             rules::double_remove(cpu, slot, va);
         }
-        let window = Window {
-            cpu,
-            slot,
-            va,
-            region_page: offset >> PAGE_SHIFT,
-        };
-        self.mmu.clear_window_pte(window);
-        self.mmu.invalidate_local(va);
-        #[cfg(feature = "stats")]
-        windows.counters.count_invalidation(slot);
-        windows.release(slot);
+    }
+
+    /// Give back `window`, which the calling context entered on this CPU.
+    #[inline]
+    pub(crate) fn remove_window(&self, window: Window) {
+        let windows = &self.cpus[window.cpu];
+        if I::DEFERRED && windows.entry(window.slot).is_mapped_write_back() {
+            // Left mapped until the next local full flush.
+            windows.release(window.slot);
+        } else {
+            self.mmu.clear_window_pte(window);
+            self.mmu.invalidate_local(window.va);
+            #[cfg(feature = "stats")]
+            windows.counters.count_invalidation(window.slot);
+            if I::DEFERRED {
+                self.deferred_window_invalidated(windows, window.slot);
+            }
+            windows.release(window.slot);
+        }
         self.platform.critical_exit();
     }
 
     /// Map `page` for as long as the returned guard lives; dropping it removes the
     /// mapping. The guard borrows `page`, so the page stays held while it is mapped.
     #[inline]
-    pub fn map<'q, 'p, H: HeldPage + ?Sized>(&'q self, page: &'p H) -> Mapping<'q, 'p, P, M, N> {
-        let va = self.enter(page);
-        // SAFETY: `va` was just returned by `enter` for `page`, which the guard borrows
-        // for `'p`; the guard is the only owner of `va` and removes it exactly once.
-        unsafe { Mapping::new(self, va) }
+    pub fn map<'q, 'p, H: HeldPage + ?Sized>(&'q self, page: &'p H) -> Mapping<'q, 'p, P, M, N, I> {
+        let (va, window) = self.enter_page(page);
+        // SAFETY: `va` and `window` were just entered for `page` in this context, and
+        // the guard borrows `page` for `'p`; the guard is their only owner and removes
+        // them exactly once.
+        unsafe { Mapping::new(self, va, window) }
     }
 
     /// The check behind a kernel's `might_sleep()`: panics if the calling thread holds
@@ -308,6 +357,8 @@ impl<P: Platform, M: Mmu, const N: usize> QuickMap<P, M, N> {
     #[inline]
     fn current_cpu(&self) -> usize {
         let cpu = self.platform.current_cpu();
+        // Without the check, indexing `cpus` with it still panics (unnamed).
+        #[cfg(feature = "contract-checks")]
         if cpu >= self.cpus.len() {
             rules::unknown_cpu(cpu, self.cpus.len());
         }

@@ -3,8 +3,12 @@
 //! Every check in quickmap ends here, so a panic message always names the rule and the
 //! values, and a reader can find each rule of `pmap_quick_enter_page(9)` by name. The
 //! functions are cold and never inlined: the fast paths carry only a branch to them.
+//! The rules of the unsafe contracts (`remove`'s, and `Platform`'s CPU numbering) exist
+//! only with the feature `contract-checks`.
 
-use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+#[cfg(feature = "contract-checks")]
+use crate::addr::VirtAddr;
+use crate::addr::{PhysAddr, PAGE_SIZE};
 
 /// *"calls to pmap_quick_enter_page() must not be nested"*: FreeBSD guarantees one
 /// page per thread; quickmap gives each CPU `capacity` windows (shared by the thread and
@@ -23,6 +27,7 @@ pub(crate) fn nesting_beyond_capacity(cpu: usize, capacity: usize) -> ! {
 /// *"pmap_quick_remove_page() removes a mapping previously created by
 /// pmap_quick_enter_page() at kva"*: removing a window that is not mapped means the
 /// mapping was already removed (or never made).
+#[cfg(feature = "contract-checks")]
 #[cold]
 #[inline(never)]
 #[track_caller]
@@ -33,6 +38,7 @@ pub(crate) fn double_remove(cpu: usize, slot: usize, va: VirtAddr) -> ! {
 /// *"it must disable preemption on the local CPU. The corresponding call to
 /// pmap_quick_remove_page() then re-enables preemption"*: a window belongs to the CPU
 /// that entered it, so the remove must run there.
+#[cfg(feature = "contract-checks")]
 #[cold]
 #[inline(never)]
 #[track_caller]
@@ -44,6 +50,7 @@ pub(crate) fn remove_on_other_cpu(va: VirtAddr, owner: usize, current: usize) ->
 }
 
 /// `remove` takes only addresses that `enter` returned.
+#[cfg(feature = "contract-checks")]
 #[cold]
 #[inline(never)]
 #[track_caller]
@@ -80,6 +87,7 @@ pub(crate) fn page_out_of_range(pa: PhysAddr, limit: PhysAddr) -> ! {
 }
 
 /// The platform reported a CPU the facility was not built for.
+#[cfg(feature = "contract-checks")]
 #[cold]
 #[inline(never)]
 #[track_caller]

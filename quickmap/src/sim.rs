@@ -42,6 +42,7 @@ use std::vec;
 use std::vec::Vec;
 
 use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::invalidation::{Deferred, Invalidation};
 use crate::layout::DirectMap;
 use crate::mmu::{Mmu, Window};
 use crate::page::{HeldPage, MemoryAttribute};
@@ -113,8 +114,10 @@ pub struct SimCounters {
     pub pte_writes: u64,
     /// Window page-table entries cleared.
     pub pte_clears: u64,
-    /// Local invalidations.
+    /// Local single-page invalidations.
     pub invalidations: u64,
+    /// Local full flushes.
+    pub full_flushes: u64,
     /// Accesses served from a TLB entry.
     pub tlb_hits: u64,
 }
@@ -252,14 +255,21 @@ impl SimMachine {
         self.quickmap_with(self.quickmap_config(), self.platform(), self.mmu())
     }
 
+    /// quickmap with `N` windows per CPU and deferred invalidation on this machine.
+    pub fn quickmap_deferred<const N: usize>(
+        &self,
+    ) -> QuickMap<SimPlatform<'_>, SimMmu<'_>, N, Deferred> {
+        self.quickmap_with(self.quickmap_config(), self.platform(), self.mmu())
+    }
+
     /// quickmap on this machine with another configuration or backends (e.g. a broken
     /// backend, to show a test catches it).
-    pub fn quickmap_with<P: Platform, M: Mmu, const N: usize>(
+    pub fn quickmap_with<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
         &self,
         config: Config,
         platform: P,
         mmu: M,
-    ) -> QuickMap<P, M, N> {
+    ) -> QuickMap<P, M, N, I> {
         let windows: &'static [CpuWindows<N>] = Box::leak(
             (0..self.config.cpus)
                 .map(|_| CpuWindows::new())
@@ -585,6 +595,13 @@ unsafe impl Mmu for SimMmu<'_> {
         let cpu = state.executing;
         state.cpus[cpu].tlb.remove(&page_number(va));
         state.counters.invalidations += 1;
+    }
+
+    fn invalidate_all_local(&self) {
+        let mut state = self.machine.state.borrow_mut();
+        let cpu = state.executing;
+        state.cpus[cpu].tlb.clear();
+        state.counters.full_flushes += 1;
     }
 
     unsafe fn read_bytes(&self, src: VirtAddr, dst: &mut [u8]) {

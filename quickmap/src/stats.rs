@@ -7,8 +7,10 @@
 //! The direct-map path pins nothing, and an atomic add would put a `lock` prefix on
 //! `enter`, so its counter is a plain load and store on the current CPU's line: it can
 //! miss a hit when the thread is interrupted or migrated between the two and another
-//! context counts on the same CPU meanwhile. It is a statistic, not an invariant;
-//! `window_maps` and `invalidations` are exact.
+//! context counts on the same CPU meanwhile. It is a statistic, not an invariant. So is
+//! `full_flushes`, counted the same way by whichever context flushes (a flush nested
+//! inside another's two-instruction count can be missed). `window_maps`,
+//! `window_reuses` and `invalidations` are exact.
 
 #[cfg(feature = "stats")]
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -21,14 +23,26 @@ pub struct Stats {
     pub direct_map_hits: u64,
     /// `enter` calls that mapped a window: one page-table write each.
     pub window_maps: u64,
-    /// Local TLB invalidations (one per window `remove`).
+    /// `enter` calls that took back a window whose entry still mapped the page (deferred
+    /// instances): no page-table write, no invalidation.
+    pub window_reuses: u64,
+    /// Local single-page TLB invalidations (strict: one per window `remove`; deferred:
+    /// one per `remove` of a page that is not write-back).
     pub invalidations: u64,
+    /// Local full TLB flushes (deferred instances: one each time a CPU runs out of
+    /// clean windows). May undercount under a race (see the module documentation).
+    pub full_flushes: u64,
 }
 
 impl Stats {
     /// All `enter` calls.
     pub fn enters(&self) -> u64 {
-        self.direct_map_hits + self.window_maps
+        self.direct_map_hits + self.window_maps + self.window_reuses
+    }
+
+    /// Invalidating operations: single-page invalidations and full flushes alike.
+    pub fn invalidating_operations(&self) -> u64 {
+        self.invalidations + self.full_flushes
     }
 
     /// Sum of two snapshots.
@@ -37,7 +51,9 @@ impl Stats {
         Stats {
             direct_map_hits: self.direct_map_hits + other.direct_map_hits,
             window_maps: self.window_maps + other.window_maps,
+            window_reuses: self.window_reuses + other.window_reuses,
             invalidations: self.invalidations + other.invalidations,
+            full_flushes: self.full_flushes + other.full_flushes,
         }
     }
 }
@@ -51,7 +67,9 @@ fn bump(counter: &AtomicU64) {
 #[cfg(feature = "stats")]
 pub(crate) struct CpuCounters<const N: usize> {
     direct_map_hits: AtomicU64,
+    full_flushes: AtomicU64,
     window_maps: [AtomicU64; N],
+    window_reuses: [AtomicU64; N],
     invalidations: [AtomicU64; N],
 }
 
@@ -60,7 +78,9 @@ impl<const N: usize> CpuCounters<N> {
     pub(crate) const fn new() -> Self {
         CpuCounters {
             direct_map_hits: AtomicU64::new(0),
+            full_flushes: AtomicU64::new(0),
             window_maps: [const { AtomicU64::new(0) }; N],
+            window_reuses: [const { AtomicU64::new(0) }; N],
             invalidations: [const { AtomicU64::new(0) }; N],
         }
     }
@@ -75,6 +95,16 @@ impl<const N: usize> CpuCounters<N> {
         bump(&self.window_maps[slot]);
     }
 
+    /// May miss a count under a race (see the module documentation).
+    pub(crate) fn count_full_flush(&self) {
+        bump(&self.full_flushes);
+    }
+
+    /// Only while `slot` is claimed by the caller.
+    pub(crate) fn count_window_reuse(&self, slot: usize) {
+        bump(&self.window_reuses[slot]);
+    }
+
     /// Only while `slot` is claimed by the caller.
     pub(crate) fn count_invalidation(&self, slot: usize) {
         bump(&self.invalidations[slot]);
@@ -86,7 +116,9 @@ impl<const N: usize> CpuCounters<N> {
         Stats {
             direct_map_hits: self.direct_map_hits.load(Ordering::Relaxed),
             window_maps: sum(&self.window_maps),
+            window_reuses: sum(&self.window_reuses),
             invalidations: sum(&self.invalidations),
+            full_flushes: self.full_flushes.load(Ordering::Relaxed),
         }
     }
 }

@@ -32,6 +32,7 @@ fn an_interrupt_shares_the_capacity_of_its_cpu() {
 }
 
 #[test]
+#[cfg(feature = "contract-checks")]
 #[should_panic(
     expected = "quickmap: double remove: window 0 of CPU 0 at 0xffffc00000000000 is not mapped"
 )]
@@ -48,6 +49,7 @@ fn double_remove() {
 }
 
 #[test]
+#[cfg(feature = "contract-checks")]
 #[should_panic(
     expected = "quickmap: remove on another CPU: window 0xffffc00000008000 belongs to CPU 1 but remove runs on CPU 3"
 )]
@@ -62,6 +64,7 @@ fn remove_on_another_cpu() {
 }
 
 #[test]
+#[cfg(feature = "contract-checks")]
 #[should_panic(
     expected = "quickmap: remove of a foreign address: 0x1000 is neither in the window region nor in the direct map"
 )]
@@ -73,6 +76,7 @@ fn remove_of_a_foreign_address() {
 }
 
 #[test]
+#[cfg(feature = "contract-checks")]
 #[should_panic(expected = "is inside the window region but not the start of a window")]
 fn remove_of_a_guard_page() {
     let machine = machine();
@@ -84,6 +88,7 @@ fn remove_of_a_guard_page() {
 }
 
 #[test]
+#[cfg(feature = "contract-checks")]
 #[should_panic(expected = "is inside the window region but not the start of a window")]
 fn remove_of_an_address_inside_a_window() {
     let machine = machine();
@@ -171,7 +176,7 @@ fn access_outside_the_page() {
 )]
 fn freebsd_policy_forbids_spin_locks() {
     let machine = machine();
-    let quickmap = machine.quickmap_with::<_, _, 4>(
+    let quickmap = machine.quickmap_with::<_, _, 4, quickmap::Strict>(
         machine.quickmap_config(),
         common::FreeBsdRules(machine.platform()),
         machine.mmu(),
@@ -186,7 +191,7 @@ fn freebsd_policy_forbids_spin_locks() {
 )]
 fn freebsd_policy_forbids_primary_interrupt_context() {
     let machine = machine();
-    let quickmap = machine.quickmap_with::<_, _, 4>(
+    let quickmap = machine.quickmap_with::<_, _, 4, quickmap::Strict>(
         machine.quickmap_config(),
         common::FreeBsdRules(machine.platform()),
         machine.mmu(),
@@ -216,7 +221,7 @@ fn bad_configurations_are_refused_with_a_reason() {
     let cpus: &'static [CpuWindows<4>] = Box::leak(Box::new([const { CpuWindows::new() }; 2]));
     let good = machine.quickmap_config();
     let try_config = |config: quickmap::Config| {
-        QuickMap::new(config, machine.platform(), machine.mmu(), cpus).err()
+        QuickMap::<_, _, 4>::new(config, machine.platform(), machine.mmu(), cpus).err()
     };
 
     let misaligned = quickmap::Config {

@@ -173,6 +173,33 @@ pub unsafe fn invlpg(va: VirtAddr) {
     unsafe { core::arch::asm!("invlpg [{}]", in(reg) va.0, options(nostack, preserves_flags)) };
 }
 
+/// Drop every non-global translation this CPU caches, by writing CR3 back.
+///
+/// Window entries are never global (see the module documentation), so this drops
+/// every window's translation. With PCIDs enabled it drops only the current PCID's
+/// entries, while a deferred window's translation may have been cached under any
+/// address space's PCID: a kernel that enables PCIDs needs a backend that flushes with
+/// `invpcid` type 2 (all contexts) instead.
+///
+/// # Safety
+///
+/// Must run at CPL 0, with the current CR3 naming valid page tables (it always does
+/// while the kernel runs).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub unsafe fn flush_local_non_global() {
+    // SAFETY: the caller runs at CPL 0; writing CR3 back with the value it holds keeps
+    // the address space and only drops cached non-global translations.
+    unsafe {
+        core::arch::asm!(
+            "mov {0}, cr3",
+            "mov cr3, {0}",
+            out(reg) _,
+            options(nostack, preserves_flags)
+        )
+    };
+}
+
 /// The x86_64 window backend: the window region's last-level entries form one array.
 ///
 /// The kernel allocates the page tables of the region once at boot and keeps them
@@ -258,6 +285,12 @@ unsafe impl Mmu for X86Mmu {
     fn invalidate_local(&self, va: VirtAddr) {
         // SAFETY: quickmap runs in the kernel, at CPL 0.
         unsafe { invlpg(va) }
+    }
+
+    #[inline]
+    fn invalidate_all_local(&self) {
+        // SAFETY: quickmap runs in the kernel, at CPL 0.
+        unsafe { flush_local_non_global() }
     }
 }
 

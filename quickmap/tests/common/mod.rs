@@ -31,6 +31,9 @@ unsafe impl<M: Mmu> Mmu for ForgetsInvalidation<M> {
         self.0.clear_window_pte(window)
     }
     fn invalidate_local(&self, _va: VirtAddr) {}
+    fn invalidate_all_local(&self) {
+        self.0.invalidate_all_local()
+    }
     unsafe fn read_bytes(&self, src: VirtAddr, dst: &mut [u8]) {
         // SAFETY: forwarded.
         unsafe { self.0.read_bytes(src, dst) }

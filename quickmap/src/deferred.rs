@@ -1,0 +1,145 @@
+//! The window pool of a [`Deferred`](crate::Deferred) instance: reuse a window that
+//! still maps the page, else take a clean one, else flush the local TLB once and make
+//! every free window clean.
+//!
+//! The rule it keeps: **a window is entered for a new page only when it is clean**, its
+//! entry clear and no translation of it left in this CPU's TLB (it was never used,
+//! or it was invalidated on its own at remove, or a full flush ran after its entry was
+//! cleared). A window whose entry still maps page `p` with attribute `a` may be entered
+//! again for `p` with `a` and nothing else: any translation the TLB holds for it is
+//! exactly the one its entry gives. See `percpu.rs` for why plain loads and stores keep
+//! this rule when interrupt handlers use the pool in the middle of a thread's pair.
+
+use crate::addr::PhysAddr;
+use crate::invalidation::Invalidation;
+use crate::mmu::{Mmu, Window};
+use crate::page::MemoryAttribute;
+use crate::percpu::{hint_bucket, CpuWindows, WindowEntry};
+use crate::platform::Platform;
+use crate::quick_map::QuickMap;
+use crate::rules;
+
+impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> {
+    /// The window path of `enter` on a deferred instance, with preemption disabled.
+    #[inline]
+    pub(crate) fn enter_deferred(
+        &self,
+        cpu: usize,
+        windows: &CpuWindows<N>,
+        pa: PhysAddr,
+        attribute: MemoryAttribute,
+    ) -> Window {
+        let wanted = WindowEntry::mapped(pa, attribute);
+        let bucket = hint_bucket(pa);
+        // The window that last mapped a page of this bucket may still map this page.
+        // Its entry is peeked before the claim (a hint) and decided after (exact).
+        let hinted = windows.hint(bucket);
+        if windows.entry(hinted) == wanted && windows.claim_slot(hinted) {
+            if let Some(window) = self.take_claimed(cpu, windows, hinted, wanted, pa, attribute) {
+                return window;
+            }
+        }
+        self.enter_deferred_clean(cpu, windows, pa, attribute, bucket)
+    }
+
+    /// Take a clean window for `pa`, flushing first when none is left.
+    #[inline]
+    fn enter_deferred_clean(
+        &self,
+        cpu: usize,
+        windows: &CpuWindows<N>,
+        pa: PhysAddr,
+        attribute: MemoryAttribute,
+        bucket: usize,
+    ) -> Window {
+        let wanted = WindowEntry::mapped(pa, attribute);
+        loop {
+            let candidates = windows.maybe_clean() & !windows.in_use_mask() & Self::ALL_WINDOWS;
+            if candidates == 0 {
+                self.flush_free_windows(cpu, windows);
+                continue;
+            }
+            let slot = candidates.trailing_zeros() as usize;
+            if !windows.claim_slot(slot) {
+                continue; // Only if an interrupt took it since the mask was read.
+            }
+            if let Some(window) = self.take_claimed(cpu, windows, slot, wanted, pa, attribute) {
+                windows.set_hint(bucket, slot);
+                return window;
+            }
+            // The hint was stale: an interrupt used the window since it was marked.
+            windows.set_maybe_clean(windows.maybe_clean() & !(1 << slot));
+        }
+    }
+
+    /// With `slot` claimed: use it for `wanted` if it maps exactly that already or is
+    /// clean; otherwise give it back.
+    #[inline]
+    fn take_claimed(
+        &self,
+        cpu: usize,
+        windows: &CpuWindows<N>,
+        slot: usize,
+        wanted: WindowEntry,
+        pa: PhysAddr,
+        attribute: MemoryAttribute,
+    ) -> Option<Window> {
+        let entry = windows.entry(slot);
+        let window = self.window(cpu, slot);
+        if entry == wanted {
+            #[cfg(feature = "stats")]
+            windows.counters.count_window_reuse(slot);
+            return Some(window);
+        }
+        if entry.is_clean(windows.flush_epoch()) {
+            self.mmu().set_window_pte(window, pa, attribute);
+            windows.set_entry(slot, wanted);
+            windows.set_maybe_clean(windows.maybe_clean() & !(1 << slot));
+            #[cfg(feature = "stats")]
+            windows.counters.count_window_map(slot);
+            return Some(window);
+        }
+        windows.release(slot);
+        None
+    }
+
+    /// After a remove invalidated `slot` on its own: clean in every epoch.
+    #[inline]
+    pub(crate) fn deferred_window_invalidated(&self, windows: &CpuWindows<N>, slot: usize) {
+        windows.set_entry(slot, WindowEntry::CLEAN);
+        windows.set_maybe_clean(windows.maybe_clean() | 1 << slot);
+    }
+
+    /// Every window is in use or dirty: clear the entries of the free ones, then flush
+    /// this CPU's TLB once, which makes every free window clean.
+    ///
+    /// Each window is claimed while its entry is cleared, one at a time, so an
+    /// interrupt that arrives meanwhile still finds the others free (and may flush on
+    /// its own: both flushes come after every clear they vouch for).
+    #[cold]
+    #[inline(never)]
+    fn flush_free_windows(&self, cpu: usize, windows: &CpuWindows<N>) {
+        if windows.in_use_mask() & Self::ALL_WINDOWS == Self::ALL_WINDOWS {
+            rules::nesting_beyond_capacity(cpu, N);
+        }
+        let mut cleaned = 0;
+        for slot in 0..N {
+            if !windows.claim_slot(slot) {
+                continue; // In use: its entry stays, and is cleared at a later flush.
+            }
+            if windows.entry(slot).is_mapped() {
+                self.mmu().clear_window_pte(self.window(cpu, slot));
+                // The epoch is read after the entry is clear (see `WindowEntry`).
+                core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+                windows.set_entry(slot, WindowEntry::cleared_in(windows.flush_epoch()));
+            }
+            windows.release(slot);
+            cleaned |= 1 << slot;
+        }
+        self.mmu().invalidate_all_local();
+        windows.advance_flush_epoch();
+        windows.set_maybe_clean(cleaned);
+        #[cfg(feature = "stats")]
+        windows.counters.count_full_flush();
+    }
+}
