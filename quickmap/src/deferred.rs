@@ -56,7 +56,10 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         loop {
             let candidates = windows.maybe_clean() & !windows.in_use_mask() & Self::ALL_WINDOWS;
             if candidates == 0 {
-                self.flush_free_windows(cpu, windows);
+                if windows.in_use_mask() & Self::ALL_WINDOWS == Self::ALL_WINDOWS {
+                    rules::nesting_beyond_capacity(cpu, N);
+                }
+                self.cold_flush_free_windows(cpu, windows);
                 continue;
             }
             let slot = candidates.trailing_zeros() as usize;
@@ -103,11 +106,20 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         None
     }
 
-    /// After a remove invalidated `slot` on its own: clean in every epoch.
-    #[inline]
-    pub(crate) fn deferred_window_invalidated(&self, windows: &CpuWindows<N>, slot: usize) {
-        windows.set_entry(slot, WindowEntry::CLEAN);
-        windows.set_maybe_clean(windows.maybe_clean() | 1 << slot);
+    /// The remove of a window that maps anything but write-back memory: invalidated at
+    /// once, always, so that a frame never keeps a stale uncached or write-combining
+    /// alias; the window is then clean in every epoch.
+    ///
+    /// Out of line and named `cold_*`: deferred instances serve RAM, and the static
+    /// check of the kernel's machine code tells this `invlpg` apart by that name.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn cold_remove_uncached(&self, window: Window) {
+        let windows = &self.cpus()[window.cpu];
+        self.invalidate_window(windows, window);
+        windows.set_entry(window.slot, WindowEntry::CLEAN);
+        windows.set_maybe_clean(windows.maybe_clean() | 1 << window.slot);
+        windows.release(window.slot);
     }
 
     /// Every window is in use or dirty: clear the entries of the free ones, then flush
@@ -116,12 +128,12 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     /// Each window is claimed while its entry is cleared, one at a time, so an
     /// interrupt that arrives meanwhile still finds the others free (and may flush on
     /// its own: both flushes come after every clear they vouch for).
+    ///
+    /// Out of line and named `cold_*`: it runs once per `N` pairs at most, and the
+    /// static check of the kernel's machine code tells its cost apart by that name.
     #[cold]
     #[inline(never)]
-    fn flush_free_windows(&self, cpu: usize, windows: &CpuWindows<N>) {
-        if windows.in_use_mask() & Self::ALL_WINDOWS == Self::ALL_WINDOWS {
-            rules::nesting_beyond_capacity(cpu, N);
-        }
+    pub(crate) fn cold_flush_free_windows(&self, cpu: usize, windows: &CpuWindows<N>) {
         let mut cleaned = 0;
         for slot in 0..N {
             if !windows.claim_slot(slot) {

@@ -266,20 +266,48 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     #[inline]
     pub(crate) fn remove_window(&self, window: Window) {
         let windows = &self.cpus[window.cpu];
-        if I::DEFERRED && windows.entry(window.slot).is_mapped_write_back() {
+        if !I::DEFERRED {
+            self.invalidate_window(windows, window);
+            windows.release(window.slot);
+        } else if windows.entry(window.slot).is_mapped_write_back() {
             // Left mapped until the next local full flush.
             windows.release(window.slot);
         } else {
-            self.mmu.clear_window_pte(window);
-            self.mmu.invalidate_local(window.va);
-            #[cfg(feature = "stats")]
-            windows.counters.count_invalidation(window.slot);
-            if I::DEFERRED {
-                self.deferred_window_invalidated(windows, window.slot);
-            }
-            windows.release(window.slot);
+            self.cold_remove_uncached(window);
         }
         self.platform.critical_exit();
+    }
+
+    /// Clear `window`'s entry and drop its translation on this CPU.
+    #[inline]
+    pub(crate) fn invalidate_window(&self, windows: &CpuWindows<N>, window: Window) {
+        self.mmu.clear_window_pte(window);
+        self.mmu.invalidate_local(window.va);
+        #[cfg(feature = "stats")]
+        windows.counters.count_invalidation(window.slot);
+        #[cfg(not(feature = "stats"))]
+        let _ = windows;
+    }
+
+    /// Make every free window of this CPU clean now: on a deferred instance, clear the
+    /// entries that removed windows left behind and flush the local TLB once, so that no
+    /// removed address reaches its page any more (e.g. before a page changes owner, or
+    /// on a security boundary). Windows in use stay mapped. On a strict instance every
+    /// free window is clean already, and this does nothing.
+    pub fn flush_local(&self) {
+        if !I::DEFERRED {
+            return;
+        }
+        self.platform.critical_enter();
+        let cpu = self.current_cpu();
+        self.cold_flush_free_windows(cpu, &self.cpus[cpu]);
+        self.platform.critical_exit();
+    }
+
+    /// The per-CPU window states.
+    #[inline]
+    pub(crate) fn cpus(&self) -> &'static [CpuWindows<N>] {
+        self.cpus
     }
 
     /// Map `page` for as long as the returned guard lives; dropping it removes the
