@@ -130,7 +130,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     }
 
     /// The address of `page`, and the window it took (`None`: the direct map).
-    #[inline]
+    #[inline(always)]
     fn enter_page<H: HeldPage + ?Sized>(&self, page: &H) -> (VirtAddr, Option<Window>) {
         let (pa, attribute) = (page.phys_addr(), page.memory_attribute());
         // Rotating moves the offset bits of an unaligned address to the top, so one
@@ -161,7 +161,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         (window.va, Some(window))
     }
 
-    #[inline]
+    #[inline(always)]
     fn enter_window(&self, pa: PhysAddr, attribute: MemoryAttribute) -> Window {
         // "it must disable preemption on the local CPU": the window is this CPU's.
         self.platform.critical_enter();
@@ -183,7 +183,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     }
 
     /// Window `slot` of `cpu`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn window(&self, cpu: usize, slot: usize) -> Window {
         let region_page =
             (cpu << (Self::CPU_SHIFT - PAGE_SHIFT)) + (slot << (Self::WINDOW_SHIFT - PAGE_SHIFT));
@@ -263,7 +263,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     }
 
     /// Give back `window`, which the calling context entered on this CPU.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn remove_window(&self, window: Window) {
         let windows = &self.cpus[window.cpu];
         if !I::DEFERRED {
@@ -279,7 +279,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     }
 
     /// Clear `window`'s entry and drop its translation on this CPU.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn invalidate_window(&self, windows: &CpuWindows<N>, window: Window) {
         self.mmu.clear_window_pte(window);
         self.mmu.invalidate_local(window.va);

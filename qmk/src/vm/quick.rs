@@ -13,8 +13,8 @@
 
 use quickmap::arch::x86_64::X86Mmu;
 use quickmap::{
-    Config, CpuWindows, DirectMap, ExecutionContext, HeldPage, MemoryAttribute, Mmu, PhysAddr,
-    Platform, QuickMap, VirtAddr, WindowLayout, PAGE_SIZE,
+    Config, CpuWindows, Deferred, DirectMap, ExecutionContext, HeldPage, Invalidation,
+    MemoryAttribute, Mmu, PhysAddr, Platform, QuickMap, VirtAddr, WindowLayout, PAGE_SIZE,
 };
 use spin::Once;
 
@@ -33,6 +33,29 @@ static CPU_WINDOWS: [CpuWindows<WINDOWS_PER_CPU>; MAX_CPUS] =
     [const { CpuWindows::new() }; MAX_CPUS];
 
 static QUICKMAP: Once<KernelQuickMap> = Once::new();
+
+/// Windows per CPU of the deferred instance: the most quickmap supports, so that a
+/// local full flush is paid once per 32 pairs; with a guard page after each, 8 CPUs'
+/// windows fill exactly one 2 MiB page table.
+pub const DEFERRED_WINDOWS_PER_CPU: usize = 32;
+
+/// The CPUs a deferred instance serves at most (its region is one 2 MiB page table).
+pub const DEFERRED_MAX_CPUS: usize = 8;
+
+/// The kernel's second instance: deferred invalidation, for RAM that is zeroed,
+/// copied and bounced all the time (see `quickmap::invalidation`).
+pub type DeferredQuickMap<P = QmkPlatform> =
+    QuickMap<P, X86Mmu, DEFERRED_WINDOWS_PER_CPU, Deferred>;
+
+static DEFERRED_CPU_WINDOWS: [CpuWindows<DEFERRED_WINDOWS_PER_CPU>; DEFERRED_MAX_CPUS] =
+    [const { CpuWindows::new() }; DEFERRED_MAX_CPUS];
+
+static DEFERRED_QUICKMAP: Once<DeferredQuickMap> = Once::new();
+
+/// Where the deferred instance's windows are: a 2 MiB slot of the window region that
+/// the kernel's strict instance (slot 0), the tests' instances (slots 2 and 4) and the
+/// benchmark's global window (slot 8) leave alone.
+pub const DEFERRED_REGION_BASE: u64 = WINDOW_REGION.start + 6 * LARGE_PAGE_SIZE;
 
 /// qmk's side of quickmap's [`Platform`] contract.
 #[derive(Clone, Copy, Debug, Default)]
@@ -88,23 +111,19 @@ impl core::fmt::Display for QuickMapInitError {
     }
 }
 
-/// The window layout of a quickmap instance whose region starts `base`.
-fn layout_at(base: u64) -> WindowLayout {
-    WindowLayout::guarded(VirtAddr(base as usize), WINDOWS_PER_CPU)
-}
 
 /// Build a quickmap instance over `cpu_windows.len()` CPUs with its windows at
 /// `region_base` (2 MiB aligned, inside the window region), using the x86_64
 /// backend as `backend` wraps it. The kernel's own instance is made by
 /// [`init`]; tests build others (over a platform that deliberately does not
 /// pin, or a backend that skips invalidations) in other 2 MiB slots.
-pub fn build<P: Platform, M: Mmu>(
+pub fn build<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
     platform: P,
     region_base: u64,
-    cpu_windows: &'static [CpuWindows<WINDOWS_PER_CPU>],
+    cpu_windows: &'static [CpuWindows<N>],
     backend: impl FnOnce(X86Mmu) -> M,
-) -> Result<QuickMap<P, M, WINDOWS_PER_CPU>, QuickMapInitError> {
-    let layout = layout_at(region_base);
+) -> Result<QuickMap<P, M, N, I>, QuickMapInitError> {
+    let layout = WindowLayout::guarded(VirtAddr(region_base as usize), N);
     let region_bytes = cpu_windows.len() * layout.cpu_stride;
     assert!(
         region_base.is_multiple_of(LARGE_PAGE_SIZE)
@@ -154,6 +173,17 @@ pub fn init() -> Result<(), QuickMapInitError> {
         |mmu| mmu,
     )?;
     QUICKMAP.call_once(|| quickmap);
+    // More CPUs than one page table of deferred windows serves: the kernel runs with
+    // its strict instance only, and `deferred_quickmap` says why if asked.
+    if cpus <= DEFERRED_MAX_CPUS {
+        let deferred = build(
+            QmkPlatform,
+            DEFERRED_REGION_BASE,
+            &DEFERRED_CPU_WINDOWS[..cpus],
+            |mmu| mmu,
+        )?;
+        DEFERRED_QUICKMAP.call_once(|| deferred);
+    }
     crate::sched::register_might_sleep_check(assert_no_quick_mapping_held);
     Ok(())
 }
@@ -171,10 +201,35 @@ pub fn quickmap() -> &'static KernelQuickMap {
     }
 }
 
+/// The kernel's deferred instance.
+///
+/// # Panics
+///
+/// Before [`init`], or on a machine with more than [`DEFERRED_MAX_CPUS`] CPUs.
+#[inline]
+pub fn deferred_quickmap() -> &'static DeferredQuickMap {
+    match DEFERRED_QUICKMAP.get() {
+        Some(quickmap) => quickmap,
+        None => no_deferred_instance(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn no_deferred_instance() -> ! {
+    panic!(
+        "quickmap: no deferred instance: it is set up by vm::quick::init on machines with at          most {DEFERRED_MAX_CPUS} CPUs (this one has {})",
+        crate::cpu::cpu_count()
+    )
+}
+
 /// The might-sleep check: *"It is therefore not safe for machine-independent
 /// code to sleep ... while holding these mappings."*
 fn assert_no_quick_mapping_held() {
     if let Some(quickmap) = QUICKMAP.get() {
+        quickmap.assert_may_sleep();
+    }
+    if let Some(quickmap) = DEFERRED_QUICKMAP.get() {
         quickmap.assert_may_sleep();
     }
 }
@@ -269,4 +324,27 @@ pub fn pmap_zero_page(page: &VmPage) {
 /// `pmap_copy_page`: copy `source` to `destination` through two quick mappings.
 pub fn pmap_copy_page(source: &VmPage, destination: &VmPage) {
     quickmap().copy_page(&check_resident(source), &check_resident(destination));
+}
+
+/// `pmap_quick_enter_page` on the kernel's deferred instance: the same contract,
+/// but the remove of a write-back page leaves its window mapped until this CPU's
+/// next local full flush (see `quickmap::invalidation`). Exported with the C ABI for
+/// the benchmark and the static check.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn qmk_deferred_enter_page(page: &VmPage) -> usize {
+    deferred_quickmap().enter(&check_resident(page)).0
+}
+
+/// `pmap_quick_remove_page` on the kernel's deferred instance.
+///
+/// # Safety
+///
+/// `kva` was returned by [`qmk_deferred_enter_page`] in the calling context and
+/// not removed since, and nothing uses it afterwards.
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn qmk_deferred_remove_page(kva: usize) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { deferred_quickmap().remove(VirtAddr(kva)) }
 }

@@ -36,7 +36,8 @@ kernel_test! {
     fn a_backend_without_invlpg_leaves_the_window_reachable() {
         let region = WINDOW_REGION.start + 2 * LARGE_PAGE_SIZE;
         let windows = &BROKEN_WINDOWS[..crate::cpu::cpu_count()];
-        let broken = quick::build(QmkPlatform, region, windows, SkipsInvalidation).unwrap();
+        let broken: quickmap::QuickMap<_, _, WINDOWS_PER_CPU> =
+            quick::build(QmkPlatform, region, windows, SkipsInvalidation).unwrap();
         let page = TestPage::high(MemoryAttribute::WriteBack);
         let wired = page.page().wire();
         let mapping = broken.map(&wired);
