@@ -35,6 +35,30 @@ pub struct BootOptions {
     pub icount: bool,
     /// `pairs=`: iterations per benchmark variant.
     pub bench_pairs: Option<u64>,
+    /// `invalidation=`: which quickmap instance the `mode=run` workload drives.
+    pub invalidation: Invalidation,
+}
+
+/// When the workload's quick mappings leave the TLB (`invalidation=`; see
+/// `quickmap::invalidation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Invalidation {
+    /// The kernel's strict instance: every remove invalidates (the default).
+    #[default]
+    Strict,
+    /// The kernel's deferred instance: write-back windows stay mapped until the
+    /// CPU's next local full flush.
+    Deferred,
+}
+
+impl Invalidation {
+    /// The value of `invalidation=` that selects it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Invalidation::Strict => "strict",
+            Invalidation::Deferred => "deferred",
+        }
+    }
 }
 
 /// How long the page workload runs.
@@ -91,6 +115,7 @@ impl BootOptions {
             workload_length: None,
             icount: false,
             bench_pairs: None,
+            invalidation: Invalidation::Strict,
         };
         let positive = |key: &'static str, value: &'static str| {
             value
@@ -180,6 +205,19 @@ impl BootOptions {
                     }
                 }
                 "pairs" => options.bench_pairs = Some(positive(key, value)?),
+                "invalidation" => {
+                    options.invalidation = match value {
+                        "strict" => Invalidation::Strict,
+                        "deferred" => Invalidation::Deferred,
+                        _ => {
+                            return Err(BootOptionError::BadValue {
+                                key,
+                                value,
+                                expected: "strict or deferred",
+                            })
+                        }
+                    }
+                }
                 _ => return Err(BootOptionError::UnknownKey(key)),
             }
         }

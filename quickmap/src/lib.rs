@@ -14,8 +14,12 @@
 //!   address"*. It never sleeps. Misuse panics with a message that names the rule (see
 //!   [`rules`](crate#rules)).
 //! - [`QuickMap::remove`] *"removes a mapping previously created ... making the KVA frame
-//!   available for reuse"*. The window is also **invalidated**: the old address faults
-//!   from then on (FreeBSD i386 leaves a stale TLB entry behind).
+//!   available for reuse"*. By default ([`Strict`]) the window is also **invalidated**:
+//!   the old address faults from then on (FreeBSD i386 leaves a stale TLB entry behind).
+//!   A [`Deferred`] instance trades that for speed: write-back windows are invalidated
+//!   by one local full flush per pool of windows, and a page entered again while a free
+//!   window still maps it takes that window back with no page-table write at all (see
+//!   [`invalidation`] for when to pick which).
 //! - *"it must disable preemption on the local CPU"*: a window path `enter` calls
 //!   [`Platform::critical_enter`], its `remove` calls [`Platform::critical_exit`]. So,
 //!   *"it is therefore not safe ... to sleep ... while holding these mappings"*; kernels
@@ -42,10 +46,12 @@
 //! ## Three layers
 //!
 //! 1. FreeBSD style: [`QuickMap::enter`] returns an address, [`QuickMap::remove`]
-//!    (unsafe: the caller vouches that the address is its own) takes it back.
+//!    (unsafe: the caller vouches that the address is its own) takes it back; with the
+//!    feature `contract-checks` quickmap checks what it can of that vouching.
 //! 2. A guard: [`QuickMap::map`] returns a [`Mapping`] (`#[must_use]`, not `Send`, borrows
 //!    the page) that removes itself on drop and moves bytes without ever lending out a
-//!    Rust reference to memory that may be mapped elsewhere too.
+//!    Rust reference to memory that may be mapped elsewhere too. It carries its window,
+//!    so its drop checks nothing it cannot break: the leanest path.
 //! 3. Page work: [`QuickMap::zero_page`], [`QuickMap::copy_page`],
 //!    [`QuickMap::copy_to_pages`] and [`QuickMap::copy_from_pages`] (`uiomove_fromphys`,
 //!    busdma bounce copies).
@@ -84,8 +90,9 @@
 //!
 //! - [`Platform`]: the current CPU and nestable critical sections (and, optionally, what
 //!   context it is in and which [`ContextPolicy`] it wants);
-//! - [`Mmu`]: set and clear a window's page-table entry, invalidate one address locally
-//!   (an x86_64 encoding is in [`arch::x86_64`]);
+//! - [`Mmu`]: set and clear a window's page-table entry, invalidate one address locally,
+//!   and (for [`Deferred`] instances) flush the local TLB (an x86_64 backend is in
+//!   [`arch::x86_64`]);
 //! - a [`Config`]: where the window region starts (its layout, with a guard page after
 //!   each window, follows from `N`: see [`WindowLayout::guarded`]), the direct map if
 //!   any, the physical address limit;
@@ -94,13 +101,17 @@
 //! ## Rules
 //!
 //! Each rule that can be broken at run time is one function in `src/rules.rs`, and its
-//! panic message starts with `quickmap: <rule>`: `nesting beyond capacity`, `double
-//! remove`, `remove on another CPU`, `remove of a foreign address`, `sleep while mapped`,
-//! `unaligned page`, `page out of range`, `unknown CPU`, and the two context rules of
-//! [`ContextPolicy::FreeBsd`].
+//! panic message starts with `quickmap: <rule>`: `nesting beyond capacity`, `sleep while
+//! mapped`, `unaligned page`, `page out of range`, `access outside the page`, the two
+//! context rules of [`ContextPolicy::FreeBsd`], and, with `contract-checks`, the rules of
+//! the unsafe contracts: `double remove`, `remove on another CPU`, `remove of a foreign
+//! address`, `unknown CPU`.
 //!
 //! ## Features
 //!
+//! - `contract-checks` (default): the rules of the unsafe contracts above, like FreeBSD's
+//!   `INVARIANTS`. Without it, `remove` trusts its caller and costs a few instructions
+//!   less; what keeps the safe API sound is checked in every build.
 //! - `stats`: per-CPU event counters ([`QuickMap::stats`]); exact, and free of `lock`
 //!   instructions on the window path.
 //! - `sim` (implies `std`): the simulated machine for host tests.

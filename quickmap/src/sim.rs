@@ -445,6 +445,47 @@ impl SimMachine {
             .contains_key(&page_number(va))
     }
 
+    /// The translation `cpu`'s TLB holds for `va`, if any (stale or not).
+    pub fn tlb_entry(&self, cpu: usize, va: VirtAddr) -> Option<(PhysAddr, MemoryAttribute)> {
+        self.state.borrow().cpus[cpu]
+            .tlb
+            .get(&page_number(va))
+            .map(|t| (t.pa, t.attribute))
+    }
+
+    /// Load `va`'s page-table entry, if present, into `cpu`'s TLB unless it holds a
+    /// translation of `va` already: the speculative load that hardware may do at any
+    /// time. The machine does it by itself only at `set_window_pte`; a test calls this
+    /// to make speculation as eager as hardware may be (e.g. right after a flush).
+    /// Counts as no event.
+    pub fn tlb_fill_speculatively(&self, cpu: usize, va: VirtAddr) {
+        assert!(cpu < self.config.cpus, "sim: no CPU {cpu}");
+        let mut state = self.state.borrow_mut();
+        let page = page_number(va);
+        if let Some(&present) = state.page_table.get(&page) {
+            state.cpus[cpu].tlb.entry(page).or_insert(present);
+        }
+    }
+
+    /// **Fault injection, for tests only**: put a translation of `va` to `pa` into
+    /// `cpu`'s TLB behind the page table's back, as broken hardware or a broken backend
+    /// would leave one (e.g. a full flush that misses an entry). It replaces any
+    /// translation of `va` the TLB holds, stays until `cpu` invalidates `va` or flushes,
+    /// and counts as no event. Correct backends never call it; tests use it to build
+    /// a broken one and show that they catch it.
+    pub fn tlb_insert_stale(
+        &self,
+        cpu: usize,
+        va: VirtAddr,
+        pa: PhysAddr,
+        attribute: MemoryAttribute,
+    ) {
+        assert!(cpu < self.config.cpus, "sim: no CPU {cpu}");
+        self.state.borrow_mut().cpus[cpu]
+            .tlb
+            .insert(page_number(va), Translation { pa, attribute });
+    }
+
     /// What the hardware did so far.
     pub fn counters(&self) -> SimCounters {
         self.state.borrow().counters

@@ -18,9 +18,9 @@ commands:
                      progress bar, then print a summary table
   test               run every test: host (cargo test, fmt, clippy), then the kernel
                      part: static check of the ELF, the kernel suite, a short workload
-  bench              boot the benchmark (mode=bench) once with icount on 1 CPU and once
-                     per CPU count; print tables, check targets, write bench.json and
-                     throughput.svg
+  bench              boot the benchmark (mode=bench): the checked and the lean kernel
+                     once each with icount on 1 CPU, the checked one once per CPU count;
+                     print tables, check targets, write bench.json and throughput.svg
   help               print this text
 
 options for run, test and bench:
@@ -44,14 +44,20 @@ options for run only:
   --ops N            stop the workload after N operations in all (ops=N)
   --secs N           stop the workload after N seconds of guest time (secs=N); give
                      --ops or --secs, not both (neither: the kernel's default)
+  --invalidation MODE
+                     the kernel's quickmap instance the workload drives (invalidation=
+                     MODE): strict (default; every remove invalidates) or deferred
+                     (removed windows stay mapped until a local full flush; needs
+                     --cpus 8 or fewer)
 
 options for test only:
   --test FILTER      run only kernel tests whose name contains FILTER (exact name wins);
                      skips the static check and the workload
   --host-only        run only the host tests
   --kernel-only      run only the kernel part
-  --no-workload      skip the short workload boot after the kernel suites (run-workload:
-                     mode=run ops=10000 on 4 CPUs, 1 with --icount)
+  --no-workload      skip the short workload boots after the kernel suites (run-workload:
+                     mode=run ops=10000 on 4 CPUs, 1 with --icount; once with each
+                     invalidation, strict and deferred)
 
 options for bench only:
   --pairs N          enter+access+remove pairs per variant (pairs=N; default: the
@@ -96,6 +102,9 @@ pub const DEFAULT_TEST_CPUS: [u32; 4] = [1, 2, 4, 8];
 pub const DEFAULT_BENCH_CPUS: [u32; 3] = [1, 2, 4];
 /// Default per-boot timeout: generous, because TCG with many CPUs is slow.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Most CPUs the kernel's deferred quickmap instance serves (its windows fill one page
+/// table; `DEFERRED_MAX_CPUS` in `qmk/src/vm/quick.rs`).
+pub const DEFERRED_MAX_CPUS: u32 = 8;
 
 /// A bad command line. The message names the option and the problem, on one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +147,38 @@ pub struct RunOptions {
     pub machine: MachineOptions,
     /// When the workload stops; `None` leaves it to the kernel.
     pub stop: Option<WorkloadStop>,
+    /// Which quickmap instance the workload drives (`invalidation=`).
+    pub invalidation: Invalidation,
+}
+
+/// Which of the kernel's quickmap instances the workload drives (`invalidation=` on the
+/// kernel command line; `docs/kernel-protocol.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Invalidation {
+    /// Every remove invalidates (the kernel's default).
+    #[default]
+    Strict,
+    /// Removed write-back windows stay mapped until the CPU's next local full flush.
+    Deferred,
+}
+
+impl Invalidation {
+    /// Both, in the order `cargo xtask test` runs its workload boots.
+    pub const ALL: [Invalidation; 2] = [Invalidation::Strict, Invalidation::Deferred];
+
+    /// The value of `--invalidation` and of the kernel's `invalidation=`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Invalidation::Strict => "strict",
+            Invalidation::Deferred => "deferred",
+        }
+    }
+
+    /// The kernel command-line word: none for strict, the kernel's default, so that a
+    /// strict boot's command line is what it was before the option existed.
+    pub fn kernel_word(self) -> Option<String> {
+        (self != Invalidation::Strict).then(|| format!("invalidation={}", self.word()))
+    }
 }
 
 /// When the page workload stops (`ops=` or `secs=` on the kernel command line).
@@ -258,10 +299,11 @@ enum OptionName {
     Secs,
     Pairs,
     Out,
+    Invalidation,
 }
 
 impl OptionName {
-    const ALL: [OptionName; 16] = [
+    const ALL: [OptionName; 17] = [
         OptionName::Cpus,
         OptionName::Memory,
         OptionName::Dmap,
@@ -278,6 +320,7 @@ impl OptionName {
         OptionName::Secs,
         OptionName::Pairs,
         OptionName::Out,
+        OptionName::Invalidation,
     ];
 
     fn spelling(self) -> &'static str {
@@ -298,6 +341,7 @@ impl OptionName {
             OptionName::Secs => "--secs",
             OptionName::Pairs => "--pairs",
             OptionName::Out => "--out",
+            OptionName::Invalidation => "--invalidation",
         }
     }
 
@@ -314,6 +358,7 @@ impl OptionName {
                 | OptionName::Secs
                 | OptionName::Pairs
                 | OptionName::Out
+                | OptionName::Invalidation
         )
     }
 
@@ -337,7 +382,9 @@ impl CommandName {
         let machine = matches!(option, Cpus | Memory | Dmap | Timeout | Seed | Verbose);
         match self {
             CommandName::Build => option == Verbose,
-            CommandName::Run => machine || matches!(option, Icount | Kvm | Ops | Secs),
+            CommandName::Run => {
+                machine || matches!(option, Icount | Kvm | Ops | Secs | Invalidation)
+            }
             CommandName::Test => {
                 machine
                     || matches!(
@@ -505,11 +552,34 @@ fn validate_run(raw: &RawOptions) -> Result<RunOptions, UsageError> {
         (None, Some(secs)) => Some(WorkloadStop::Secs(secs)),
         (None, None) => None,
     };
+    let invalidation = parse_invalidation(raw.value(OptionName::Invalidation), cpus)?;
     Ok(RunOptions {
         cpus,
         machine,
         stop,
+        invalidation,
     })
+}
+
+/// Parses `--invalidation` (strict when absent); deferred needs at most
+/// [`DEFERRED_MAX_CPUS`] CPUs.
+fn parse_invalidation(text: Option<&str>, cpus: u32) -> Result<Invalidation, UsageError> {
+    let invalidation = match text {
+        None | Some("strict") => Invalidation::Strict,
+        Some("deferred") => Invalidation::Deferred,
+        Some(other) => {
+            return Err(usage(format!(
+                "--invalidation {other}: must be strict or deferred"
+            )))
+        }
+    };
+    if invalidation == Invalidation::Deferred && cpus > DEFERRED_MAX_CPUS {
+        return Err(usage(format!(
+            "--invalidation deferred: needs --cpus {DEFERRED_MAX_CPUS} or fewer (the kernel's \
+             deferred quickmap instance serves at most {DEFERRED_MAX_CPUS} CPUs; {cpus} asked)"
+        )));
+    }
+    Ok(invalidation)
 }
 
 fn validate_bench(raw: &RawOptions) -> Result<BenchOptions, UsageError> {
@@ -775,6 +845,7 @@ mod tests {
         let run = run_options("run");
         assert_eq!(run.cpus, 4);
         assert_eq!(run.stop, None);
+        assert_eq!(run.invalidation, Invalidation::Strict);
         assert_eq!(
             run.machine,
             MachineOptions {
@@ -1082,6 +1153,49 @@ mod tests {
     }
 
     #[test]
+    fn invalidation_option() {
+        assert_eq!(
+            run_options("run --invalidation deferred").invalidation,
+            Invalidation::Deferred
+        );
+        assert_eq!(
+            run_options("run --invalidation=strict --cpus 16").invalidation,
+            Invalidation::Strict
+        );
+        assert_eq!(
+            run_options("run --invalidation deferred --cpus 8").invalidation,
+            Invalidation::Deferred
+        );
+        assert_eq!(
+            error("run --invalidation lazy"),
+            "--invalidation lazy: must be strict or deferred"
+        );
+        assert_eq!(
+            error("run --invalidation=Deferred"),
+            "--invalidation Deferred: must be strict or deferred"
+        );
+        assert_eq!(error("run --invalidation"), "--invalidation: needs a value");
+        assert_eq!(
+            error("run --invalidation deferred --cpus 9"),
+            "--invalidation deferred: needs --cpus 8 or fewer (the kernel's deferred quickmap \
+             instance serves at most 8 CPUs; 9 asked)"
+        );
+        assert_eq!(
+            error("test --invalidation deferred"),
+            "--invalidation: not an option of `cargo xtask test`"
+        );
+        assert_eq!(
+            error("bench --invalidation strict"),
+            "--invalidation: not an option of `cargo xtask bench`"
+        );
+        assert_eq!(Invalidation::Strict.kernel_word(), None);
+        assert_eq!(
+            Invalidation::Deferred.kernel_word().as_deref(),
+            Some("invalidation=deferred")
+        );
+    }
+
+    #[test]
     fn no_workload_flag() {
         assert!(!test_options("test --no-workload").workload);
         assert_eq!(
@@ -1104,6 +1218,8 @@ mod tests {
             "run --icount --cpus 2",
             "test --test=a=b",
             "test --host-only --kernel-only",
+            "run --invalidation lazy",
+            "run --invalidation deferred --cpus 16",
         ] {
             assert!(!error(line).contains('\n'), "{line}");
         }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the xtask binary against a fake QEMU: a shell script that
 //! prints protocol lines and exits the way the real kernel would (33, 35, 0 for a
-//! triple fault, a hang, a signal). `QMK_KERNEL` skips the kernel build,
+//! triple fault, a hang, a signal). `QMK_KERNEL` and `QMK_LEAN_KERNEL` skip the kernel
+//! builds,
 //! `QMK_LOG_DIR` keeps the logs in a scratch directory and `QMK_OBJDUMP` points the
 //! static check at a fake objdump that prints canned disassembly.
 
@@ -51,8 +52,10 @@ qmk: summary cpus=4
 qmk: summary threads=8
 qmk: run ok";
 
-/// Disassembly in objdump's layout in which both entry points keep the promises:
-/// no locked instruction, one `invlpg` between them, a cold panic path not followed.
+/// Disassembly in objdump's layout in which all four entry points keep the promises:
+/// no locked instruction, the strict pair's one `invlpg` in its remove, the deferred
+/// pair's only in the uncached remove's slow path, the flush's CR3 write in its slow
+/// path, a cold panic path not followed.
 const OBJDUMP_OK: &str = "
 qmk:     file format elf64-x86-64
 
@@ -60,14 +63,14 @@ Disassembly of section .text:
 
 0000000000100000 <pmap_quick_enter_page>:
   100000:\tmov    QWORD PTR [rdi],rsi
-  100003:\tinvlpg BYTE PTR [rsi]
-  100006:\tjne    100040 <quickmap::rules::nesting_beyond_capacity>
-  10000c:\tret
+  100003:\tjne    100040 <quickmap::rules::nesting_beyond_capacity>
+  100009:\tret
 
 0000000000100010 <pmap_quick_remove_page>:
   100010:\tmov    QWORD PTR [rdi],0x0
-  100017:\tcall   100030 <quickmap::percpu::release>
-  10001c:\tret
+  100017:\tinvlpg BYTE PTR [rsi]
+  10001a:\tcall   100030 <quickmap::percpu::release>
+  10001f:\tret
 
 0000000000100030 <quickmap::percpu::release>:
   100030:\tand    QWORD PTR gs:0x8,0xfffffffffffffffe
@@ -76,6 +79,24 @@ Disassembly of section .text:
 0000000000100040 <quickmap::rules::nesting_beyond_capacity>:
   100040:\tlock inc QWORD PTR [rip+0x100]
   100047:\tud2
+
+0000000000100050 <qmk_deferred_enter_page>:
+  100050:\tje     100060 <quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::cold_flush_free_windows>
+  100056:\tmov    QWORD PTR [rdi],rsi
+  100059:\tret
+
+0000000000100060 <quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::cold_flush_free_windows>:
+  100060:\tmov    rax,cr3
+  100063:\tmov    cr3,rax
+  100066:\tret
+
+0000000000100070 <qmk_deferred_remove_page>:
+  100070:\tjne    100080 <quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::cold_remove_uncached>
+  100076:\tjmp    100030 <quickmap::percpu::release>
+
+0000000000100080 <quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::cold_remove_uncached>:
+  100080:\tinvlpg BYTE PTR [rsi]
+  100083:\tret
 ";
 
 /// A scratch directory with a fake QEMU whose behaviour per boot is given as shell
@@ -116,6 +137,7 @@ impl FakeMachine {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("qmk.elf"), b"\x7fELF fake").unwrap();
+        fs::write(dir.join("qmk-lean.elf"), b"\x7fELF fake lean").unwrap();
         let script = format!(
             r#"#!/bin/sh
 # Fake qemu-system-x86_64 for xtask's tests.
@@ -204,6 +226,7 @@ exit 1
             .args(&args)
             .env("QMK_QEMU", self.dir.join("qemu"))
             .env("QMK_KERNEL", self.dir.join("qmk.elf"))
+            .env("QMK_LEAN_KERNEL", self.dir.join("qmk-lean.elf"))
             .env("QMK_LOG_DIR", self.dir.join("logs"))
             .env("QMK_OBJDUMP", self.dir.join("objdump"))
             .output()
@@ -257,13 +280,19 @@ fn passing_suite() {
     // The static check comes first, with its figures.
     assert!(
         out.contains(
-            "  pmap_quick_enter_page: 4 instructions in 1 function(s) (pmap_quick_enter_page \
-             4); 0 locked; cold paths not followed: quickmap::rules::nesting_beyond_capacity\n"
+            "  pmap_quick_enter_page: hot path: 3 instructions in 1 function(s) \
+             (pmap_quick_enter_page 3); 0 invlpg, expected exactly 0; 0 CR3 write(s), \
+             expected exactly 0; 0 locked; cold panic paths not followed: \
+             quickmap::rules::nesting_beyond_capacity\n"
         ),
         "{out}"
     );
     assert!(
-        out.contains("  invlpg in the two together: 1 (at most 1)"),
+        out.contains(
+            "  qmk_deferred_remove_page: cold path quickmap::deferred::<impl \
+             quickmap::quick_map::QuickMap<P,M,_,I>>::cold_remove_uncached: 2 instructions in \
+             1 function(s)"
+        ),
         "{out}"
     );
     assert!(out.contains("test static-check ... ok\n"), "{out}");
@@ -277,15 +306,42 @@ fn passing_suite() {
         "{out}"
     );
     assert!(out.contains("test run-workload ... ok\n"), "{out}");
-    assert_eq!(last_line(&out), "5 passed, 0 failed");
+    // The workload again on the deferred instance; its counts (here missing from the
+    // fake kernel's summary) go into its result line and the summary's title.
+    assert!(
+        out.contains(
+            "running the page workload: 10000 operations on 4 CPUs, deferred invalidation"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "test run-workload-deferred ... ok (? full flushes, ? window reuses, 0 mismatches)\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "workload (deferred: ? full flushes, ? window reuses, 0 mismatches): 2 passed, 0 failed\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(last_line(&out), "6 passed, 0 failed");
 
-    // One list boot, one suite boot, one boot for the should_panic test, the workload.
+    // One list boot, one suite boot, one boot for the should_panic test, the workload
+    // with each invalidation.
     let boots = machine.boots();
-    assert_eq!(boots.len(), 4, "{boots:?}");
+    assert_eq!(boots.len(), 5, "{boots:?}");
     assert!(
         boots[3].contains("-append mode=run dmap=256 ops=10000 ") && boots[3].ends_with("-smp 4"),
         "{}",
         boots[3]
+    );
+    assert!(
+        boots[4].contains("-append mode=run dmap=256 ops=10000 invalidation=deferred ")
+            && boots[4].ends_with("-smp 4"),
+        "{}",
+        boots[4]
     );
     assert!(
         boots[0].contains("-append mode=list dmap=256 "),
@@ -420,12 +476,16 @@ fn triple_fault_reset() {
     assert!(err.contains("triple fault"), "{err}");
     // Both tests reported ok, so the crash itself is the counted failure.
     assert!(out.contains("test <boot suite> ... FAILED (QEMU exited with status 0"));
-    // The workload crashed too: a failed result of its own.
+    // The workload crashed too, in both invalidation modes: a failed result each.
     assert!(
         out.contains("test run-workload ... FAILED (QEMU exited with status 0"),
         "{out}"
     );
-    assert_eq!(last_line(&out), "4 passed, 2 failed");
+    assert!(
+        out.contains("test run-workload-deferred ... FAILED (QEMU exited with status 0"),
+        "{out}"
+    );
+    assert_eq!(last_line(&out), "4 passed, 3 failed");
 
     let output = machine.xtask(&["run"]);
     assert_eq!(output.status.code(), Some(1));
@@ -485,10 +545,10 @@ fn cpu_sweep_runs_a_suite_per_count() {
         out.contains("kernel suite, 4 CPUs: 3 passed, 0 failed"),
         "{out}"
     );
-    // Two suites of 3, the static check, the workload.
-    assert_eq!(last_line(&out), "8 passed, 0 failed");
+    // Two suites of 3, the static check, the workload in two invalidation modes.
+    assert_eq!(last_line(&out), "9 passed, 0 failed");
     let boots = machine.boots();
-    assert_eq!(boots.len(), 7);
+    assert_eq!(boots.len(), 8);
     assert!(boots[..3].iter().all(|b| b.ends_with("-smp 1")));
     assert!(boots[3..].iter().all(|b| b.ends_with("-smp 4")));
     assert!(boots.iter().all(|b| b.contains("dmap=256 seed=9 ")));
@@ -569,6 +629,23 @@ fn run_shows_progress_and_a_summary() {
         boot.contains("-accel tcg -cpu max -m 2048 -smp 1 -icount shift=0"),
         "{boot}"
     );
+
+    // --invalidation deferred: one more kernel word, and a log of its own.
+    let output = machine.xtask(&["run", "--invalidation", "deferred", "--ops", "500"]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(", deferred invalidation (kernel command line: "),
+        "{err}"
+    );
+    let boot = &machine.boots()[2];
+    assert!(
+        boot.contains("-append mode=run dmap=64 ops=500 invalidation=deferred "),
+        "{boot}"
+    );
+    assert!(machine
+        .log("run-cpus4-deferred.log")
+        .contains("qmk: run ok"));
 }
 
 #[test]
@@ -624,7 +701,8 @@ fn run_fails_on_mismatch_and_on_kernel_errors() {
         "xtask: run failed: the kernel reported failure (QEMU exit status 35); the kernel \
          said: error: unknown boot option 'ops'"
     );
-    // In `test`, the same is one failed result, and --no-workload leaves it out.
+    // In `test`, the same is one failed result per invalidation mode, and
+    // --no-workload leaves them out.
     let output = machine.xtask(&["test", "--kernel-only"]);
     let out = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
@@ -632,7 +710,11 @@ fn run_fails_on_mismatch_and_on_kernel_errors() {
         out.contains("test run-workload ... FAILED (the kernel reported failure"),
         "{out}"
     );
-    assert_eq!(last_line(&out), "4 passed, 1 failed");
+    assert!(
+        out.contains("test run-workload-deferred ... FAILED (the kernel reported failure"),
+        "{out}"
+    );
+    assert_eq!(last_line(&out), "4 passed, 2 failed");
     let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(last_line(&stdout(&output)), "4 passed, 0 failed");
@@ -661,11 +743,36 @@ fn static_check_failures_are_one_result() {
         out.contains(
             "test static-check ... FAILED (pmap_quick_remove_page: locked instruction in \
              quickmap::percpu::release at 0x100030: lock and QWORD PTR [rip+0x8],\
+             0xfffffffffffffffe; qmk_deferred_remove_page: locked instruction in \
+             quickmap::percpu::release at 0x100030: lock and QWORD PTR [rip+0x8],\
              0xfffffffffffffffe)"
         ),
         "{out}"
     );
     assert_eq!(last_line(&out), "3 passed, 1 failed");
+
+    // The strict remove without its invlpg: the check is exact, not an upper bound.
+    let no_invlpg = OBJDUMP_OK.replace("100017:\tinvlpg BYTE PTR [rsi]", "100017:\tnop");
+    let machine = FakeMachine::new(
+        "noinvlpg",
+        Behaviour {
+            list: &emit(LIST_OUTPUT, 33),
+            suite: &emit(SUITE_OK, 33),
+            panic_test: &emit(PANIC_OK, 33),
+            objdump: &no_invlpg,
+            ..Behaviour::default()
+        },
+    );
+    let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(
+            "test static-check ... FAILED (pmap_quick_remove_page: hot path has 0 invlpg, \
+             expected exactly 1)"
+        ),
+        "{out}"
+    );
 
     let machine = FakeMachine::new(
         "nosymbols",
@@ -687,18 +794,49 @@ fn static_check_failures_are_one_result() {
         ),
         "{out}"
     );
+
+    // The deferred pair dropped by the linker (nothing referenced it).
+    let strict_only = &OBJDUMP_OK[..OBJDUMP_OK.find("0000000000100050 <qmk_deferred").unwrap()];
+    let machine = FakeMachine::new(
+        "nodeferred",
+        Behaviour {
+            list: &emit(LIST_OUTPUT, 33),
+            suite: &emit(SUITE_OK, 33),
+            panic_test: &emit(PANIC_OK, 33),
+            objdump: strict_only,
+            ..Behaviour::default()
+        },
+    );
+    let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(
+            "test static-check ... FAILED (symbol `qmk_deferred_enter_page` not found in the \
+             kernel: it must be exported with #[no_mangle] and referenced"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("  pmap_quick_remove_page: hot path: "),
+        "the strict pair is still checked: {out}"
+    );
 }
 
-/// A fake bench kernel: the four boots of a default `cargo xtask bench`, with
-/// figures that meet every target. `keep(variant, cpus)` drops a variant's line
-/// when false.
+/// A fake bench kernel: the five boots of a default `cargo xtask bench` (the lean
+/// kernel is told apart by its ELF's name), with figures that meet every target.
+/// `keep(variant, cpus)` drops a variant's line when false.
 fn bench_script(keep: impl Fn(&str, u32) -> bool) -> String {
-    const VARIANTS: [&str; 11] = [
+    const VARIANTS: [&str; 15] = [
         "direct-raw",
         "quickmap-window",
         "quickmap-direct",
+        "quickmap-guard",
+        "quickmap-guard-direct",
         "quickmap-nested2",
         "quickmap-nested4",
+        "deferred-window",
+        "deferred-pool",
         "global-lock-window",
         "shootdown-map",
         "zero-page-quickmap",
@@ -706,36 +844,72 @@ fn bench_script(keep: impl Fn(&str, u32) -> bool) -> String {
         "copy-page-quickmap",
         "copy-page-direct",
     ];
-    let mut script = String::from("case \"$smp:$icount\" in\n");
-    for (cpus, icount) in [(1, 1), (1, 0), (2, 0), (4, 0)] {
+    /// Variants whose invalidations, entry writes, flushes and reuses only quickmap's
+    /// statistics count (`-` in the lean build).
+    const BASELINES: [&str; 5] = [
+        "direct-raw",
+        "global-lock-window",
+        "shootdown-map",
+        "zero-page-direct",
+        "copy-page-direct",
+    ];
+    let mut script = String::from(
+        "case \"$*\" in *qmk-lean.elf*) lean=1 ;; *) lean=0 ;; esac\n\
+         case \"$smp:$icount:$lean\" in\n",
+    );
+    for (cpus, icount, lean) in [(1, 1, 0), (1, 1, 1), (1, 0, 0), (2, 0, 0), (4, 0, 0)] {
         let pairs = 1000 * cpus;
-        let mut lines = format!("qmk: bench-info cpus={cpus} icount={icount} tsc_hz=1000000000\n");
+        let build = if lean == 1 { "lean" } else { "checked" };
+        let mut lines = format!(
+            "qmk: bench-info cpus={cpus} icount={icount} tsc_hz=1000000000 build={build}\n"
+        );
         if icount == 1 {
             lines.push_str("qmk: bench overhead ticks_per_pair=5\n");
         }
         for variant in VARIANTS.iter().filter(|v| keep(v, cpus)) {
             // icount: instructions per pair (+5 of loop); else ticks per CPU-share.
-            let (ticks, ipis, locks) = match (*variant, icount) {
-                ("direct-raw", 1) => (20 * 1000, 0, 0),
-                ("quickmap-window", 1) => (65 * 1000, 0, 0),
-                ("quickmap-direct", 1) => (28 * 1000, 0, 0),
-                (_, 1) => (300 * 1000, 0, 0),
-                ("global-lock-window", _) => (1_000_000 * u64::from(cpus * cpus * 2), 0, pairs),
-                ("shootdown-map", _) => (
+            let (ticks, ipis, locks) = match (*variant, icount, lean) {
+                ("direct-raw", 1, _) => (20 * 1000, 0, 0),
+                ("quickmap-window", 1, 0) => (65 * 1000, 0, 0),
+                ("quickmap-direct", 1, 0) => (28 * 1000, 0, 0),
+                ("quickmap-guard", 1, 1) => (50 * 1000, 0, 0),
+                ("quickmap-guard-direct", 1, 1) => (24 * 1000, 0, 0),
+                (_, 1, _) => (300 * 1000, 0, 0),
+                ("deferred-window", _, _) => (250_000, 0, 0),
+                ("global-lock-window", _, _) => (1_000_000 * u64::from(cpus * cpus * 2), 0, pairs),
+                ("shootdown-map", _, _) => (
                     1_000_000 * u64::from(cpus * cpus * 3),
                     pairs * (cpus - 1),
                     0,
                 ),
                 _ => (1_000_000, 0, 0),
             };
+            let (invalidations, pte_writes, flushes, reuses) = match *variant {
+                "deferred-window" => (0, pairs, pairs / 32, 0),
+                "deferred-pool" => (0, 0, 0, pairs),
+                _ => (pairs, 2 * pairs, 0, 0),
+            };
+            let counted = |count: u32| {
+                if lean == 1 && !BASELINES.contains(variant) {
+                    "-".to_string()
+                } else {
+                    count.to_string()
+                }
+            };
             lines.push_str(&format!(
-                "qmk: bench {variant} cpus={cpus} pairs={pairs} ticks={ticks} invalidations={pairs} \
-                 ipis={ipis} locks={locks} pte_writes={}\n",
-                2 * pairs
+                "qmk: bench {variant} cpus={cpus} pairs={pairs} ticks={ticks} invalidations={} \
+                 ipis={ipis} locks={locks} pte_writes={} full_flushes={} reuses={}\n",
+                counted(invalidations),
+                counted(pte_writes),
+                counted(flushes),
+                counted(reuses)
             ));
         }
         lines.push_str("qmk: bench done");
-        script.push_str(&format!("  {cpus}:{icount})\n{}    ;;\n", emit(&lines, 33)));
+        script.push_str(&format!(
+            "  {cpus}:{icount}:{lean})\n{}    ;;\n",
+            emit(&lines, 33)
+        ));
     }
     script.push_str("esac\n");
     script
@@ -755,16 +929,19 @@ fn bench_boots_reports_and_writes_files() {
     let (out, err) = (stdout(&output), stderr(&output));
     assert_eq!(output.status.code(), Some(0), "{out}\n{err}");
     let boots = machine.boots();
-    assert_eq!(boots.len(), 4, "{boots:?}");
-    assert!(
-        boots[0].contains("-append 'mode=bench dmap=64 pairs=1000 icount=1'")
-            || boots[0].contains("-append mode=bench dmap=64 pairs=1000 icount=1 "),
-        "{}",
-        boots[0]
-    );
-    assert!(boots[0].ends_with("-smp 1 -icount shift=0"), "{}", boots[0]);
-    assert!(boots[0].contains("-accel tcg "), "{}", boots[0]);
-    for (boot, cpus) in boots[1..].iter().zip([1, 2, 4]) {
+    assert_eq!(boots.len(), 5, "{boots:?}");
+    for (boot, elf) in boots[..2].iter().zip(["qmk.elf", "qmk-lean.elf"]) {
+        assert!(boot.contains(&format!("/{elf} -append")), "{boot}");
+        assert!(
+            boot.contains("-append 'mode=bench dmap=64 pairs=1000 icount=1'")
+                || boot.contains("-append mode=bench dmap=64 pairs=1000 icount=1 "),
+            "{boot}"
+        );
+        assert!(boot.ends_with("-smp 1 -icount shift=0"), "{boot}");
+        assert!(boot.contains("-accel tcg "), "{boot}");
+    }
+    for (boot, cpus) in boots[2..].iter().zip([1, 2, 4]) {
+        assert!(boot.contains("/qmk.elf -append"), "{boot}");
         assert!(
             boot.contains("-append mode=bench dmap=64 pairs=1000 -nographic"),
             "{boot}"
@@ -772,42 +949,97 @@ fn bench_boots_reports_and_writes_files() {
         assert!(boot.ends_with(&format!("-smp {cpus}")), "{boot}");
         assert!(boot.contains("-accel tcg,thread=multi"), "{boot}");
     }
-    // Window: 65 - 5 overhead = 60 instructions, 15 of them the touch.
     assert!(
-        out.contains(
-            "  quickmap-window             60.0       1.000      0.000       0.000       2.000\n"
-        ),
-        "{out}"
+        err.contains("xtask: bench boot 2/5: 1 CPU, icount (instruction counts), lean kernel\n"),
+        "{err}"
     );
+    // Window: 65 - 5 overhead = 60 instructions, 15 of them the touch. The columns:
+    // instr/pair, inval/pair, flush/pair, PTEw/pair, reuse/pair, IPIs/pair, locks/pair.
+    for row in [
+        "  quickmap-window              60.0     1.0000     0.0000    2.0000     0.0000     0.000      0.000\n",
+        "  shootdown-map               295.0     1.0000     0.0000    2.0000     0.0000     3.000      0.000\n",
+        "  deferred-window             295.0     0.0000     0.0312    1.0000     0.0000     0.000      0.000\n",
+    ] {
+        assert!(out.contains(row), "{row}\n{out}");
+    }
+    // The lean build, with instructions saved against the checked one: quickmap's
+    // events are not counted, the baselines' are.
+    for row in [
+        "  quickmap-guard               45.0      250.0          -          -         -          -     0.000      0.000\n",
+        "  global-lock-window          295.0        0.0     1.0000     0.0000    2.0000     0.0000     0.000      0.000\n",
+    ] {
+        assert!(out.contains(row), "{row}\n{out}");
+    }
     assert!(
         out.contains(
-            "  shootdown-map              295.0       1.000      3.000       0.000       2.000\n"
-        ),
-        "{out}"
-    );
-    assert!(
-        out.contains(
-            "  quickmap-window          1.00M     2.00M     4.00M    2.00    4.00     1.00     \
+            "  quickmap-window            1.00M     2.00M     4.00M    2.00    4.00     1.00     \
              1.00     1.00\n"
         ),
         "{out}"
     );
-    assert!(out.contains("targets: 10 of 10 met\n"), "{out}");
+    assert!(out.contains("targets: 16 of 16 met\n"), "{out}");
     assert!(
         out.contains(
-            "  met     quickmap-window: at most 60 instructions per pair beyond the touch \
-             (direct-raw): measured 45.0 (quickmap-window 60.0 - direct-raw 15.0)\n"
+            "  met     quickmap-window (checked build): at most 80 instructions per pair beyond \
+             the touch (direct-raw): measured 45.0 (quickmap-window 60.0 - direct-raw 15.0)\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  met     quickmap-guard (lean build): at most 40 instructions per pair beyond the \
+             touch (direct-raw): measured 30.0 (quickmap-guard 45.0 - direct-raw 15.0)\n"
         ),
         "{out}"
     );
     let json = fs::read_to_string(out_dir.join("bench.json")).unwrap();
-    assert!(json.contains("\"schema\": \"quickmap-bench/1\""), "{json}");
+    assert!(json.contains("\"schema\": \"quickmap-bench/2\""), "{json}");
     assert!(json.contains("\"label\": \"bench-icount-cpus1\""), "{json}");
+    assert!(
+        json.contains("\"label\": \"bench-lean-icount-cpus1\""),
+        "{json}"
+    );
     assert!(json.contains("\"kernel_cmdline\": \"mode=bench dmap=64 pairs=1000\""));
-    assert_eq!(json.matches("\"status\": \"met\"").count(), 10);
+    assert_eq!(json.matches("\"status\": \"met\"").count(), 16);
     let svg = fs::read_to_string(out_dir.join("throughput.svg")).unwrap();
-    assert_eq!(svg.matches("<polyline").count(), 11);
+    assert_eq!(svg.matches("<polyline").count(), 15);
     assert!(machine.log("bench-cpus4.log").contains("qmk: bench done"));
+    assert!(machine
+        .log("bench-lean-icount-cpus1.log")
+        .contains("build=lean"));
+}
+
+#[test]
+fn bench_without_a_lean_kernel_leaves_its_boot_out() {
+    let machine = FakeMachine::healthy("benchnolean");
+    let out_dir = machine.dir.join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "bench",
+            "--cpus",
+            "1,2,4",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
+        .env("QMK_QEMU", machine.dir.join("qemu"))
+        .env("QMK_KERNEL", machine.dir.join("qmk.elf"))
+        .env_remove("QMK_LEAN_KERNEL")
+        .env("QMK_LOG_DIR", machine.dir.join("logs"))
+        .output()
+        .expect("xtask runs");
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "{out}\n{err}");
+    assert!(err.contains("xtask: no lean kernel"), "{err}");
+    assert_eq!(machine.boots().len(), 4);
+    assert!(!out.contains("lean build (neither"), "{out}");
+    assert!(out.contains("targets: 13 of 16 met\n"), "{out}");
+    assert!(
+        out.contains(
+            "  n/a     quickmap-guard (lean build): at most 40 instructions per pair beyond the \
+             touch (direct-raw): not measured: no lean icount boot measured quickmap-guard\n"
+        ),
+        "{out}"
+    );
 }
 
 #[test]
@@ -853,7 +1085,11 @@ fn bench_fails_on_a_missing_variant_or_a_failed_boot() {
         last_line(&err),
         "xtask: the icount boot failed, so no instruction counts; nothing to report"
     );
-    assert_eq!(machine.boots().len(), 2);
+    assert_eq!(
+        machine.boots().len(),
+        3,
+        "checked and lean icount, one throughput boot"
+    );
 }
 
 #[test]
@@ -885,6 +1121,15 @@ fn bad_command_lines_give_one_line_and_status_2() {
         (
             &["bench", "--pairs", "0"][..],
             "xtask: --pairs 0: must be at least 1\n",
+        ),
+        (
+            &["run", "--invalidation", "lazy"][..],
+            "xtask: --invalidation lazy: must be strict or deferred\n",
+        ),
+        (
+            &["run", "--invalidation", "deferred", "--cpus", "16"][..],
+            "xtask: --invalidation deferred: needs --cpus 8 or fewer (the kernel's deferred \
+             quickmap instance serves at most 8 CPUs; 16 asked)\n",
         ),
     ] {
         let output = machine.xtask(args);

@@ -5,9 +5,12 @@
 //! it, all CPUs at once: the threads first meet at a start line, then each
 //! reads the TSC around its own loop. A variant's `ticks` are the slowest
 //! CPU's. Event counts are read per CPU right around the loop (quickmap's
-//! statistics, the CPU's lock and IPI counters), so spawning, joining and
-//! page allocation do not count; the baselines count their own
-//! invalidations and entry writes ([`variants::OwnCounts`]).
+//! statistics of both kernel instances, the CPU's lock and IPI counters), so
+//! spawning, joining, page allocation and a variant's warm-up do not count;
+//! the baselines count their own invalidations and entry writes
+//! ([`variants::OwnCounts`]). A kernel built without quickmap's `stats` (the
+//! lean build) cannot count a quickmap variant's invalidations, entry writes,
+//! full flushes and reuses: it prints `-` for them.
 //!
 //! - [`variants`]: what each variant does per pair.
 //! - [`baselines`]: the global-lock window and the shootdown mapping.
@@ -29,9 +32,17 @@ use crate::arch::interrupts::{disable_interrupts, enable_interrupts, interrupts_
 use crate::arch::tsc;
 use crate::boot_options::BootOptions;
 use crate::qemu;
-use crate::vm::quick::quickmap;
+use crate::vm::quick::{deferred_quickmap, DEFERRED_MAX_CPUS};
 use pages::PageRing;
 use variants::Variant;
+
+/// Which kernel build this is, for `bench-info`: `checked` with quickmap's
+/// contract checks (the default features), `lean` without.
+const BUILD: &str = if cfg!(feature = "contract-checks") {
+    "checked"
+} else {
+    "lean"
+};
 
 /// Pairs per variant (all CPUs together) unless `pairs=` says otherwise.
 const DEFAULT_PAIRS: u64 = 200_000;
@@ -46,7 +57,7 @@ pub fn run(options: &BootOptions) -> ! {
     let cpus = crate::cpu::cpu_count();
     let pairs = options.bench_pairs.unwrap_or(DEFAULT_PAIRS);
     crate::println!(
-        "qmk: bench-info cpus={cpus} icount={} tsc_hz={}",
+        "qmk: bench-info cpus={cpus} icount={} tsc_hz={} build={BUILD}",
         u8::from(options.icount),
         tsc::hz()
     );
@@ -62,40 +73,77 @@ pub fn run(options: &BootOptions) -> ! {
         (empty.ticks + empty.pairs / 2) / empty.pairs
     );
     for variant in Variant::REPORTED {
+        if variant.uses_deferred() && cpus > DEFERRED_MAX_CPUS {
+            continue; // The kernel has no deferred instance on this machine.
+        }
         let pairs = (pairs / variant.pairs_divisor()).max(1);
         let result = fastest_of(repeats, variant, cpus, pairs);
+        let events = result.events;
         crate::println!(
             "qmk: bench {} cpus={cpus} pairs={} ticks={} invalidations={} ipis={} locks={} \
-             pte_writes={}",
+             pte_writes={} full_flushes={} reuses={}",
             variant.name(),
             result.pairs,
             result.ticks,
-            result.events.invalidations,
-            result.events.ipis,
-            result.events.locks,
-            result.events.pte_writes
+            Count(events.invalidations),
+            events.ipis,
+            events.locks,
+            Count(events.pte_writes),
+            Count(events.full_flushes),
+            Count(events.reuses)
         );
     }
     crate::println!("qmk: bench done");
     qemu::exit(qemu::RunOutcome::Success);
 }
 
-/// Event counts (totals).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A count as the protocol prints it: the number, or `-` when it could not be
+/// counted.
+struct Count(Option<u64>);
+
+impl core::fmt::Display for Count {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self.0 {
+            Some(count) => write!(formatter, "{count}"),
+            None => formatter.write_str("-"),
+        }
+    }
+}
+
+/// Event counts (totals); `None`: not countable in this build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Events {
-    invalidations: u64,
+    /// Local single-page invalidations (`invlpg`), on any CPU.
+    invalidations: Option<u64>,
+    /// Local full TLB flushes (the deferred instance).
+    full_flushes: Option<u64>,
+    /// Page-table entries written to map a page.
+    pte_writes: Option<u64>,
+    /// Enters that took back a window still mapping the page (no entry write).
+    reuses: Option<u64>,
     ipis: u64,
     locks: u64,
-    pte_writes: u64,
 }
 
 impl Events {
+    const ZERO: Events = Events {
+        invalidations: Some(0),
+        full_flushes: Some(0),
+        pte_writes: Some(0),
+        reuses: Some(0),
+        ipis: 0,
+        locks: 0,
+    };
+
     fn plus(self, other: Events) -> Events {
+        let add = |a: Option<u64>, b: Option<u64>| Some(a? + b?);
         Events {
-            invalidations: self.invalidations + other.invalidations,
+            invalidations: add(self.invalidations, other.invalidations),
+            full_flushes: add(self.full_flushes, other.full_flushes),
+            pte_writes: add(self.pte_writes, other.pte_writes),
+            reuses: add(self.reuses, other.reuses),
             ipis: self.ipis + other.ipis,
             locks: self.locks + other.locks,
-            pte_writes: self.pte_writes + other.pte_writes,
         }
     }
 }
@@ -142,18 +190,19 @@ fn measure(variant: Variant, cpus: usize, pairs: u64) -> Measurement {
         ticks: results.iter().map(|r| r.ticks).max().unwrap_or(0),
         events: results
             .iter()
-            .fold(Events::default(), |sum, r| sum.plus(r.events)),
+            .fold(Events::ZERO, |sum, r| sum.plus(r.events)),
     }
 }
 
 /// One CPU's share, on a thread pinned to `cpu`.
 fn on_cpu(variant: Variant, cpu: usize, iterations: usize, start_line: &StartLine) -> CpuResult {
-    let ring = PageRing::new(variant.zone());
+    let ring = PageRing::new(variant.zone(), variant.ring_pages());
     start_line.wait();
     let interrupts_were_enabled = interrupts_enabled();
     if !variant.needs_interrupts() {
         disable_interrupts();
     }
+    variant.warm_up(&ring);
     let before = CpuCounters::read(cpu);
     compiler_fence(Ordering::SeqCst);
     let start = tsc::read();
@@ -161,26 +210,45 @@ fn on_cpu(variant: Variant, cpu: usize, iterations: usize, start_line: &StartLin
     let end = tsc::read();
     compiler_fence(Ordering::SeqCst);
     let after = CpuCounters::read(cpu);
+    if variant.uses_deferred() {
+        // The deferred windows still map the ring's pages, which go back to the
+        // frame allocator when the ring drops: flush them first, as any user of
+        // a deferred instance must before a page changes owner.
+        deferred_quickmap().flush_local();
+    }
     if interrupts_were_enabled {
         enable_interrupts();
     }
+    let quickmap = if variant.uses_quickmap() {
+        after.quickmap.zip(before.quickmap).map(|(after, before)| {
+            (
+                after.invalidations - before.invalidations,
+                after.full_flushes - before.full_flushes,
+                after.window_maps - before.window_maps,
+                after.window_reuses - before.window_reuses,
+            )
+        })
+    } else {
+        Some((0, 0, 0, 0))
+    };
     CpuResult {
         ticks: end - start,
         events: Events {
-            invalidations: after.invalidations - before.invalidations + own.invalidations,
+            invalidations: quickmap.map(|q| q.0 + own.invalidations),
+            full_flushes: quickmap.map(|q| q.1),
+            pte_writes: quickmap.map(|q| q.2 + own.pte_writes),
+            reuses: quickmap.map(|q| q.3),
             ipis: after.ipis - before.ipis,
             locks: after.locks - before.locks,
-            pte_writes: after.window_maps - before.window_maps + own.pte_writes,
         },
     }
 }
 
 /// The counters of one CPU that a variant's events are read from.
 struct CpuCounters {
-    /// quickmap: window entries written (one per window enter).
-    window_maps: u64,
-    /// quickmap: local invalidations (one per window remove).
-    invalidations: u64,
+    /// quickmap's statistics of this CPU, both kernel instances together
+    /// (`None` in a build without them).
+    quickmap: Option<quickmap::Stats>,
     /// Spin-lock acquisitions on this CPU.
     locks: u64,
     /// IPIs this CPU sent.
@@ -189,15 +257,30 @@ struct CpuCounters {
 
 impl CpuCounters {
     fn read(cpu: usize) -> CpuCounters {
-        let stats = quickmap().stats(cpu);
         let block = crate::cpu::cpu(cpu);
         CpuCounters {
-            window_maps: stats.window_maps,
-            invalidations: stats.invalidations,
+            quickmap: quickmap_stats(cpu),
             locks: block.lock_acquisitions.load(Ordering::Relaxed),
             ipis: block.ipis_sent.load(Ordering::Relaxed),
         }
     }
+}
+
+/// quickmap's event counts of `cpu`: the strict instance's plus the deferred
+/// one's, where the machine has it.
+#[cfg(feature = "stats")]
+fn quickmap_stats(cpu: usize) -> Option<quickmap::Stats> {
+    let strict = crate::vm::quick::quickmap().stats(cpu);
+    if crate::cpu::cpu_count() > DEFERRED_MAX_CPUS {
+        return Some(strict);
+    }
+    Some(strict.plus(deferred_quickmap().stats(cpu)))
+}
+
+/// A build without quickmap's `stats` has no counts.
+#[cfg(not(feature = "stats"))]
+fn quickmap_stats(_cpu: usize) -> Option<quickmap::Stats> {
+    None
 }
 
 /// Where the CPUs' threads wait for each other, so that they all start

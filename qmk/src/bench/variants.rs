@@ -4,19 +4,31 @@
 //! ([`Variant::EmptyLoop`], whose cost the host subtracts): `iterations` times,
 //! take the next page of the thread's ring and do the pair(s) with it. Each
 //! loop is its own `#[inline(never)]` function, so `objdump` shows exactly
-//! what a variant runs; the quickmap variants call the exported
-//! `pmap_quick_enter_page` / `pmap_quick_remove_page`, the code the static
-//! check disassembles.
+//! what a variant runs. The FreeBSD-named variants call the exported
+//! `pmap_quick_enter_page` / `pmap_quick_remove_page`, and the deferred ones
+//! `qmk_deferred_enter_page` / `qmk_deferred_remove_page`: the code the static
+//! check disassembles (calling them here also keeps them linked). The guard
+//! variants inline quickmap's safe API (`quickmap().map(&page)`) into the loop.
 
 use quickmap::untyped;
 use quickmap::PAGE_SIZE;
 
 use super::baselines::{GlobalWindow, ShootdownMap};
-use super::pages::{direct_address, touch, PageRing};
+use super::pages::{direct_address, touch, PageRing, Pages, RING};
 use crate::memory::frame_allocator::Zone;
 use crate::vm::quick::{
     pmap_copy_page, pmap_quick_enter_page, pmap_quick_remove_page, pmap_zero_page,
+    qmk_deferred_enter_page, qmk_deferred_remove_page, quickmap, DEFERRED_WINDOWS_PER_CPU,
 };
+
+/// Pages in `deferred-window`'s ring: more than twice the deferred instance's
+/// windows per CPU, so a page is never entered again before a full flush has
+/// cleaned the window that last mapped it (no reuse: every pair is a fresh map).
+pub const DEFERRED_RING: usize = 128;
+const _: () = assert!(DEFERRED_RING > 2 * DEFERRED_WINDOWS_PER_CPU);
+
+/// Pages in `deferred-pool`'s ring: a bounce-buffer pool, entered over and over.
+pub const POOL: usize = 4;
 
 /// One benchmark variant (`docs/kernel-protocol.md`, "mode=bench").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,8 +38,12 @@ pub enum Variant {
     DirectRaw,
     QuickmapWindow,
     QuickmapDirect,
+    QuickmapGuard,
+    QuickmapGuardDirect,
     QuickmapNested2,
     QuickmapNested4,
+    DeferredWindow,
+    DeferredPool,
     GlobalLockWindow,
     ShootdownMap,
     ZeroPageQuickmap,
@@ -38,12 +54,16 @@ pub enum Variant {
 
 impl Variant {
     /// Every reported variant, in the protocol's order.
-    pub const REPORTED: [Variant; 11] = [
+    pub const REPORTED: [Variant; 15] = [
         Variant::DirectRaw,
         Variant::QuickmapWindow,
         Variant::QuickmapDirect,
+        Variant::QuickmapGuard,
+        Variant::QuickmapGuardDirect,
         Variant::QuickmapNested2,
         Variant::QuickmapNested4,
+        Variant::DeferredWindow,
+        Variant::DeferredPool,
         Variant::GlobalLockWindow,
         Variant::ShootdownMap,
         Variant::ZeroPageQuickmap,
@@ -59,8 +79,12 @@ impl Variant {
             Variant::DirectRaw => "direct-raw",
             Variant::QuickmapWindow => "quickmap-window",
             Variant::QuickmapDirect => "quickmap-direct",
+            Variant::QuickmapGuard => "quickmap-guard",
+            Variant::QuickmapGuardDirect => "quickmap-guard-direct",
             Variant::QuickmapNested2 => "quickmap-nested2",
             Variant::QuickmapNested4 => "quickmap-nested4",
+            Variant::DeferredWindow => "deferred-window",
+            Variant::DeferredPool => "deferred-pool",
             Variant::GlobalLockWindow => "global-lock-window",
             Variant::ShootdownMap => "shootdown-map",
             Variant::ZeroPageQuickmap => "zero-page-quickmap",
@@ -101,10 +125,40 @@ impl Variant {
             Variant::EmptyLoop
             | Variant::DirectRaw
             | Variant::QuickmapDirect
+            | Variant::QuickmapGuardDirect
             | Variant::ZeroPageDirect
             | Variant::CopyPageDirect => Zone::DirectMapped,
             _ => Zone::High,
         }
+    }
+
+    /// Pages in each thread's ring.
+    pub fn ring_pages(self) -> usize {
+        match self {
+            Variant::DeferredWindow => DEFERRED_RING,
+            Variant::DeferredPool => POOL,
+            _ => RING,
+        }
+    }
+
+    /// Whether the variant goes through quickmap, whose statistics then count
+    /// its events (the baselines and the direct accesses count their own).
+    pub fn uses_quickmap(self) -> bool {
+        !matches!(
+            self,
+            Variant::EmptyLoop
+                | Variant::DirectRaw
+                | Variant::GlobalLockWindow
+                | Variant::ShootdownMap
+                | Variant::ZeroPageDirect
+                | Variant::CopyPageDirect
+        )
+    }
+
+    /// Whether the variant uses the kernel's deferred instance (which exists on
+    /// machines with at most `DEFERRED_MAX_CPUS` CPUs).
+    pub fn uses_deferred(self) -> bool {
+        matches!(self, Variant::DeferredWindow | Variant::DeferredPool)
     }
 
     /// Whether the loop must run with interrupts enabled: a shootdown waits
@@ -120,9 +174,18 @@ impl Variant {
     /// (the baselines, which have no statistics of their own).
     pub fn run(self, cpu: usize, ring: &PageRing, iterations: usize) -> OwnCounts {
         match self {
+            Variant::DeferredWindow => return deferred_window(ring.pages(), iterations),
+            Variant::DeferredPool => return deferred_pool(ring.pages(), iterations),
+            _ => {}
+        }
+        let ring = ring.pages::<RING>();
+        match self {
             Variant::EmptyLoop => empty_loop(ring, iterations),
             Variant::DirectRaw => direct_raw(ring, iterations),
             Variant::QuickmapWindow | Variant::QuickmapDirect => quickmap_pairs(ring, iterations),
+            Variant::QuickmapGuard | Variant::QuickmapGuardDirect => {
+                quickmap_guard(ring, iterations)
+            }
             Variant::QuickmapNested2 => quickmap_nested::<2>(ring, iterations),
             Variant::QuickmapNested4 => quickmap_nested::<4>(ring, iterations),
             Variant::GlobalLockWindow => global_lock_window(ring, iterations),
@@ -131,6 +194,16 @@ impl Variant {
             Variant::ZeroPageDirect => zero_page_direct(ring, iterations),
             Variant::CopyPageQuickmap => copy_page_quickmap(ring, iterations),
             Variant::CopyPageDirect => copy_page_direct(ring, iterations),
+            Variant::DeferredWindow | Variant::DeferredPool => unreachable!(),
+        }
+    }
+
+    /// What runs before the counters are read and the clock starts: the
+    /// bounce-buffer pool is entered once, so that the loop measures the steady
+    /// state in which each pool page still has its window.
+    pub fn warm_up(self, ring: &PageRing) {
+        if self == Variant::DeferredPool {
+            deferred_pool(ring.pages(), POOL);
         }
     }
 }
@@ -168,7 +241,7 @@ fn opaque(mut value: usize) -> usize {
 }
 
 #[inline(never)]
-fn empty_loop(ring: &PageRing, iterations: usize) -> OwnCounts {
+fn empty_loop(ring: Pages<RING>, iterations: usize) -> OwnCounts {
     each(iterations, |i| {
         opaque(ring.get(i) as *const _ as usize);
     });
@@ -176,13 +249,13 @@ fn empty_loop(ring: &PageRing, iterations: usize) -> OwnCounts {
 }
 
 #[inline(never)]
-fn direct_raw(ring: &PageRing, iterations: usize) -> OwnCounts {
+fn direct_raw(ring: Pages<RING>, iterations: usize) -> OwnCounts {
     each(iterations, |i| touch(direct_address(ring.get(i))));
     OwnCounts::default()
 }
 
 #[inline(never)]
-fn quickmap_pairs(ring: &PageRing, iterations: usize) -> OwnCounts {
+fn quickmap_pairs(ring: Pages<RING>, iterations: usize) -> OwnCounts {
     each(iterations, |i| {
         let va = pmap_quick_enter_page(ring.get(i));
         touch(va);
@@ -193,10 +266,51 @@ fn quickmap_pairs(ring: &PageRing, iterations: usize) -> OwnCounts {
     OwnCounts::default()
 }
 
+/// quickmap's safe API, inlined: `quickmap().map(&page)`, touch, drop. The
+/// guard carries its window, so its drop neither decodes the address nor checks
+/// the rules of the unsafe `remove`.
+#[inline(never)]
+fn quickmap_guard(ring: Pages<RING>, iterations: usize) -> OwnCounts {
+    each(iterations, |i| {
+        let page = ring.held(i);
+        let mapping = quickmap().map(&page);
+        touch(mapping.as_mut_ptr() as usize);
+        drop(mapping);
+    });
+    OwnCounts::default()
+}
+
+/// The deferred instance over [`DEFERRED_RING`] distinct pages: every pair maps
+/// a window afresh, and one local full flush per `DEFERRED_WINDOWS_PER_CPU`
+/// pairs cleans them all.
+#[inline(never)]
+fn deferred_window(ring: Pages<DEFERRED_RING>, iterations: usize) -> OwnCounts {
+    deferred_pairs(ring, iterations)
+}
+
+/// The deferred instance over a pool of [`POOL`] pages entered again and
+/// again (bounce buffers): each page finds the window that still maps it.
+#[inline(never)]
+fn deferred_pool(ring: Pages<POOL>, iterations: usize) -> OwnCounts {
+    deferred_pairs(ring, iterations)
+}
+
+#[inline(always)]
+fn deferred_pairs<const N: usize>(ring: Pages<N>, iterations: usize) -> OwnCounts {
+    each(iterations, |i| {
+        let va = qmk_deferred_enter_page(ring.get(i));
+        touch(va);
+        // SAFETY: `va` was entered just now by this thread and is not used
+        // after the remove.
+        unsafe { qmk_deferred_remove_page(va) };
+    });
+    OwnCounts::default()
+}
+
 /// `K` windows held at once; removed in the order entered (not LIFO:
 /// quickmap releases windows in any order).
 #[inline(never)]
-fn quickmap_nested<const K: usize>(ring: &PageRing, iterations: usize) -> OwnCounts {
+fn quickmap_nested<const K: usize>(ring: Pages<RING>, iterations: usize) -> OwnCounts {
     each(iterations, |i| {
         let vas: [usize; K] = core::array::from_fn(|j| pmap_quick_enter_page(ring.get(i * K + j)));
         for va in vas {
@@ -212,7 +326,7 @@ fn quickmap_nested<const K: usize>(ring: &PageRing, iterations: usize) -> OwnCou
 }
 
 #[inline(never)]
-fn global_lock_window(ring: &PageRing, iterations: usize) -> OwnCounts {
+fn global_lock_window(ring: Pages<RING>, iterations: usize) -> OwnCounts {
     let window = GlobalWindow::get();
     each(iterations, |i| window.pair(ring.get(i)));
     OwnCounts {
@@ -222,7 +336,7 @@ fn global_lock_window(ring: &PageRing, iterations: usize) -> OwnCounts {
 }
 
 #[inline(never)]
-fn shootdown_map(cpu: usize, ring: &PageRing, iterations: usize) -> OwnCounts {
+fn shootdown_map(cpu: usize, ring: Pages<RING>, iterations: usize) -> OwnCounts {
     let map = ShootdownMap::get();
     each(iterations, |i| map.pair(cpu, ring.get(i)));
     OwnCounts {
@@ -233,13 +347,13 @@ fn shootdown_map(cpu: usize, ring: &PageRing, iterations: usize) -> OwnCounts {
 }
 
 #[inline(never)]
-fn zero_page_quickmap(ring: &PageRing, iterations: usize) -> OwnCounts {
+fn zero_page_quickmap(ring: Pages<RING>, iterations: usize) -> OwnCounts {
     each(iterations, |i| pmap_zero_page(ring.get(i)));
     OwnCounts::default()
 }
 
 #[inline(never)]
-fn zero_page_direct(ring: &PageRing, iterations: usize) -> OwnCounts {
+fn zero_page_direct(ring: Pages<RING>, iterations: usize) -> OwnCounts {
     each(iterations, |i| {
         let va = direct_address(ring.get(i));
         // SAFETY: the page is direct-mapped, writable and this thread's own;
@@ -250,13 +364,13 @@ fn zero_page_direct(ring: &PageRing, iterations: usize) -> OwnCounts {
 }
 
 #[inline(never)]
-fn copy_page_quickmap(ring: &PageRing, iterations: usize) -> OwnCounts {
+fn copy_page_quickmap(ring: Pages<RING>, iterations: usize) -> OwnCounts {
     each(iterations, |i| pmap_copy_page(ring.get(i), ring.get(i + 1)));
     OwnCounts::default()
 }
 
 #[inline(never)]
-fn copy_page_direct(ring: &PageRing, iterations: usize) -> OwnCounts {
+fn copy_page_direct(ring: Pages<RING>, iterations: usize) -> OwnCounts {
     each(iterations, |i| {
         let source = direct_address(ring.get(i));
         let destination = direct_address(ring.get(i + 1));

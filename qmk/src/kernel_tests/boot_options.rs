@@ -1,5 +1,5 @@
 use crate::boot_options::{
-    BootMode, BootOptionError, BootOptions, WorkloadLength, DEFAULT_DIRECT_MAP_MIB,
+    BootMode, BootOptionError, BootOptions, Invalidation, WorkloadLength, DEFAULT_DIRECT_MAP_MIB,
 };
 use crate::kernel_test;
 
@@ -18,11 +18,16 @@ kernel_test! {
         assert_eq!(run.bench_pairs, Some(300));
         let timed = BootOptions::parse("secs=3").unwrap();
         assert_eq!(timed.workload_length, Some(WorkloadLength::Seconds(3)));
+        let deferred = BootOptions::parse("mode=run invalidation=deferred").unwrap();
+        assert_eq!(deferred.invalidation, Invalidation::Deferred);
+        let strict = BootOptions::parse("invalidation=strict").unwrap();
+        assert_eq!(strict.invalidation, Invalidation::Strict);
 
         let defaults = BootOptions::parse("").unwrap();
         assert_eq!(defaults.mode, BootMode::Run);
         assert_eq!(defaults.test_filter, None);
         assert_eq!(defaults.direct_map_mib, DEFAULT_DIRECT_MAP_MIB);
+        assert_eq!(defaults.invalidation, Invalidation::Strict);
     }
 }
 
@@ -43,7 +48,15 @@ kernel_test! {
             BootOptions::parse("mode=fast"),
             Err(BootOptionError::BadValue { key: "mode", .. })
         ));
-        for refused in ["ops=0", "secs=x", "pairs=-1", "icount=2", "ops=5 secs=5"] {
+        for refused in [
+            "ops=0",
+            "secs=x",
+            "pairs=-1",
+            "icount=2",
+            "ops=5 secs=5",
+            "invalidation=lazy",
+            "invalidation=",
+        ] {
             assert!(
                 matches!(BootOptions::parse(refused), Err(BootOptionError::BadValue { .. })),
                 "{refused} must be refused"

@@ -22,7 +22,7 @@ mod wait;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::arch::interrupts::{in_interrupt, interrupts_enabled};
-use crate::arch::percpu::{gs_decrement_u32_is_zero, gs_increment_u32, gs_read_u32};
+use crate::arch::percpu::{gs_decrement_u32_then_if_set, gs_increment_u32, gs_read_u32};
 use crate::cpu::offsets;
 
 pub use scheduler::{
@@ -45,13 +45,14 @@ pub fn critical_enter() {
 
 /// Leaves a critical section. When the count returns to zero and a tick
 /// asked for a preemption meanwhile, the preemption happens here.
+///
+/// Four instructions when nothing is owed (`sub`, `jnz`, `cmp`, `jne`; see
+/// `gs_decrement_u32_then_if_set`): every quickmap window pair pays them.
 #[inline]
 pub fn critical_exit() {
-    if gs_decrement_u32_is_zero!(offsets::CRITICAL_DEPTH)
-        && gs_read_u32!(offsets::PREEMPTION_OWED) != 0
-    {
+    gs_decrement_u32_then_if_set!(offsets::CRITICAL_DEPTH, offsets::PREEMPTION_OWED, {
         scheduler::perform_owed_preemption();
-    }
+    });
 }
 
 /// The critical-section nesting of the running context.

@@ -44,7 +44,6 @@ use super::report::{count_operation, record_mismatch, Kind, MismatchReport, Work
 use crate::memory::frame_allocator::Zone;
 use crate::sync::SpinLock;
 use crate::vm::page::Wired;
-use crate::vm::quick::{pmap_quick_enter_page, pmap_quick_remove_page};
 
 /// Pages of the unmapped I/O buffer.
 pub const BUFFER_PAGES: usize = 4;
@@ -398,14 +397,18 @@ enum Direction {
 /// buffer, in its own terms: for each page the range touches, enter the page,
 /// `bcopy` the piece between it and the bounce buffer, remove the page.
 /// `bounce` stands for the bytes at `offset` of the buffer run `pages`.
+/// The enter and remove are the exported C-ABI functions of the workload's
+/// instance (`pmap_quick_enter_page`/`pmap_quick_remove_page`, or their
+/// `qmk_deferred_*` twins with `invalidation=deferred`).
 fn freebsd_sync(pages: &[Wired<'_>], offset: usize, bounce: &mut [u8], direction: Direction) {
-    let mmu = crate::vm::quick::quickmap().mmu();
+    let quickmap = quickmap();
+    let mmu = quickmap.mmu();
     let mut done = 0;
     while done < bounce.len() {
         let at = offset + done;
         let len = (PAGE_SIZE - at % PAGE_SIZE).min(bounce.len() - done);
         let piece = &mut bounce[done..done + len];
-        let kva = pmap_quick_enter_page(pages[at / PAGE_SIZE].page());
+        let kva = quickmap.quick_enter_page(pages[at / PAGE_SIZE].page());
         let data = VirtAddr(kva + at % PAGE_SIZE);
         match direction {
             // SAFETY: `kva` maps the page (wired by the caller) until the
@@ -416,7 +419,7 @@ fn freebsd_sync(pages: &[Wired<'_>], offset: usize, bounce: &mut [u8], direction
         }
         // SAFETY: `kva` was entered just above in this context, and nothing
         // uses it after this call.
-        unsafe { pmap_quick_remove_page(kva) };
+        unsafe { quickmap.quick_remove_page(kva) };
         done += len;
     }
 }

@@ -11,6 +11,12 @@
 //! - [`scrub`]: every page a worker owns read back against its checksum;
 //! - [`interrupt`]: the timer tick maps, checks and rewrites a page per CPU.
 //!
+//! All of them go through one quickmap instance, chosen by `invalidation=`
+//! ([`pages::select`]): the kernel's strict one (the default), or its deferred
+//! one, whose removed write-back windows stay mapped until the CPU's next local
+//! full flush, so that a stale translation the flush missed would show as a wrong
+//! byte like any other.
+//!
 //! Every byte is checked by its next user against a pattern derived from
 //! (origin frame, generation, offset) ([`pages`]), so a wrong frame, a stale
 //! translation or a torn copy shows as a wrong byte, reported with the
@@ -55,14 +61,19 @@ pub fn run(options: &BootOptions) -> ! {
     let workers = 2 * cpus + 2;
     let length = options.workload_length.unwrap_or(DEFAULT_LENGTH);
     let hz = tsc::hz();
+    if let Err(reason) = pages::select(options.invalidation) {
+        crate::println!("qmk: run FAILED: {reason}");
+        qemu::exit(qemu::RunOutcome::Failure);
+    }
     crate::memory::print_summary();
     crate::println!(
-        "qmk: workload: {workers} threads on {cpus} CPU(s), seed {}, {}",
+        "qmk: workload: {workers} threads on {cpus} CPU(s), seed {}, {}, {} invalidation",
         options.seed,
         match length {
             WorkloadLength::Operations(n) => alloc::format!("{n} operations"),
             WorkloadLength::Seconds(n) => alloc::format!("{n} s"),
-        }
+        },
+        options.invalidation.word()
     );
 
     zero_copy::fill_pool(POOL_PAGES_PER_WORKER * workers);
@@ -118,7 +129,12 @@ pub fn run(options: &BootOptions) -> ! {
         worker::cpu_changes(),
         interrupt::nested_ticks()
     );
+    #[cfg(feature = "stats")]
     let stats = quickmap().total_stats();
+    // A kernel built without quickmap's `stats` (the benchmark's lean build, which
+    // xtask never runs the workload on) has no counts to report.
+    #[cfg(not(feature = "stats"))]
+    let stats = quickmap::Stats::default();
     report::print_summary(
         cpus,
         workers,
@@ -126,7 +142,9 @@ pub fn run(options: &BootOptions) -> ! {
         &report::QuickmapCounts {
             direct_map_hits: stats.direct_map_hits,
             window_maps: stats.window_maps,
+            window_reuses: stats.window_reuses,
             invalidations: stats.invalidations,
+            full_flushes: stats.full_flushes,
         },
     );
 

@@ -22,24 +22,192 @@
 //! does; on a difference the pattern tells exactly which byte is wrong.
 
 use quickmap::arch::x86_64::X86Mmu;
-use quickmap::{MemoryAttribute, PhysAddr, PAGE_SIZE};
+use quickmap::{Deferred, HeldPage, MemoryAttribute, PhysAddr, PAGE_SIZE};
+use spin::Once;
 
+use crate::boot_options::Invalidation;
 use crate::memory::frame_allocator::{self, Zone};
 use crate::vm::page::{VmPage, Wired};
-use crate::vm::quick::{KernelQuickMap, QmkPlatform, WINDOWS_PER_CPU};
+use crate::vm::quick::{
+    self, DeferredQuickMap, KernelQuickMap, QmkPlatform, DEFERRED_MAX_CPUS,
+    DEFERRED_WINDOWS_PER_CPU, WINDOWS_PER_CPU,
+};
 
-/// The quickmap instance the workload drives, and its guard type.
+/// The kernel's two quickmap instances as the workload drives them.
 ///
-/// One alias, so that a check with a deliberately broken backend (see the
-/// report of the workload's teeth check) changes one line.
-pub type WorkloadQuickMap = KernelQuickMap;
-/// A live mapping made by [`quickmap`].
-pub type PageMapping<'q, 'p> = quickmap::Mapping<'q, 'p, QmkPlatform, X86Mmu, WINDOWS_PER_CPU>;
+/// Aliases, so that a check with a deliberately broken backend (see the report of
+/// the workload's teeth check) changes one line per instance.
+pub type StrictInstance = KernelQuickMap;
+/// See [`StrictInstance`].
+pub type DeferredInstance = DeferredQuickMap;
 
-/// The quickmap instance the workload drives: the kernel's own.
+/// The quickmap instance every job of the workload uses, chosen once at boot by
+/// `invalidation=`: the bounce copies (including the FreeBSD-named ones), zeroing,
+/// copying, the scrubber and the tick hook all go through it.
+pub enum WorkloadQuickMap {
+    /// `invalidation=strict`: [`quick::quickmap`] and the `pmap_*` functions.
+    Strict(&'static StrictInstance),
+    /// `invalidation=deferred`: [`quick::deferred_quickmap`] and the `qmk_deferred_*`
+    /// functions.
+    Deferred(&'static DeferredInstance),
+}
+
+/// A live mapping made by [`WorkloadQuickMap::map`].
+pub enum PageMapping<'p> {
+    Strict(quickmap::Mapping<'static, 'p, QmkPlatform, X86Mmu, WINDOWS_PER_CPU>),
+    Deferred(
+        quickmap::Mapping<'static, 'p, QmkPlatform, X86Mmu, DEFERRED_WINDOWS_PER_CPU, Deferred>,
+    ),
+}
+
+/// Runs `$body` with `$q` bound to the instance (or mapping) inside `$value`,
+/// whichever variant it is.
+macro_rules! either {
+    ($value:expr, $q:ident => $body:expr) => {
+        match $value {
+            WorkloadQuickMap::Strict($q) => $body,
+            WorkloadQuickMap::Deferred($q) => $body,
+        }
+    };
+}
+
+macro_rules! either_mapping {
+    ($value:expr, $m:ident => $body:expr) => {
+        match $value {
+            PageMapping::Strict($m) => $body,
+            PageMapping::Deferred($m) => $body,
+        }
+    };
+}
+
+static SELECTED: Once<WorkloadQuickMap> = Once::new();
+
+/// Chooses the instance the workload drives; the error is one line saying why
+/// it cannot (the deferred instance serves at most [`DEFERRED_MAX_CPUS`] CPUs).
+pub fn select(invalidation: Invalidation) -> Result<(), alloc::string::String> {
+    let cpus = crate::cpu::cpu_count();
+    if invalidation == Invalidation::Deferred && cpus > DEFERRED_MAX_CPUS {
+        return Err(alloc::format!(
+            "invalidation=deferred needs at most {DEFERRED_MAX_CPUS} CPUs (the deferred \
+             instance's windows fill one page table), this machine has {cpus}; use \
+             invalidation=strict or fewer CPUs"
+        ));
+    }
+    SELECTED.call_once(|| match invalidation {
+        Invalidation::Strict => WorkloadQuickMap::Strict(quick::quickmap()),
+        Invalidation::Deferred => WorkloadQuickMap::Deferred(quick::deferred_quickmap()),
+    });
+    Ok(())
+}
+
+/// The quickmap instance the workload drives.
+///
+/// # Panics
+///
+/// Before [`select`].
 #[inline]
 pub fn quickmap() -> &'static WorkloadQuickMap {
-    crate::vm::quick::quickmap()
+    match SELECTED.get() {
+        Some(selected) => selected,
+        None => panic!("workload: quickmap used before pages::select"),
+    }
+}
+
+impl WorkloadQuickMap {
+    /// Maps `page` until the returned guard drops.
+    #[inline]
+    pub fn map<'p, H: HeldPage + ?Sized>(&self, page: &'p H) -> PageMapping<'p> {
+        match *self {
+            WorkloadQuickMap::Strict(q) => PageMapping::Strict(q.map(page)),
+            WorkloadQuickMap::Deferred(q) => PageMapping::Deferred(q.map(page)),
+        }
+    }
+
+    /// `copy_from_pages`: from the run `pages` at `offset` into `dst`.
+    pub fn copy_from_pages<H: HeldPage>(&self, pages: &[H], offset: usize, dst: &mut [u8]) {
+        either!(*self, q => q.copy_from_pages(pages, offset, dst))
+    }
+
+    /// `copy_to_pages`: `src` into the run `pages` at `offset`.
+    pub fn copy_to_pages<H: HeldPage>(&self, pages: &[H], offset: usize, src: &[u8]) {
+        either!(*self, q => q.copy_to_pages(pages, offset, src))
+    }
+
+    /// `pmap_zero_page` on this instance.
+    pub fn zero_page(&self, page: &Wired<'_>) {
+        match *self {
+            WorkloadQuickMap::Strict(_) => quick::pmap_zero_page(page.page()),
+            WorkloadQuickMap::Deferred(q) => q.zero_page(page),
+        }
+    }
+
+    /// `pmap_copy_page` on this instance.
+    pub fn copy_page(&self, source: &Wired<'_>, destination: &Wired<'_>) {
+        match *self {
+            WorkloadQuickMap::Strict(_) => quick::pmap_copy_page(source.page(), destination.page()),
+            WorkloadQuickMap::Deferred(q) => q.copy_page(source, destination),
+        }
+    }
+
+    /// `pmap_quick_enter_page(9)` on this instance (through the exported C-ABI
+    /// function: `pmap_quick_enter_page` or `qmk_deferred_enter_page`).
+    pub fn quick_enter_page(&self, page: &VmPage) -> usize {
+        match self {
+            WorkloadQuickMap::Strict(_) => quick::pmap_quick_enter_page(page),
+            WorkloadQuickMap::Deferred(_) => quick::qmk_deferred_enter_page(page),
+        }
+    }
+
+    /// `pmap_quick_remove_page(9)` on this instance.
+    ///
+    /// # Safety
+    ///
+    /// `kva` was returned by [`quick_enter_page`](Self::quick_enter_page) of this
+    /// instance in the calling context and not removed since; nothing uses it after.
+    pub unsafe fn quick_remove_page(&self, kva: usize) {
+        match self {
+            // SAFETY: forwarded from this function's contract.
+            WorkloadQuickMap::Strict(_) => unsafe { quick::pmap_quick_remove_page(kva) },
+            // SAFETY: forwarded from this function's contract.
+            WorkloadQuickMap::Deferred(_) => unsafe { quick::qmk_deferred_remove_page(kva) },
+        }
+    }
+
+    /// The MMU backend (byte copies through an address the instance returned).
+    pub fn mmu(&self) -> &'static X86Mmu {
+        either!(*self, q => q.mmu())
+    }
+
+    /// Windows in use on `cpu` (a bit mask).
+    pub fn windows_in_use(&self, cpu: usize) -> u32 {
+        either!(*self, q => q.windows_in_use(cpu))
+    }
+
+    /// Event counts of all CPUs together.
+    #[cfg(feature = "stats")]
+    pub fn total_stats(&self) -> quickmap::Stats {
+        either!(*self, q => q.total_stats())
+    }
+}
+
+impl PageMapping<'_> {
+    /// Copies bytes at `offset` of the page into `dst`.
+    #[inline]
+    pub fn read(&self, offset: usize, dst: &mut [u8]) {
+        either_mapping!(self, m => m.read(offset, dst))
+    }
+
+    /// Copies `src` to `offset` of the page.
+    #[inline]
+    pub fn write(&self, offset: usize, src: &[u8]) {
+        either_mapping!(self, m => m.write(offset, src))
+    }
+
+    /// Compares the bytes at `offset` with `expected`; the first difference.
+    #[inline]
+    pub fn compare(&self, offset: usize, expected: &[u8]) -> Result<(), quickmap::Mismatch> {
+        either_mapping!(self, m => m.compare(offset, expected))
+    }
 }
 
 /// Bytes handled per step when generating, comparing and copying: small
@@ -196,7 +364,7 @@ impl From<quickmap::Mismatch> for WrongByte {
 /// (it fills a chunk with the bytes due from a page offset on); the first
 /// difference, if any.
 pub fn compare_mapped(
-    mapping: &PageMapping<'_, '_>,
+    mapping: &PageMapping<'_>,
     range: core::ops::Range<usize>,
     mut expected: impl FnMut(usize, &mut [u8]),
 ) -> Result<(), WrongByte> {
@@ -213,7 +381,7 @@ pub fn compare_mapped(
 }
 
 /// Checks that the whole mapped page holds `content`'s pattern.
-pub fn verify_pattern(mapping: &PageMapping<'_, '_>, content: Content) -> Result<(), WrongByte> {
+pub fn verify_pattern(mapping: &PageMapping<'_>, content: Content) -> Result<(), WrongByte> {
     compare_mapped(mapping, 0..PAGE_SIZE, |offset, chunk| {
         pattern_bytes(content.origin, content.generation, offset, chunk)
     })
@@ -221,7 +389,7 @@ pub fn verify_pattern(mapping: &PageMapping<'_, '_>, content: Content) -> Result
 
 /// Writes the pattern of `(origin, generation)` over the whole mapped page;
 /// returns the content it now holds.
-pub fn fill_pattern(mapping: &PageMapping<'_, '_>, origin: u64, generation: u64) -> Content {
+pub fn fill_pattern(mapping: &PageMapping<'_>, origin: u64, generation: u64) -> Content {
     let mut chunk = [0u8; CHUNK];
     let mut checksum = Checksum::default();
     for offset in (0..PAGE_SIZE).step_by(CHUNK) {
@@ -237,7 +405,7 @@ pub fn fill_pattern(mapping: &PageMapping<'_, '_>, origin: u64, generation: u64)
 }
 
 /// Reads the whole mapped page and returns its checksum.
-pub fn checksum_mapped(mapping: &PageMapping<'_, '_>) -> u64 {
+pub fn checksum_mapped(mapping: &PageMapping<'_>) -> u64 {
     let mut chunk = [0u8; CHUNK];
     let mut checksum = Checksum::default();
     for offset in (0..PAGE_SIZE).step_by(CHUNK) {

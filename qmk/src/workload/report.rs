@@ -269,7 +269,11 @@ pub fn print_progress(cpus: usize, target: u64, elapsed_ms: u64, duration_ms: Op
 pub struct QuickmapCounts {
     pub direct_map_hits: u64,
     pub window_maps: u64,
+    /// Windows taken back while they still mapped the page (deferred only).
+    pub window_reuses: u64,
     pub invalidations: u64,
+    /// Local full TLB flushes (deferred only).
+    pub full_flushes: u64,
 }
 
 /// The summary lines, one counter each.
@@ -289,7 +293,9 @@ pub fn print_summary(
         ("bytes_moved", total(cpus, |c| &c.bytes_moved)),
         ("direct_map_hits", quickmap_counts.direct_map_hits),
         ("window_maps", quickmap_counts.window_maps),
+        ("window_reuses", quickmap_counts.window_reuses),
         ("invalidations", quickmap_counts.invalidations),
+        ("full_flushes", quickmap_counts.full_flushes),
         ("mismatches", mismatches()),
         ("duration_ms", duration_ms),
         ("cpus", cpus as u64),

@@ -15,6 +15,10 @@
 //! new generation into the source, so the copy must deliver that one: a copy
 //! from the wrong frame, from a stale translation, or torn, shows as a wrong
 //! byte in the destination.
+//!
+//! With `invalidation=deferred` both go through the deferred instance's
+//! `zero_page`/`copy_page` instead of the `pmap_*` functions (see
+//! [`WorkloadQuickMap`](super::pages::WorkloadQuickMap)).
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -28,7 +32,6 @@ use super::pages::{
 use super::report::{count_operation, count_work, record_mismatch, Kind, MismatchReport, Work};
 use crate::memory::frame_allocator::Zone;
 use crate::sync::SpinLock;
-use crate::vm::quick::{pmap_copy_page, pmap_zero_page};
 
 /// The free pool: zeroed pages, oldest first.
 static FREE_POOL: SpinLock<VecDeque<OwnedPage>> = SpinLock::new(VecDeque::new());
@@ -51,7 +54,7 @@ pub fn fill_pool(count: usize) {
         let page = OwnedPage::allocate(zone);
         {
             let wired = page.wire();
-            pmap_zero_page(wired.page());
+            quickmap().zero_page(&wired);
         }
         FREE_POOL.lock().push_back(page);
     }
@@ -93,7 +96,7 @@ impl ZeroJob {
         let freed = self.owned.swap_remove(rng.below(self.owned.len()));
         {
             let wired = freed.frame.wire();
-            pmap_zero_page(wired.page());
+            quickmap().zero_page(&wired);
         }
         let reused = {
             let mut pool = FREE_POOL.lock();
@@ -155,7 +158,7 @@ impl CopyJob {
         {
             let from = self.pages[source].frame.wire();
             let to = self.pages[destination].frame.wire();
-            pmap_copy_page(from.page(), to.page());
+            quickmap().copy_page(&from, &to);
         }
         let child = &mut self.pages[destination];
         let wired = child.frame.wire();

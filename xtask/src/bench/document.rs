@@ -2,13 +2,14 @@
 //! figures per variant, and the targets. Raw counts are kept so that figures can be
 //! recomputed later without booting again.
 
-use super::figures::{pairs_per_second, EventsPerPair, VariantFigures};
+use super::figures::{pairs_per_second, Cost, EventsPerPair, VariantFigures};
 use super::lines::BenchBoot;
 use super::targets::{TargetCheck, TargetStatus};
 use crate::json::Json;
 
-/// Identifies the layout, so that later tools can tell versions apart.
-pub const SCHEMA: &str = "quickmap-bench/1";
+/// Identifies the layout, so that later tools can tell versions apart (2: two kernel
+/// builds, full flushes and reuses, counts that may be `null`).
+pub const SCHEMA: &str = "quickmap-bench/2";
 
 /// How the bench was run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,19 +79,23 @@ pub fn bench_document(
 
 fn boot_json(entry: &BootEntry) -> Json {
     let boot = entry.boot;
+    let count = |count: Option<u64>| count.map_or(Json::Null, Json::Int);
     let variants = boot
         .variants
         .iter()
         .map(|run| {
+            let events = &run.events;
             Json::object([
                 ("name", Json::str(&run.name)),
                 ("cpus", Json::Int(run.cpus.into())),
                 ("pairs", Json::Int(run.pairs)),
                 ("ticks", Json::Int(run.ticks)),
-                ("invalidations", Json::Int(run.invalidations)),
-                ("ipis", Json::Int(run.ipis)),
-                ("locks", Json::Int(run.locks)),
-                ("pte_writes", Json::Int(run.pte_writes)),
+                ("invalidations", count(events.invalidations)),
+                ("full_flushes", count(events.full_flushes)),
+                ("pte_writes", count(events.pte_writes)),
+                ("reuses", count(events.reuses)),
+                ("ipis", Json::Int(events.ipis)),
+                ("locks", Json::Int(events.locks)),
                 ("per_pair", events_json(&EventsPerPair::of(run))),
                 (
                     "pairs_per_second",
@@ -102,6 +107,7 @@ fn boot_json(entry: &BootEntry) -> Json {
     Json::object([
         ("label", Json::str(&entry.label)),
         ("kernel_cmdline", Json::str(&entry.kernel_cmdline)),
+        ("build", Json::str(boot.info.build.word())),
         ("cpus", Json::Int(boot.info.cpus.into())),
         ("icount", Json::Bool(boot.info.icount)),
         ("tsc_hz", Json::Int(boot.info.tsc_hz)),
@@ -115,10 +121,23 @@ fn boot_json(entry: &BootEntry) -> Json {
 
 fn events_json(events: &EventsPerPair) -> Json {
     Json::object([
-        ("invalidations", Json::Number(events.invalidations)),
+        ("invalidations", Json::number_or_null(events.invalidations)),
+        ("full_flushes", Json::number_or_null(events.full_flushes)),
+        ("pte_writes", Json::number_or_null(events.pte_writes)),
+        ("reuses", Json::number_or_null(events.reuses)),
         ("ipis", Json::Number(events.ipis)),
         ("locks", Json::Number(events.locks)),
-        ("pte_writes", Json::Number(events.pte_writes)),
+    ])
+}
+
+fn cost_json(cost: &Cost) -> Json {
+    Json::object([
+        (
+            "instructions_per_pair",
+            Json::Number(cost.instructions_per_pair),
+        ),
+        ("events_per_pair_icount", events_json(&cost.events_icount)),
+        ("events_per_pair_worst", events_json(&cost.events_worst)),
     ])
 }
 
@@ -134,12 +153,8 @@ fn by_cpus(values: &[(u32, f64)]) -> Json {
 fn variant_json(f: &VariantFigures) -> Json {
     Json::object([
         ("name", Json::str(&f.name)),
-        (
-            "instructions_per_pair",
-            Json::Number(f.instructions_per_pair),
-        ),
-        ("events_per_pair_icount", events_json(&f.events_icount)),
-        ("events_per_pair_worst", events_json(&f.events_worst)),
+        ("checked", cost_json(&f.checked)),
+        ("lean", f.lean.as_ref().map_or(Json::Null, cost_json)),
         ("pairs_per_second", by_cpus(&f.throughput)),
         ("scaling_vs_1_cpu", by_cpus(&f.scaling)),
         ("ratio_to_quickmap_window", by_cpus(&f.vs_window)),
@@ -165,22 +180,45 @@ fn target_json(t: &TargetCheck) -> Json {
 mod tests {
     use super::*;
     use crate::bench::figures::compute_figures;
-    use crate::bench::lines::{tests::boot_text, BenchBootLines};
+    use crate::bench::lines::tests::{boot_text, counted};
+    use crate::bench::lines::BenchBootLines;
     use crate::bench::targets::check_targets;
+    use crate::kernel_build::KernelBuild;
 
     #[test]
     fn document_holds_raw_and_derived_figures() {
-        let gather = |text: String, icount: bool| {
+        let gather = |text: String, icount: bool, build: KernelBuild| {
             let mut lines = BenchBootLines::default();
             text.lines().for_each(|l| lines.observe(l));
-            lines.complete(1, icount).unwrap()
+            lines.complete(1, icount, build).unwrap()
         };
-        let icount = gather(boot_text(1, true, |_| [100, 5000, 100, 0, 0, 200]), true);
-        let one = gather(
-            boot_text(1, false, |_| [1000, 1_000_000, 0, 0, 0, 0]),
-            false,
+        let icount = gather(
+            boot_text(1, true, KernelBuild::Checked, |_| {
+                counted(100, 5000, 100, 0, 0, 200)
+            }),
+            true,
+            KernelBuild::Checked,
         );
-        let figures = compute_figures(&icount, std::slice::from_ref(&one));
+        let lean = gather(
+            boot_text(1, true, KernelBuild::Lean, |_| {
+                let (pairs, ticks, mut events) = counted(100, 4000, 0, 0, 0, 0);
+                events.invalidations = None;
+                events.pte_writes = None;
+                events.full_flushes = None;
+                events.reuses = None;
+                (pairs, ticks, events)
+            }),
+            true,
+            KernelBuild::Lean,
+        );
+        let one = gather(
+            boot_text(1, false, KernelBuild::Checked, |_| {
+                counted(1000, 1_000_000, 0, 0, 0, 0)
+            }),
+            false,
+            KernelBuild::Checked,
+        );
+        let figures = compute_figures(&icount, Some(&lean), std::slice::from_ref(&one));
         let targets = check_targets(&figures);
         let config = BenchConfig {
             memory_mib: 2048,
@@ -196,6 +234,11 @@ mod tests {
                 boot: &icount,
             },
             BootEntry {
+                label: "bench-lean-icount-cpus1".into(),
+                kernel_cmdline: "mode=bench dmap=64 pairs=1000 icount=1".into(),
+                boot: &lean,
+            },
+            BootEntry {
                 label: "bench-cpus1".into(),
                 kernel_cmdline: "mode=bench dmap=64 pairs=1000".into(),
                 boot: &one,
@@ -203,7 +246,7 @@ mod tests {
         ];
         let text = bench_document(&config, &boots, &figures, &targets).render();
         assert!(
-            text.starts_with("{\n  \"schema\": \"quickmap-bench/1\",\n"),
+            text.starts_with("{\n  \"schema\": \"quickmap-bench/2\",\n"),
             "{text}"
         );
         assert!(
@@ -211,7 +254,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\"overhead_ticks_per_pair\": 5,"), "{text}");
+        assert!(text.contains("\"build\": \"lean\","), "{text}");
         assert!(text.contains("\"instructions_per_pair\": 45,"), "{text}");
+        assert!(text.contains("\"instructions_per_pair\": 35,"), "{text}");
+        assert!(text.contains("\"invalidations\": null,"), "{text}");
         assert!(text.contains("\"pairs_per_second\": 1000000\n"), "{text}");
         assert!(text.contains("\"pairs_per_second\": {\n        \"1\": 1000000\n      }"));
         assert!(text.contains("\"status\": \"not measured\""), "{text}");

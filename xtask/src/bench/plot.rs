@@ -16,11 +16,12 @@ const RIGHT: f64 = 230.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 70.0;
 
-/// Distinguishable colours (Tableau 10 plus one), in variant order.
-const PALETTE: [&str; 11] = [
+/// Distinguishable colours (Tableau 10 plus five), in variant order: one per variant.
+const PALETTE: [&str; 15] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#555555", "#17becf",
+    "#9c755f", "#555555", "#17becf", "#bcbd22", "#222222", "#aec7e8", "#ffbb78",
 ];
+const _: () = assert!(PALETTE.len() >= super::lines::VARIANTS.len());
 
 /// The SVG document for `figures`' throughput (pairs/s by CPU count).
 pub fn throughput_svg(figures: &[VariantFigures]) -> String {
@@ -195,14 +196,17 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::figures::EventsPerPair;
+    use crate::bench::figures::{Cost, EventsPerPair};
 
     fn variant(name: &str, throughput: &[(u32, f64)]) -> VariantFigures {
         VariantFigures {
             name: name.into(),
-            instructions_per_pair: 0.0,
-            events_icount: EventsPerPair::default(),
-            events_worst: EventsPerPair::default(),
+            checked: Cost {
+                instructions_per_pair: 0.0,
+                events_icount: EventsPerPair::default(),
+                events_worst: EventsPerPair::default(),
+            },
+            lean: None,
             throughput: throughput.to_vec(),
             scaling: Vec::new(),
             vs_window: Vec::new(),

@@ -1,12 +1,16 @@
 //! `cargo xtask bench`: the benchmark (DESIGN.md §6, `docs/kernel-protocol.md`).
 //!
-//! One boot on 1 CPU under `-icount shift=0` (and `icount=1` for the kernel) gives
-//! exact instruction counts; one boot per CPU count without icount gives throughput
-//! (`-icount` with several CPUs hangs QEMU 7.2, DESIGN.md §5). Then: a table on
-//! stdout, `bench.json` and `throughput.svg` in `--out`.
+//! Two kernels: the checked build (`cargo build --release` in `qmk/`, the default
+//! features) and the lean build (`--no-default-features`: no contract checks, no
+//! statistics; `qmk/target/lean/`). One boot of each on 1 CPU under `-icount shift=0`
+//! (and `icount=1` for the kernel) gives exact instruction counts; one boot of the
+//! checked kernel per CPU count without icount gives throughput (`-icount` with
+//! several CPUs hangs QEMU 7.2, DESIGN.md §5). Then: a table on stdout, `bench.json`
+//! and `throughput.svg` in `--out`.
 //!
 //! A missed target does not fail the command (it is a measurement); a failed boot or
-//! a missing variant does.
+//! a missing variant does. With `$QMK_KERNEL` but no `$QMK_LEAN_KERNEL` there is no
+//! lean kernel to boot: its boot is left out and its targets are not measured.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,37 +20,48 @@ use crate::bench::document::{bench_document, BenchConfig, BootEntry};
 use crate::bench::figures::compute_figures;
 use crate::bench::lines::{BenchBoot, BenchBootLines};
 use crate::bench::plot::throughput_svg;
-use crate::bench::table::render_report;
+use crate::bench::table::{render_report, Overheads};
 use crate::bench::targets::{check_targets, TargetStatus};
 use crate::boot_config::{BootMode, BootSpec};
 use crate::cli::{BenchOptions, MachineOptions};
-use crate::kernel_build::build_kernel;
+use crate::kernel_build::{build_kernel, build_kernel_as, KernelBuild, LEAN_KERNEL_OVERRIDE_VAR};
 use crate::paths;
 use crate::qemu_setup::locate_or_install_qemu;
 
 /// One planned boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct BenchRun {
     label: String,
     cpus: u32,
     icount: bool,
+    build: KernelBuild,
 }
 
 /// One boot's outcome.
 struct BootOutcome {
     label: String,
     kernel_cmdline: String,
+    run: BenchRun,
     result: Result<BenchBoot, String>,
 }
 
 /// Runs every boot, then reports.
 pub fn bench(options: &BenchOptions) -> Result<(), Failure> {
-    let kernel = build_kernel(options.machine.verbose)?;
+    let verbose = options.machine.verbose;
+    let checked = build_kernel(verbose)?;
+    let lean = build_kernel_as(KernelBuild::Lean, verbose)?;
+    if lean.is_none() {
+        eprintln!(
+            "xtask: no lean kernel (a prebuilt kernel is given, and {LEAN_KERNEL_OVERRIDE_VAR} \
+             names none): its boot is left out"
+        );
+    }
     let qemu = locate_or_install_qemu()?;
-    let runs = plan(&options.cpu_counts);
+    let runs = plan(&options.cpu_counts, lean.is_some());
     let mut outcomes = Vec::new();
     for (i, run) in runs.iter().enumerate() {
         eprintln!(
-            "xtask: bench boot {}/{}: {} CPU{}{}",
+            "xtask: bench boot {}/{}: {} CPU{}{}, {} kernel",
             i + 1,
             runs.len(),
             run.cpus,
@@ -55,9 +70,14 @@ pub fn bench(options: &BenchOptions) -> Result<(), Failure> {
                 ", icount (instruction counts)"
             } else {
                 " (throughput)"
-            }
+            },
+            run.build.word()
         );
-        outcomes.push(boot_once(&qemu, &kernel, run, options));
+        let kernel = match run.build {
+            KernelBuild::Checked => &checked,
+            KernelBuild::Lean => lean.as_ref().expect("planned only with a lean kernel"),
+        };
+        outcomes.push(boot_once(&qemu, kernel, run, options));
     }
 
     let failures: Vec<String> = outcomes
@@ -73,24 +93,26 @@ pub fn bench(options: &BenchOptions) -> Result<(), Failure> {
         ));
     };
     let good: Vec<&BootOutcome> = outcomes.iter().filter(|o| o.result.is_ok()).collect();
-    // `good` starts with the icount boot (it succeeded, see above); the rest are
-    // the throughput boots that succeeded.
-    let throughput: Vec<BenchBoot> = good[1..]
+    let lean_icount = good
         .iter()
+        .find(|o| o.run.icount && o.run.build == KernelBuild::Lean)
+        .and_then(|o| o.result.as_ref().ok());
+    let throughput: Vec<BenchBoot> = good
+        .iter()
+        .filter(|o| !o.run.icount)
         .filter_map(|o| o.result.as_ref().ok().cloned())
         .collect();
-    let figures = compute_figures(icount, &throughput);
+    let figures = compute_figures(icount, lean_icount, &throughput);
     let targets = check_targets(&figures);
     let cpu_counts: Vec<u32> = throughput.iter().map(|b| b.info.cpus).collect();
+    let overheads = Overheads {
+        checked: icount.overhead_ticks_per_pair.unwrap_or(0),
+        lean: lean_icount.map(|boot| boot.overhead_ticks_per_pair.unwrap_or(0)),
+    };
     println!();
     print!(
         "{}",
-        render_report(
-            &figures,
-            &cpu_counts,
-            icount.overhead_ticks_per_pair.unwrap_or(0),
-            &targets
-        )
+        render_report(&figures, &cpu_counts, overheads, &targets)
     );
 
     let config = BenchConfig {
@@ -143,19 +165,26 @@ pub fn bench(options: &BenchOptions) -> Result<(), Failure> {
     }
 }
 
-/// The icount boot first (its counts are the reference), then one per CPU count.
-fn plan(cpu_counts: &[u32]) -> Vec<BenchRun> {
-    std::iter::once(BenchRun {
-        label: "bench-icount-cpus1".into(),
+/// The checked icount boot first (its counts are the reference), the lean icount boot
+/// (when there is a lean kernel), then one checked boot per CPU count.
+fn plan(cpu_counts: &[u32], with_lean: bool) -> Vec<BenchRun> {
+    let icount = |label: &str, build| BenchRun {
+        label: label.into(),
         cpus: 1,
         icount: true,
-    })
-    .chain(cpu_counts.iter().map(|&cpus| BenchRun {
+        build,
+    };
+    let mut runs = vec![icount("bench-icount-cpus1", KernelBuild::Checked)];
+    if with_lean {
+        runs.push(icount("bench-lean-icount-cpus1", KernelBuild::Lean));
+    }
+    runs.extend(cpu_counts.iter().map(|&cpus| BenchRun {
         label: format!("bench-cpus{cpus}"),
         cpus,
         icount: false,
-    }))
-    .collect()
+        build: KernelBuild::Checked,
+    }));
+    runs
 }
 
 /// Boots once and checks the boot is complete.
@@ -197,12 +226,13 @@ fn boot_once(qemu: &Path, kernel: &Path, run: &BenchRun, options: &BenchOptions)
             })
         }
         Ok(report) => lines
-            .complete(run.cpus, run.icount)
+            .complete(run.cpus, run.icount, run.build)
             .map_err(|reason| format!("{reason} (serial log: {})", paths::shown(&report.log_path))),
     };
     BootOutcome {
         label: run.label.clone(),
         kernel_cmdline: spec.kernel_cmdline(),
+        run: run.clone(),
         result,
     }
 }
@@ -213,4 +243,31 @@ fn write_output(dir: &Path, name: &str, contents: &str) -> Result<PathBuf, Strin
     let path = dir.join(name);
     fs::write(&path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_boots_checked_icount_lean_icount_then_throughput() {
+        let runs = plan(&[1, 2, 4], true);
+        let summary: Vec<(&str, u32, bool, KernelBuild)> = runs
+            .iter()
+            .map(|r| (r.label.as_str(), r.cpus, r.icount, r.build))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("bench-icount-cpus1", 1, true, KernelBuild::Checked),
+                ("bench-lean-icount-cpus1", 1, true, KernelBuild::Lean),
+                ("bench-cpus1", 1, false, KernelBuild::Checked),
+                ("bench-cpus2", 2, false, KernelBuild::Checked),
+                ("bench-cpus4", 4, false, KernelBuild::Checked),
+            ]
+        );
+        let without_lean = plan(&[2], false);
+        assert_eq!(without_lean.len(), 2);
+        assert!(without_lean.iter().all(|r| r.build == KernelBuild::Checked));
+    }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{boot_kernel, Failure};
 use crate::boot_config::{BootMode, BootSpec};
-use crate::cli::{MachineOptions, RunOptions, WorkloadStop};
+use crate::cli::{Invalidation, MachineOptions, RunOptions, WorkloadStop};
 use crate::kernel_build::build_kernel;
 use crate::paths;
 use crate::qemu::BootReport;
@@ -24,15 +24,17 @@ pub fn run(options: &RunOptions) -> Result<(), Failure> {
     let machine = &options.machine;
     let kernel = build_kernel(machine.verbose)?;
     let qemu = locate_or_install_qemu()?;
-    let spec = workload_spec(options.cpus, machine, options.stop);
+    let spec = workload_spec(options.cpus, machine, options.stop, options.invalidation);
     eprintln!(
-        "xtask: booting qmk with {} CPU(s), {} MiB, direct map {} MiB (kernel command line: {})",
+        "xtask: booting qmk with {} CPU(s), {} MiB, direct map {} MiB, {} invalidation \
+         (kernel command line: {})",
         options.cpus,
         machine.memory_mib,
         machine.dmap_mib,
+        options.invalidation.word(),
         spec.kernel_cmdline()
     );
-    let label = format!("run-cpus{}", options.cpus);
+    let label = workload_label("run", options.cpus, options.invalidation);
     let (tally, report) = boot_workload(&qemu, &kernel, &spec, &label, true)?;
     if tally.has_summary() {
         println!();
@@ -53,18 +55,33 @@ pub fn run(options: &RunOptions) -> Result<(), Failure> {
     }
 }
 
-/// The boot of a workload: `mode=run` plus `ops=`/`secs=`.
+/// The boot of a workload: `mode=run` plus `ops=`/`secs=` and, for the deferred
+/// instance, `invalidation=deferred`.
 pub fn workload_spec(
     cpus: u32,
     machine: &MachineOptions,
     stop: Option<WorkloadStop>,
+    invalidation: Invalidation,
 ) -> BootSpec<'_> {
     BootSpec {
         mode: BootMode::Run,
         test: None,
         cpus,
         machine,
-        extra_words: stop.map(WorkloadStop::kernel_word).into_iter().collect(),
+        extra_words: stop
+            .map(WorkloadStop::kernel_word)
+            .into_iter()
+            .chain(invalidation.kernel_word())
+            .collect(),
+    }
+}
+
+/// The serial log's label of a workload boot, e.g. `run-cpus4` or
+/// `workload-cpus4-deferred`.
+pub fn workload_label(prefix: &str, cpus: u32, invalidation: Invalidation) -> String {
+    match invalidation {
+        Invalidation::Strict => format!("{prefix}-cpus{cpus}"),
+        Invalidation::Deferred => format!("{prefix}-cpus{cpus}-deferred"),
     }
 }
 

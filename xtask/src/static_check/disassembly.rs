@@ -52,6 +52,28 @@ impl Instruction {
         self.prefixes.iter().any(|p| p == "lock")
             || (self.mnemonic == "xchg" && self.operands.contains('['))
     }
+
+    /// Whether it invalidates one page's translation (`invlpg`).
+    pub fn is_invlpg(&self) -> bool {
+        self.mnemonic == "invlpg"
+    }
+
+    /// Whether it writes CR3 (`mov cr3,REG`), which flushes every non-global
+    /// translation of this CPU.
+    pub fn is_cr3_write(&self) -> bool {
+        self.mnemonic == "mov" && self.operands.starts_with("cr3,")
+    }
+
+    /// The instruction as objdump printed it, prefixes included, without its address
+    /// and comment: `lock xadd QWORD PTR [rip+0x10],rax`.
+    pub fn text(&self) -> String {
+        let mut words = self.prefixes.clone();
+        words.push(self.mnemonic.clone());
+        if !self.operands.is_empty() {
+            words.push(self.operands.clone());
+        }
+        words.join(" ")
+    }
 }
 
 /// Parses a whole disassembly. Lines that are neither a function header
@@ -125,7 +147,12 @@ fn direct_target(operands: &str) -> Option<u64> {
 pub(crate) mod tests {
     use super::*;
 
-    /// A small kernel's disassembly, in objdump's exact layout (tabs included).
+    /// A small kernel's disassembly, in objdump's exact layout (tabs included), that
+    /// keeps every promise of the static check: the strict pair's one `invlpg` is the
+    /// remove's; the deferred pair's hot paths have none, its uncached remove's slow
+    /// path has one, its flush's slow path writes CR3 (in a function it calls); the
+    /// locked instructions are on cold panic paths, one of them found cold only
+    /// because it cannot return (`page_not_resident`).
     pub const SAMPLE: &str = "
 qmk:     file format elf64-x86-64
 
@@ -145,7 +172,7 @@ Disassembly of section .text:
   10004c:\tje     100060 <quickmap::quick_map::QuickMap<P,M>::enter+0x20>
   10004e:\tjne    100100 <quickmap::rules::nesting_beyond_capacity>
   100054:\tmov    QWORD PTR [rdi],rsi
-  100057:\tinvlpg BYTE PTR [rsi]
+  100057:\tjb     100180 <qmk::vm::quick::page_not_resident>
   10005a:\tjmp    100080 <qmk::arch::critical_enter>
   100060:\tcall   QWORD PTR [rip+0x1000]        # 101060 <DW.ref.x>
   100066:\tret
@@ -161,7 +188,8 @@ Disassembly of section .text:
 
 00000000001000c0 <<qmk::Mmu as quickmap::mmu::Mmu>::clear>:
   1000c0:\tmov    QWORD PTR [rdi+0x8],0x0
-  1000c3:\tret
+  1000c8:\tinvlpg BYTE PTR [rsi]
+  1000cb:\tret
 
 0000000000100100 <quickmap::rules::nesting_beyond_capacity>:
   100100:\tlock xadd QWORD PTR [rip+0x10],rax        # 100118 <x>
@@ -170,6 +198,45 @@ Disassembly of section .text:
 0000000000100140 <core::panicking::panic_fmt>:
   100140:\txchg   BYTE PTR [rip+0x10],al
   100146:\tud2
+
+0000000000100180 <qmk::vm::quick::page_not_resident>:
+  100180:\tlock inc QWORD PTR [rip+0x20]        # 1001a7 <y>
+  100187:\tcall   100140 <core::panicking::panic_fmt>
+  10018c:\tint3
+
+00000000001001c0 <qmk_deferred_enter_page>:
+  1001c0:\tmov    eax,DWORD PTR [rdi+0x4]
+  1001c3:\ttest   eax,eax
+  1001c5:\tje     1001d0 <qmk_deferred_enter_page+0x10>
+  1001c7:\tmov    QWORD PTR [rdi+rax*8],rsi
+  1001cb:\tjmp    100080 <qmk::arch::critical_enter>
+  1001d0:\tcall   100200 <quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::cold_flush_free_windows>
+  1001d5:\tjmp    1001c7 <qmk_deferred_enter_page+0x7>
+
+0000000000100200 <quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::cold_flush_free_windows>:
+  100200:\tmov    QWORD PTR [rdi],0x0
+  100207:\tcall   100240 <<qmk::Mmu as quickmap::mmu::Mmu>::flush_all>
+  10020c:\tjae    100140 <core::panicking::panic_fmt>
+  100212:\tret
+
+0000000000100240 <<qmk::Mmu as quickmap::mmu::Mmu>::flush_all>:
+  100240:\tmov    rax,cr3
+  100243:\tmov    cr3,rax
+  100246:\tret
+
+0000000000100280 <qmk_deferred_remove_page>:
+  100280:\tmov    rax,QWORD PTR [rdi+0x10]
+  100284:\tcmp    eax,0x1
+  100287:\tjne    100290 <qmk_deferred_remove_page+0x10>
+  100289:\tand    DWORD PTR [rsi],0xfffffffe
+  10028f:\tret
+  100290:\tcall   1002c0 <quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::cold_remove_uncached>
+  100295:\tret
+
+00000000001002c0 <quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::cold_remove_uncached>:
+  1002c0:\tmov    QWORD PTR [rcx+rdx*8],0x0
+  1002c8:\tinvlpg BYTE PTR [rsi]
+  1002cb:\tret
 ";
 
     #[test]
@@ -186,6 +253,14 @@ Disassembly of section .text:
                 "<qmk::Mmu as quickmap::mmu::Mmu>::clear",
                 "quickmap::rules::nesting_beyond_capacity",
                 "core::panicking::panic_fmt",
+                "qmk::vm::quick::page_not_resident",
+                "qmk_deferred_enter_page",
+                "quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::\
+                 cold_flush_free_windows",
+                "<qmk::Mmu as quickmap::mmu::Mmu>::flush_all",
+                "qmk_deferred_remove_page",
+                "quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::\
+                 cold_remove_uncached",
             ]
         );
         assert_eq!(functions[0].address, 0x100000);
@@ -201,6 +276,8 @@ Disassembly of section .text:
             call.operands,
             "100040 <quickmap::quick_map::QuickMap<P,M>::enter>"
         );
+        let slow_call = &functions[8].instructions[5];
+        assert_eq!(slow_call.branch_target, Some(0x100200));
     }
 
     #[test]
@@ -209,7 +286,6 @@ Disassembly of section .text:
         let enter = &functions[1].instructions;
         assert_eq!(enter[0].operands, "rax,QWORD PTR gs:0x8");
         assert_eq!(enter[2].branch_target, Some(0x100060));
-        assert_eq!(enter[5].mnemonic, "invlpg");
         let indirect = &enter[7];
         assert!(indirect.is_indirect_branch());
         assert_eq!(indirect.operands, "QWORD PTR [rip+0x1000]");
@@ -217,6 +293,7 @@ Disassembly of section .text:
         assert_eq!(xadd.prefixes, ["lock"]);
         assert_eq!(xadd.mnemonic, "xadd");
         assert!(xadd.is_locked());
+        assert_eq!(xadd.text(), "lock xadd QWORD PTR [rip+0x10],rax");
         assert!(functions[6].instructions[0].is_locked(), "xchg with memory");
         let register_xchg = parse_instruction("  10:\txchg   ax,ax").unwrap();
         assert!(!register_xchg.is_locked());
@@ -226,5 +303,18 @@ Disassembly of section .text:
         assert!(parse_instruction("  10:\tcall   rax")
             .unwrap()
             .is_indirect_branch());
+        assert_eq!(functions[6].instructions[1].text(), "ud2");
+    }
+
+    #[test]
+    fn invalidations_and_cr3_writes() {
+        let functions = parse_disassembly(SAMPLE);
+        assert!(functions[4].instructions[1].is_invlpg());
+        let flush = &functions[10].instructions;
+        assert!(!flush[0].is_cr3_write(), "a read of CR3 flushes nothing");
+        assert!(flush[1].is_cr3_write());
+        assert!(!flush.iter().any(Instruction::is_invlpg));
+        let cr4 = parse_instruction("  10:\tmov    cr4,rax").unwrap();
+        assert!(!cr4.is_cr3_write());
     }
 }

@@ -1,28 +1,136 @@
 //! The static check of `cargo xtask test`: reads the built kernel's machine code and
-//! checks quickmap's promises that no test can observe directly (DESIGN.md §3.4):
-//! `pmap_quick_enter_page` and `pmap_quick_remove_page`, with everything they call
-//! (cold panic paths aside), contain no locked instruction, and the two together at
-//! most one `invlpg`.
+//! checks quickmap's promises that no test can observe directly (DESIGN.md §3.4), for
+//! the kernel's strict instance and its deferred one ([`ROOTS`]):
 //!
-//! Static, so it is a bound over every path, not a sample of the paths a test took.
+//! - the hot path of each exported entry point (the function with everything it
+//!   reaches, cold panic paths and quickmap's named slow paths aside: see [`reach`])
+//!   has exactly the `invlpg` count its design says (one in the strict remove, none
+//!   anywhere else), writes no CR3 and executes no locked instruction;
+//! - each slow path it reaches (a `cold_*` function of quickmap, with what that
+//!   reaches) is checked on its own: the deferred remove's `cold_remove_uncached` has
+//!   exactly one `invlpg`, the deferred enter's `cold_flush_free_windows` writes CR3
+//!   and has no `invlpg`, and no slow path has a locked instruction.
+//!
+//! The counts are of instructions in the code, not of executions: static, so they bound
+//! every path rather than sample the paths a test took.
 
 pub mod disassembly;
 pub mod reach;
 
-use std::collections::BTreeSet;
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::qemu_setup::{apt_install, find_in_path, is_executable, running_as_root};
-use disassembly::{parse_disassembly, Function};
-use reach::FunctionMap;
+use disassembly::{parse_disassembly, Function, Instruction};
+use reach::{FunctionMap, Reach};
 
-/// The exported entry points checked (`#[no_mangle]` in the kernel).
-pub const ROOTS: [&str; 2] = ["pmap_quick_enter_page", "pmap_quick_remove_page"];
-/// At most this many `invlpg` in the two roots' code together: one local
-/// invalidation per enter/remove pair.
-pub const MAX_INVLPG: usize = 1;
+/// How many of an instruction a path must contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// This many, no more, no fewer.
+    Exactly(usize),
+    /// This many or more.
+    AtLeast(usize),
+}
+
+impl Count {
+    /// Whether `n` meets it.
+    pub fn admits(self, n: usize) -> bool {
+        match self {
+            Count::Exactly(expected) => n == expected,
+            Count::AtLeast(minimum) => n >= minimum,
+        }
+    }
+}
+
+impl std::fmt::Display for Count {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Count::Exactly(n) => write!(formatter, "exactly {n}"),
+            Count::AtLeast(n) => write!(formatter, "at least {n}"),
+        }
+    }
+}
+
+/// What one path's code must contain. Locked instructions are never allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathExpectation {
+    /// `invlpg`: single-page invalidations.
+    pub invlpg: Count,
+    /// `mov cr3,REG`: full flushes of this CPU's non-global translations.
+    pub cr3_writes: Count,
+}
+
+/// A slow path a root must reach, and what it must contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowPathSpec {
+    /// How its demangled name ends, e.g. `::cold_remove_uncached`: one name for every
+    /// instance of the generic function, and the root's reach picks the right one.
+    pub name_suffix: &'static str,
+    /// What it must contain, with what it reaches.
+    pub expect: PathExpectation,
+}
+
+/// An exported entry point (`#[no_mangle]` in the kernel) and what its code must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootSpec {
+    /// The symbol.
+    pub name: &'static str,
+    /// Its hot path: the function and what it reaches, slow and panic paths aside.
+    pub hot: PathExpectation,
+    /// The slow paths it must reach. Others it reaches are reported and checked for
+    /// locks only.
+    pub slow_paths: &'static [SlowPathSpec],
+}
+
+/// A hot path that neither invalidates nor flushes.
+const NO_INVALIDATION: PathExpectation = PathExpectation {
+    invlpg: Count::Exactly(0),
+    cr3_writes: Count::Exactly(0),
+};
+
+/// The entry points checked: the strict instance's FreeBSD pair, whose one local
+/// invalidation per pair is the remove's, and the deferred instance's pair, which
+/// invalidates only on its slow paths (an uncached window's remove; the full flush
+/// once the clean windows run out).
+pub const ROOTS: [RootSpec; 4] = [
+    RootSpec {
+        name: "pmap_quick_enter_page",
+        hot: NO_INVALIDATION,
+        slow_paths: &[],
+    },
+    RootSpec {
+        name: "pmap_quick_remove_page",
+        hot: PathExpectation {
+            invlpg: Count::Exactly(1),
+            cr3_writes: Count::Exactly(0),
+        },
+        slow_paths: &[],
+    },
+    RootSpec {
+        name: "qmk_deferred_enter_page",
+        hot: NO_INVALIDATION,
+        slow_paths: &[SlowPathSpec {
+            name_suffix: "::cold_flush_free_windows",
+            expect: PathExpectation {
+                invlpg: Count::Exactly(0),
+                cr3_writes: Count::AtLeast(1),
+            },
+        }],
+    },
+    RootSpec {
+        name: "qmk_deferred_remove_page",
+        hot: NO_INVALIDATION,
+        slow_paths: &[SlowPathSpec {
+            name_suffix: "::cold_remove_uncached",
+            expect: PathExpectation {
+                invlpg: Count::Exactly(1),
+                cr3_writes: Count::Exactly(0),
+            },
+        }],
+    },
+];
 /// Environment variable naming an objdump to use instead of the one on `PATH`.
 pub const OBJDUMP_OVERRIDE_VAR: &str = "QMK_OBJDUMP";
 /// The Debian package that provides objdump.
@@ -31,7 +139,8 @@ const BINUTILS_PACKAGE: &str = "binutils";
 /// What the check found: report lines to print, and the problems (empty: passed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckOutcome {
-    /// One line per root, then a line about `invlpg`.
+    /// One line per root's hot path, each followed by one line per slow path it
+    /// reaches.
     pub report: Vec<String>,
     /// Each broken promise, one line each.
     pub problems: Vec<String>,
@@ -62,106 +171,218 @@ pub fn run_static_check(elf: &Path) -> Result<CheckOutcome, String> {
 pub fn check_disassembly(text: &str) -> CheckOutcome {
     let functions = parse_disassembly(text);
     let map = FunctionMap::new(&functions);
-    let mut report = Vec::new();
-    let mut problems = Vec::new();
-    // Functions reached from either root, each counted once for `invlpg`.
-    let mut reached_by_any: BTreeSet<usize> = BTreeSet::new();
-    for root in ROOTS {
-        let Some(index) = map.find(root) else {
-            problems.push(format!(
-                "symbol `{root}` not found in the kernel (it must be exported with \
-                 #[no_mangle] and linked in)"
-            ));
+    let mut outcome = CheckOutcome {
+        report: Vec::new(),
+        problems: Vec::new(),
+    };
+    for root in &ROOTS {
+        match map.find(root.name) {
+            Some(index) => check_root(root, index, &functions, &map, &mut outcome),
+            None => outcome.problems.push(format!(
+                "symbol `{}` not found in the kernel: it must be exported with #[no_mangle] \
+                 and referenced, or the linker drops it (a #[used] static holding its \
+                 address keeps it)",
+                root.name
+            )),
+        }
+    }
+    outcome
+}
+
+/// Checks one root's hot path, then each slow path it reaches.
+fn check_root(
+    root: &RootSpec,
+    index: usize,
+    functions: &[Function],
+    map: &FunctionMap,
+    outcome: &mut CheckOutcome,
+) {
+    let reach = map.reach(index);
+    let hot = PathCode::of(functions, &reach);
+    let mut line = format!("{}: hot path: {}", root.name, hot.describe(Some(&root.hot)));
+    if !reach.slow_paths.is_empty() {
+        let names: Vec<&str> = reach
+            .slow_paths
+            .iter()
+            .map(|&i| functions[i].name.as_str())
+            .collect();
+        line.push_str(&format!(
+            "; cold slow paths not followed: {}",
+            names.join(", ")
+        ));
+    }
+    outcome.report.push(line);
+    hot.find_problems(&format!("{}: hot path", root.name), &root.hot, outcome);
+    for locked in &hot.locked {
+        outcome
+            .problems
+            .push(format!("{}: locked instruction in {locked}", root.name));
+    }
+
+    // Each slow path, and the slow paths those reach, once each.
+    let mut examined: Vec<usize> = Vec::new();
+    let mut pending = reach.slow_paths.clone();
+    while !pending.is_empty() {
+        let slow = pending.remove(0);
+        if examined.contains(&slow) {
             continue;
+        }
+        examined.push(slow);
+        let slow_reach = map.reach(slow);
+        pending.extend(&slow_reach.slow_paths);
+        let name = &functions[slow].name;
+        let expected = root
+            .slow_paths
+            .iter()
+            .find(|spec| name.ends_with(spec.name_suffix))
+            .map(|spec| &spec.expect);
+        let code = PathCode::of(functions, &slow_reach);
+        let subject = format!("{}: cold path {name}", root.name);
+        outcome
+            .report
+            .push(format!("{subject}: {}", code.describe(expected)));
+        if let Some(expected) = expected {
+            code.find_problems(&subject, expected, outcome);
+        }
+        for locked in &code.locked {
+            outcome
+                .problems
+                .push(format!("{subject}: locked instruction in {locked}"));
+        }
+    }
+    for spec in root.slow_paths {
+        if !examined
+            .iter()
+            .any(|&i| functions[i].name.ends_with(spec.name_suffix))
+        {
+            outcome.problems.push(format!(
+                "{}: reaches no cold path `…{}`, which must hold {} invlpg and {} CR3 \
+                 write(s)",
+                root.name, spec.name_suffix, spec.expect.invlpg, spec.expect.cr3_writes
+            ));
+        }
+    }
+}
+
+/// The code of one path (a root's hot path, or a slow path with what it reaches): its
+/// size and where its instructions of interest are.
+struct PathCode<'a> {
+    functions: &'a [Function],
+    reach: &'a Reach,
+    /// `FUNCTION at 0xADDR` of each `invlpg`.
+    invlpg: Vec<String>,
+    /// `FUNCTION at 0xADDR` of each CR3 write.
+    cr3_writes: Vec<String>,
+    /// `FUNCTION at 0xADDR: INSTRUCTION` of each locked instruction.
+    locked: Vec<String>,
+}
+
+impl<'a> PathCode<'a> {
+    fn of(functions: &'a [Function], reach: &'a Reach) -> PathCode<'a> {
+        let find = |wanted: fn(&Instruction) -> bool| -> Vec<(&Function, &Instruction)> {
+            reach
+                .functions
+                .iter()
+                .map(|&i| &functions[i])
+                .flat_map(|f| f.instructions.iter().map(move |x| (f, x)))
+                .filter(|(_, x)| wanted(x))
+                .collect()
         };
-        let reach = map.reach(index);
-        reached_by_any.extend(&reach.functions);
-        report.push(describe_reach(root, &functions, &reach));
-        for &i in &reach.functions {
-            for instruction in functions[i].instructions.iter().filter(|x| x.is_locked()) {
-                problems.push(format!(
-                    "{root}: locked instruction in {} at {:#x}: {} {}",
-                    functions[i].name,
-                    instruction.address,
-                    [instruction.prefixes.join(" "), instruction.mnemonic.clone()]
-                        .join(" ")
-                        .trim(),
-                    instruction.operands
-                ));
+        let at = |(f, x): (&Function, &Instruction)| format!("{} at {:#x}", f.name, x.address);
+        PathCode {
+            functions,
+            reach,
+            invlpg: find(Instruction::is_invlpg).into_iter().map(at).collect(),
+            cr3_writes: find(Instruction::is_cr3_write)
+                .into_iter()
+                .map(at)
+                .collect(),
+            locked: find(Instruction::is_locked)
+                .into_iter()
+                .map(|(f, x)| format!("{}: {}", at((f, x)), x.text()))
+                .collect(),
+        }
+    }
+
+    /// `N instructions in K function(s) (f 12, g 3); 1 invlpg, expected exactly 1 (g at
+    /// 0x10); 0 CR3 write(s), expected exactly 0; 0 locked; cold panic paths not followed:
+    /// ...; M indirect branch(es) not followed`. Without an expectation the counts are
+    /// given alone.
+    fn describe(&self, expected: Option<&PathExpectation>) -> String {
+        let total: usize = self
+            .reach
+            .functions
+            .iter()
+            .map(|&i| self.functions[i].instructions.len())
+            .sum();
+        let each: Vec<String> = self
+            .reach
+            .functions
+            .iter()
+            .map(|&i| {
+                let function = &self.functions[i];
+                format!("{} {}", function.name, function.instructions.len())
+            })
+            .collect();
+        let count = |what: &str, found: &[String], expected: Option<Count>| {
+            let mut text = format!("{} {what}", found.len());
+            if let Some(expected) = expected {
+                text.push_str(&format!(", expected {expected}"));
+            }
+            if !found.is_empty() {
+                text.push_str(&format!(" ({})", found.join(", ")));
+            }
+            text
+        };
+        let mut line = format!(
+            "{total} instructions in {} function(s) ({}); {}; {}; {} locked",
+            self.reach.functions.len(),
+            each.join(", "),
+            count("invlpg", &self.invlpg, expected.map(|e| e.invlpg)),
+            count(
+                "CR3 write(s)",
+                &self.cr3_writes,
+                expected.map(|e| e.cr3_writes)
+            ),
+            self.locked.len()
+        );
+        if !self.reach.cold_skipped.is_empty() {
+            let cold: Vec<&str> = self.reach.cold_skipped.iter().map(String::as_str).collect();
+            line.push_str(&format!(
+                "; cold panic paths not followed: {}",
+                cold.join(", ")
+            ));
+        }
+        if self.reach.indirect_branches > 0 {
+            // Not followable statically; said so rather than silently trusted.
+            line.push_str(&format!(
+                "; {} indirect branch(es) not followed",
+                self.reach.indirect_branches
+            ));
+        }
+        line
+    }
+
+    /// A problem for each count that misses `expected`, said as `SUBJECT has N invlpg,
+    /// expected exactly 1 (where they are)`.
+    fn find_problems(&self, subject: &str, expected: &PathExpectation, outcome: &mut CheckOutcome) {
+        for (what, found, count) in [
+            ("invlpg", &self.invlpg, expected.invlpg),
+            (
+                "CR3 write(s) (mov cr3)",
+                &self.cr3_writes,
+                expected.cr3_writes,
+            ),
+        ] {
+            if !count.admits(found.len()) {
+                let mut problem = format!("{subject} has {} {what}, expected {count}", found.len());
+                if !found.is_empty() {
+                    problem.push_str(&format!(" ({})", found.join(", ")));
+                }
+                outcome.problems.push(problem);
             }
         }
     }
-    let invlpg: Vec<String> = reached_by_any
-        .iter()
-        .map(|&i| &functions[i])
-        .flat_map(|function| {
-            function
-                .instructions
-                .iter()
-                .filter(|x| x.mnemonic == "invlpg")
-                .map(move |x| format!("{} at {:#x}", function.name, x.address))
-        })
-        .collect();
-    report.push(format!(
-        "invlpg in the two together: {} (at most {MAX_INVLPG}){}",
-        invlpg.len(),
-        if invlpg.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", invlpg.join(", "))
-        }
-    ));
-    if invlpg.len() > MAX_INVLPG {
-        problems.push(format!(
-            "{} invlpg instructions in enter+remove (at most {MAX_INVLPG}): {}",
-            invlpg.len(),
-            invlpg.join(", ")
-        ));
-    }
-    CheckOutcome { report, problems }
-}
-
-/// `ROOT: N instructions in K function(s) (f 12, g 3); L locked; cold paths not
-/// followed: ...; indirect branches: M`.
-fn describe_reach(root: &str, functions: &[Function], reach: &reach::Reach) -> String {
-    let total: usize = reach
-        .functions
-        .iter()
-        .map(|&i| functions[i].instructions.len())
-        .sum();
-    let each: Vec<String> = reach
-        .functions
-        .iter()
-        .map(|&i| format!("{} {}", functions[i].name, functions[i].instructions.len()))
-        .collect();
-    let locked: usize = reach
-        .functions
-        .iter()
-        .map(|&i| {
-            functions[i]
-                .instructions
-                .iter()
-                .filter(|x| x.is_locked())
-                .count()
-        })
-        .sum();
-    let mut line = format!(
-        "{root}: {total} instructions in {} function(s) ({}); {locked} locked",
-        reach.functions.len(),
-        each.join(", ")
-    );
-    if !reach.cold_skipped.is_empty() {
-        let cold: Vec<&str> = reach.cold_skipped.iter().map(String::as_str).collect();
-        line.push_str(&format!("; cold paths not followed: {}", cold.join(", ")));
-    }
-    if reach.indirect_branches > 0 {
-        // Not followable statically; said so rather than silently trusted.
-        line.push_str(&format!(
-            "; {} indirect branch(es) not followed",
-            reach.indirect_branches
-        ));
-    }
-    line
 }
 
 /// `$QMK_OBJDUMP`, else `objdump` from `PATH`, else installs binutils when root, else
@@ -198,6 +419,21 @@ mod tests {
     use super::*;
     use disassembly::tests::SAMPLE;
 
+    const FLUSH: &str =
+        "quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::cold_flush_free_windows";
+    const UNCACHED: &str =
+        "quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::cold_remove_uncached";
+
+    /// SAMPLE with `from` (which must be in it) replaced by `to`.
+    fn sample_with(from: &str, to: &str) -> String {
+        assert!(SAMPLE.contains(from), "{from}");
+        SAMPLE.replace(from, to)
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        check_disassembly(text).problems
+    }
+
     #[test]
     fn sample_kernel_passes() {
         let outcome = check_disassembly(SAMPLE);
@@ -205,52 +441,292 @@ mod tests {
         assert_eq!(
             outcome.report,
             [
-                "pmap_quick_enter_page: 15 instructions in 3 function(s) \
+                "pmap_quick_enter_page: hot path: 15 instructions in 3 function(s) \
                  (pmap_quick_enter_page 4, quickmap::quick_map::QuickMap<P,M>::enter 9, \
-                 qmk::arch::critical_enter 2); 0 locked; cold paths not followed: \
-                 quickmap::rules::nesting_beyond_capacity; 1 indirect branch(es) not followed",
-                "pmap_quick_remove_page: 5 instructions in 2 function(s) \
-                 (pmap_quick_remove_page 3, <qmk::Mmu as quickmap::mmu::Mmu>::clear 2); 0 locked",
-                "invlpg in the two together: 1 (at most 1): \
-                 quickmap::quick_map::QuickMap<P,M>::enter at 0x100057",
+                 qmk::arch::critical_enter 2); 0 invlpg, expected exactly 0; 0 CR3 write(s), \
+                 expected exactly 0; 0 locked; cold panic paths not followed: \
+                 qmk::vm::quick::page_not_resident, quickmap::rules::nesting_beyond_capacity; \
+                 1 indirect branch(es) not followed"
+                    .to_string(),
+                "pmap_quick_remove_page: hot path: 6 instructions in 2 function(s) \
+                 (pmap_quick_remove_page 3, <qmk::Mmu as quickmap::mmu::Mmu>::clear 3); \
+                 1 invlpg, expected exactly 1 (<qmk::Mmu as quickmap::mmu::Mmu>::clear at \
+                 0x1000c8); 0 CR3 write(s), expected exactly 0; 0 locked"
+                    .to_string(),
+                format!(
+                    "qmk_deferred_enter_page: hot path: 9 instructions in 2 function(s) \
+                     (qmk_deferred_enter_page 7, qmk::arch::critical_enter 2); 0 invlpg, \
+                     expected exactly 0; 0 CR3 write(s), expected exactly 0; 0 locked; cold slow \
+                     paths not followed: {FLUSH}"
+                ),
+                format!(
+                    "qmk_deferred_enter_page: cold path {FLUSH}: 7 instructions in 2 \
+                     function(s) ({FLUSH} 4, <qmk::Mmu as quickmap::mmu::Mmu>::flush_all 3); \
+                     0 invlpg, expected exactly 0; 1 CR3 write(s), expected at least 1 \
+                     (<qmk::Mmu as quickmap::mmu::Mmu>::flush_all at 0x100243); 0 locked; \
+                     cold panic paths not followed: core::panicking::panic_fmt"
+                ),
+                format!(
+                    "qmk_deferred_remove_page: hot path: 7 instructions in 1 function(s) \
+                     (qmk_deferred_remove_page 7); 0 invlpg, expected exactly 0; 0 CR3 write(s), \
+                     expected exactly 0; 0 locked; cold slow paths not followed: {UNCACHED}"
+                ),
+                format!(
+                    "qmk_deferred_remove_page: cold path {UNCACHED}: 3 instructions in 1 \
+                     function(s) ({UNCACHED} 3); 1 invlpg, expected exactly 1 ({UNCACHED} at \
+                     0x1002c8); 0 CR3 write(s), expected exactly 0; 0 locked"
+                ),
             ]
         );
     }
 
     #[test]
-    fn two_invlpg_and_a_lock_fail() {
-        let two = SAMPLE.replace(
-            "  1000c0:\tmov    QWORD PTR [rdi+0x8],0x0",
-            "  1000c0:\tinvlpg BYTE PTR [rdi]",
+    fn strict_remove_needs_exactly_one_invlpg() {
+        let none = sample_with(
+            "  1000c8:\tinvlpg BYTE PTR [rsi]",
+            "  1000c8:\tmov    QWORD PTR [rsi],0x0",
         );
         assert_eq!(
-            check_disassembly(&two).problems,
-            ["2 invlpg instructions in enter+remove (at most 1): \
-              quickmap::quick_map::QuickMap<P,M>::enter at 0x100057, \
-              <qmk::Mmu as quickmap::mmu::Mmu>::clear at 0x1000c0"]
+            problems(&none),
+            ["pmap_quick_remove_page: hot path has 0 invlpg, expected exactly 1"]
         );
-        let locked = SAMPLE.replace(
+        let two = sample_with(
+            "  1000a0:\tmov    QWORD PTR [rdi],0x0",
+            "  1000a0:\tinvlpg BYTE PTR [rdi]",
+        );
+        assert_eq!(
+            problems(&two),
+            [
+                "pmap_quick_remove_page: hot path has 2 invlpg, expected exactly 1 \
+              (pmap_quick_remove_page at 0x1000a0, <qmk::Mmu as quickmap::mmu::Mmu>::clear \
+              at 0x1000c8)"
+            ]
+        );
+    }
+
+    #[test]
+    fn enters_must_not_invalidate() {
+        let strict = sample_with(
+            "  100054:\tmov    QWORD PTR [rdi],rsi",
+            "  100054:\tinvlpg BYTE PTR [rsi]",
+        );
+        assert_eq!(
+            problems(&strict),
+            [
+                "pmap_quick_enter_page: hot path has 1 invlpg, expected exactly 0 \
+              (quickmap::quick_map::QuickMap<P,M>::enter at 0x100054)"
+            ]
+        );
+        // A full flush on the hot path is as wrong as an invlpg there.
+        let deferred = sample_with(
+            "  1001c7:\tmov    QWORD PTR [rdi+rax*8],rsi",
+            "  1001c7:\tmov    cr3,rsi",
+        );
+        assert_eq!(
+            problems(&deferred),
+            [
+                "qmk_deferred_enter_page: hot path has 1 CR3 write(s) (mov cr3), expected exactly \
+              0 (qmk_deferred_enter_page at 0x1001c7)"
+            ]
+        );
+    }
+
+    #[test]
+    fn deferred_remove_invalidates_only_on_its_uncached_path() {
+        let hot = sample_with(
+            "  100289:\tand    DWORD PTR [rsi],0xfffffffe",
+            "  100289:\tinvlpg BYTE PTR [rsi]",
+        );
+        assert_eq!(
+            problems(&hot),
+            [
+                "qmk_deferred_remove_page: hot path has 1 invlpg, expected exactly 0 \
+              (qmk_deferred_remove_page at 0x100289)"
+            ]
+        );
+        let cold_without = sample_with("  1002c8:\tinvlpg BYTE PTR [rsi]", "  1002c8:\tnop");
+        assert_eq!(
+            problems(&cold_without),
+            [format!(
+                "qmk_deferred_remove_page: cold path {UNCACHED} has 0 invlpg, expected exactly 1"
+            )]
+        );
+        // The slow path inlined into the hot one: its invlpg is now on the hot path, and
+        // the slow path the check must examine is gone.
+        let inlined = sample_with(
+            "  100290:\tcall   1002c0 <quickmap::deferred::<impl quickmap::quick_map::\
+             QuickMap<P,M,_,I>>::cold_remove_uncached>",
+            "  100290:\tinvlpg BYTE PTR [rsi]",
+        );
+        assert_eq!(
+            problems(&inlined),
+            [
+                "qmk_deferred_remove_page: hot path has 1 invlpg, expected exactly 0 \
+                 (qmk_deferred_remove_page at 0x100290)",
+                "qmk_deferred_remove_page: reaches no cold path `…::cold_remove_uncached`, \
+                 which must hold exactly 1 invlpg and exactly 0 CR3 write(s)",
+            ]
+        );
+    }
+
+    #[test]
+    fn deferred_flush_must_write_cr3_and_not_invlpg() {
+        let without_cr3 = sample_with("  100243:\tmov    cr3,rax", "  100243:\tmov    rbx,rax");
+        assert_eq!(
+            problems(&without_cr3),
+            [format!(
+                "qmk_deferred_enter_page: cold path {FLUSH} has 0 CR3 write(s) (mov cr3), \
+                 expected at least 1"
+            )]
+        );
+        let with_invlpg = sample_with(
+            "  100200:\tmov    QWORD PTR [rdi],0x0",
+            "  100200:\tinvlpg BYTE PTR [rdi]",
+        );
+        assert_eq!(
+            problems(&with_invlpg),
+            [format!(
+                "qmk_deferred_enter_page: cold path {FLUSH} has 1 invlpg, expected exactly 0 \
+                 ({FLUSH} at 0x100200)"
+            )]
+        );
+        let unreached = sample_with(
+            "  1001d0:\tcall   100200 <quickmap::deferred::<impl quickmap::quick_map::\
+             QuickMap<P,M,_,I>>::cold_flush_free_windows>",
+            "  1001d0:\tnop",
+        );
+        assert_eq!(
+            problems(&unreached),
+            [
+                "qmk_deferred_enter_page: reaches no cold path `…::cold_flush_free_windows`, \
+              which must hold exactly 0 invlpg and at least 1 CR3 write(s)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_lock_prefix_fails_on_any_path() {
+        // Hot paths, in the root itself and in a function it reaches (named once per
+        // root that reaches it).
+        let in_root = sample_with(
+            "  100289:\tand    DWORD PTR [rsi],0xfffffffe",
+            "  100289:\tlock and DWORD PTR [rsi],0xfffffffe",
+        );
+        assert_eq!(
+            problems(&in_root),
+            [
+                "qmk_deferred_remove_page: locked instruction in qmk_deferred_remove_page at \
+              0x100289: lock and DWORD PTR [rsi],0xfffffffe"
+            ]
+        );
+        let shared = sample_with(
             "  100080:\tadd    DWORD PTR gs:0x10,0x1",
             "  100080:\tlock add DWORD PTR [rip+0x10],0x1",
         );
-        let outcome = check_disassembly(&locked);
+        assert_eq!(
+            problems(&shared),
+            [
+                "pmap_quick_enter_page: locked instruction in qmk::arch::critical_enter at \
+                 0x100080: lock add DWORD PTR [rip+0x10],0x1",
+                "qmk_deferred_enter_page: locked instruction in qmk::arch::critical_enter at \
+                 0x100080: lock add DWORD PTR [rip+0x10],0x1",
+            ]
+        );
+        // Both slow paths, in a function the slow path calls too.
+        let flush = sample_with(
+            "  100240:\tmov    rax,cr3",
+            "  100240:\txchg   QWORD PTR [rdi],rax",
+        );
+        assert_eq!(
+            problems(&flush),
+            [format!(
+                "qmk_deferred_enter_page: cold path {FLUSH}: locked instruction in \
+                 <qmk::Mmu as quickmap::mmu::Mmu>::flush_all at 0x100240: xchg QWORD PTR \
+                 [rdi],rax"
+            )]
+        );
+        let uncached = sample_with(
+            "  1002c0:\tmov    QWORD PTR [rcx+rdx*8],0x0",
+            "  1002c0:\tlock or QWORD PTR [rcx+rdx*8],0x0",
+        );
+        assert_eq!(
+            problems(&uncached),
+            [format!(
+                "qmk_deferred_remove_page: cold path {UNCACHED}: locked instruction in \
+                 {UNCACHED} at 0x1002c0: lock or QWORD PTR [rcx+rdx*8],0x0"
+            )]
+        );
+    }
+
+    #[test]
+    fn an_unexpected_slow_path_is_reported_and_checked_for_locks() {
+        // The strict remove reaching the deferred instance's uncached path: reported
+        // with its counts; its invlpg is not the hot path's, so the hot path fails.
+        let text = sample_with(
+            "  1000a7:\tcall   1000c0 <<qmk::Mmu as quickmap::mmu::Mmu>::clear>",
+            "  1000a7:\tcall   1002c0 <quickmap::deferred::<impl quickmap::quick_map::\
+             QuickMap<P,M,_,I>>::cold_remove_uncached>",
+        )
+        .replace(
+            "  1002c0:\tmov    QWORD PTR [rcx+rdx*8],0x0",
+            "  1002c0:\tlock or QWORD PTR [rcx+rdx*8],0x0",
+        );
+        let outcome = check_disassembly(&text);
+        assert!(outcome.report.contains(&format!(
+            "pmap_quick_remove_page: cold path {UNCACHED}: 3 instructions in 1 function(s) \
+             ({UNCACHED} 3); 1 invlpg ({UNCACHED} at 0x1002c8); 0 CR3 write(s); 1 locked"
+        )));
         assert_eq!(
             outcome.problems,
             [
-                "pmap_quick_enter_page: locked instruction in qmk::arch::critical_enter at \
-              0x100080: lock add DWORD PTR [rip+0x10],0x1"
+                "pmap_quick_remove_page: hot path has 0 invlpg, expected exactly 1".to_string(),
+                format!(
+                    "pmap_quick_remove_page: cold path {UNCACHED}: locked instruction in \
+                     {UNCACHED} at 0x1002c0: lock or QWORD PTR [rcx+rdx*8],0x0"
+                ),
+                format!(
+                    "qmk_deferred_remove_page: cold path {UNCACHED}: locked instruction in \
+                     {UNCACHED} at 0x1002c0: lock or QWORD PTR [rcx+rdx*8],0x0"
+                ),
             ]
         );
+    }
+
+    #[test]
+    fn cold_panic_paths_may_lock() {
+        // SAMPLE's rule check, panic and `page_not_resident` all lock; none is counted.
+        let outcome = check_disassembly(SAMPLE);
+        assert!(outcome.report.iter().all(|line| !line.contains("1 locked")));
     }
 
     #[test]
     fn missing_symbols_fail_clearly() {
         let outcome = check_disassembly("0000000000000010 <kernel_main>:\n  10:\tret\n");
-        assert_eq!(outcome.problems.len(), 2);
+        assert_eq!(outcome.problems.len(), 4);
         assert!(outcome.problems[0].starts_with("symbol `pmap_quick_enter_page` not found"));
+        assert!(outcome.report.is_empty());
+        // The deferred pair is dropped by the linker when nothing references it.
+        let deferred_dropped = &SAMPLE[..SAMPLE.find("00000000001001c0 <qmk_deferred").unwrap()];
+        let outcome = check_disassembly(deferred_dropped);
         assert_eq!(
-            outcome.report,
-            ["invlpg in the two together: 0 (at most 1)"]
+            outcome.problems,
+            [
+                "symbol `qmk_deferred_enter_page` not found in the kernel: it must be exported \
+                 with #[no_mangle] and referenced, or the linker drops it (a #[used] static \
+                 holding its address keeps it)",
+                "symbol `qmk_deferred_remove_page` not found in the kernel: it must be \
+                 exported with #[no_mangle] and referenced, or the linker drops it (a #[used] \
+                 static holding its address keeps it)",
+            ]
         );
+        assert_eq!(outcome.report.len(), 2, "the strict pair is still checked");
+    }
+
+    #[test]
+    fn counts() {
+        assert!(Count::Exactly(1).admits(1));
+        assert!(!Count::Exactly(1).admits(0) && !Count::Exactly(1).admits(2));
+        assert!(Count::AtLeast(1).admits(3) && !Count::AtLeast(1).admits(0));
+        assert_eq!(Count::AtLeast(1).to_string(), "at least 1");
     }
 }

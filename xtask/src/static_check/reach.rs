@@ -1,9 +1,16 @@
 //! Which functions a root can run: its direct calls and tail jumps, followed
-//! transitively through the kernel, except into cold panic paths.
+//! transitively through the kernel, except into cold panic paths and into quickmap's
+//! named slow paths.
 //!
-//! Cold paths are skipped on purpose: a rule violation panics (and may lock the
+//! Cold panic paths are skipped on purpose: a rule violation panics (and may lock the
 //! console on the way out), but that path ends the kernel; the claim under test is
-//! about the path that returns.
+//! about the path that returns. A function is one when its name says so
+//! ([`COLD_MARKERS`]) or when it cannot return at all (no `ret` and no jump out of
+//! it: it ends in a call to a panic, e.g. a kernel's `#[cold]` message formatter).
+//!
+//! Slow paths are quickmap's deliberate out-of-line paths (`#[cold]` functions named
+//! `cold_*`, [`SLOW_PATH_MARKER`]): they return, so they are not skipped but recorded,
+//! and the check examines each with what it reaches on its own.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -13,9 +20,18 @@ use super::disassembly::Function;
 /// (`rules::`), the panic machinery and the formatting it drags in.
 pub const COLD_MARKERS: [&str; 3] = ["rules::", "panic", "fmt"];
 
+/// The substring of a demangled name that marks a slow path of quickmap: a method
+/// whose name starts with `cold_`.
+pub const SLOW_PATH_MARKER: &str = "::cold_";
+
 /// Whether `name` is on a cold panic path.
 pub fn is_cold(name: &str) -> bool {
     COLD_MARKERS.iter().any(|marker| name.contains(marker))
+}
+
+/// Whether `name` is one of quickmap's slow paths.
+pub fn is_slow_path(name: &str) -> bool {
+    name.contains(SLOW_PATH_MARKER)
 }
 
 /// What a root can reach.
@@ -26,6 +42,8 @@ pub struct Reach {
     pub functions: Vec<usize>,
     /// Names of the cold functions branched to but not followed.
     pub cold_skipped: BTreeSet<String>,
+    /// Indices of the slow paths branched to, not followed, in discovery order.
+    pub slow_paths: Vec<usize>,
     /// Indirect calls or jumps (`call rax`): their targets cannot be known statically.
     pub indirect_branches: usize,
     /// Direct branch targets outside every known function (e.g. into data).
@@ -66,11 +84,30 @@ impl<'a> FunctionMap<'a> {
         (address <= last).then_some(index)
     }
 
+    /// Whether the function at `index` can return to its caller: it has a return
+    /// instruction, or a jump that leaves it (a tail call, or an indirect jump, which
+    /// may leave it).
+    pub fn may_return(&self, index: usize) -> bool {
+        let function = &self.functions[index];
+        function.instructions.iter().any(|instruction| {
+            let mnemonic = instruction.mnemonic.as_str();
+            let is_jump = mnemonic.starts_with('j');
+            mnemonic.starts_with("ret")
+                || mnemonic.starts_with("iret")
+                || mnemonic.starts_with("sysret")
+                || (is_jump
+                    && instruction
+                        .branch_target
+                        .is_none_or(|target| self.containing(target) != Some(index)))
+        })
+    }
+
     /// Everything `root` can reach (see the module docs).
     pub fn reach(&self, root: usize) -> Reach {
         let mut reach = Reach {
             functions: vec![root],
             cold_skipped: BTreeSet::new(),
+            slow_paths: Vec::new(),
             indirect_branches: 0,
             unknown_targets: BTreeSet::new(),
         };
@@ -88,11 +125,22 @@ impl<'a> FunctionMap<'a> {
                     continue;
                 };
                 // A branch inside the function is control flow, not a call.
-                if callee == current || reach.functions.contains(&callee) {
+                if callee == current
+                    || reach.functions.contains(&callee)
+                    || reach.slow_paths.contains(&callee)
+                {
                     continue;
                 }
                 let name = &self.functions[callee].name;
                 if is_cold(name) {
+                    reach.cold_skipped.insert(name.clone());
+                    continue;
+                }
+                if is_slow_path(name) {
+                    reach.slow_paths.push(callee);
+                    continue;
+                }
+                if !self.may_return(callee) {
                     reach.cold_skipped.insert(name.clone());
                     continue;
                 }
@@ -110,11 +158,15 @@ mod tests {
     use crate::static_check::disassembly::{parse_disassembly, tests::SAMPLE};
 
     #[test]
-    fn cold_names() {
+    fn cold_and_slow_names() {
         assert!(is_cold("quickmap::rules::double_remove"));
         assert!(is_cold("core::panicking::panic_fmt"));
         assert!(is_cold("<u64 as core::fmt::Debug>::fmt"));
         assert!(!is_cold("quickmap::quick_map::QuickMap<P,M>::enter"));
+        let flush = "quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::\
+                     cold_flush_free_windows";
+        assert!(is_slow_path(flush) && !is_cold(flush));
+        assert!(!is_slow_path("quickmap::percpu::scold"));
     }
 
     #[test]
@@ -153,13 +205,66 @@ mod tests {
         );
         assert_eq!(
             enter.cold_skipped.iter().collect::<Vec<_>>(),
-            ["quickmap::rules::nesting_beyond_capacity"]
+            [
+                "qmk::vm::quick::page_not_resident",
+                "quickmap::rules::nesting_beyond_capacity"
+            ]
         );
+        assert!(enter.slow_paths.is_empty());
         assert_eq!(enter.indirect_branches, 1);
         assert!(enter.unknown_targets.is_empty());
         let remove = map.reach(3);
         assert_eq!(remove.functions, [3, 4]);
         assert!(remove.cold_skipped.is_empty());
+    }
+
+    #[test]
+    fn slow_paths_are_recorded_not_followed_and_reach_on_their_own() {
+        let functions = parse_disassembly(SAMPLE);
+        let map = FunctionMap::new(&functions);
+        let deferred_enter = map.reach(8);
+        assert_eq!(deferred_enter.functions, [8, 2]);
+        assert_eq!(deferred_enter.slow_paths, [9]);
+        let flush = map.reach(9);
+        assert_eq!(flush.functions, [9, 10], "the slow path's own reach");
+        assert_eq!(
+            flush.cold_skipped.iter().collect::<Vec<_>>(),
+            ["core::panicking::panic_fmt"]
+        );
+        let deferred_remove = map.reach(11);
+        assert_eq!(deferred_remove.functions, [11]);
+        assert_eq!(deferred_remove.slow_paths, [12]);
+    }
+
+    #[test]
+    fn functions_that_cannot_return_are_cold() {
+        let functions = parse_disassembly(SAMPLE);
+        let map = FunctionMap::new(&functions);
+        let returns: Vec<bool> = (0..functions.len()).map(|i| map.may_return(i)).collect();
+        // Only the rule check, the panic and `page_not_resident` end without returning.
+        assert_eq!(
+            returns,
+            [true, true, true, true, true, false, false, false, true, true, true, true, true]
+        );
+        let text = "
+0000000000000010 <tail_call>:
+  10:\tjmp    40 <target>
+
+0000000000000020 <jump_table>:
+  20:\tnotrack jmp rax
+
+0000000000000030 <spins_forever>:
+  30:\tpause
+  32:\tjmp    30 <spins_forever>
+
+0000000000000040 <target>:
+  40:\tjne    10 <tail_call>
+  42:\tud2
+";
+        let functions = parse_disassembly(text);
+        let map = FunctionMap::new(&functions);
+        let returns: Vec<bool> = (0..functions.len()).map(|i| map.may_return(i)).collect();
+        assert_eq!(returns, [true, true, false, true]);
     }
 
     #[test]

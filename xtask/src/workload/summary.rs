@@ -136,7 +136,10 @@ impl WorkloadTally {
         }
         let direct = count("direct_map_hits");
         let window = count("window_maps");
-        let mappings = direct.unwrap_or(0) + window.unwrap_or(0);
+        // Kernels with a deferred instance also count windows taken back while they
+        // still mapped the page, and local full flushes; older ones print neither.
+        let reuses = count("window_reuses");
+        let mappings = direct.unwrap_or(0) + window.unwrap_or(0) + reuses.unwrap_or(0);
         let _ = writeln!(
             table,
             "  {:<22} {:>14} {:>8}",
@@ -151,6 +154,18 @@ impl WorkloadTally {
             shown(window),
             percent(window, mappings)
         );
+        if reuses.is_some() {
+            let _ = writeln!(
+                table,
+                "  {:<22} {:>14} {:>8}",
+                "window reuses",
+                shown(reuses),
+                percent(reuses, mappings)
+            );
+        }
+        if let Some(flushes) = count("full_flushes") {
+            let _ = writeln!(table, "  {:<22} {:>14}", "full flushes", flushes);
+        }
         let _ = writeln!(
             table,
             "  {:<22} {:>14}",
@@ -252,6 +267,32 @@ workload summary: 4 CPU(s), 8 thread(s)
   throughput             50 ops/s, 0.4 MB/s
 "
         );
+    }
+
+    #[test]
+    fn deferred_counters_get_rows_of_their_own() {
+        let deferred = GOOD_RUN.replace(
+            "qmk: summary invalidations=75",
+            "qmk: summary window_reuses=100\nqmk: summary invalidations=0\nqmk: summary full_flushes=7",
+        );
+        let table = tally(&deferred).render_table();
+        assert!(
+            table.contains("  direct-map hits                    25    12.5%\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("  window maps                        75    37.5%\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("  window reuses                     100    50.0%\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("  full flushes                        7\n"),
+            "{table}"
+        );
+        assert!(!tally(GOOD_RUN).render_table().contains("full flushes"));
     }
 
     #[test]

@@ -3,9 +3,16 @@
 //!
 //! - [`mappings`]: windows, invalidation, guard pages, memory attributes, the
 //!   direct-map fast path, and the page helpers (one CPU is enough).
+//! - [`deferred`]: the deferred instance: a removed write-back window is
+//!   stale until the CPU flushes (by `flush_local` or on its own) and faults
+//!   from then on; other memory types fault right after remove.
 //! - [`misuse`]: each broken rule panics with its name (one boot each).
-//! - [`teeth`]: a backend that skips `invlpg` is caught by the same checks.
+//! - [`stress`]: 10^6 pairs per instance (strict, deferred) under preemption,
+//!   migration, timer interrupts that map pages (and flush), and spin locks.
+//! - [`teeth`]: a backend that skips `invlpg`, or the deferred full flush, is
+//!   caught by the same checks.
 
+mod deferred;
 mod mappings;
 mod misuse;
 mod stress;

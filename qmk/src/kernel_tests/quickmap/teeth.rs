@@ -1,15 +1,18 @@
 //! The checks above have teeth: with a backend that skips the local `invlpg`,
 //! a removed window stays reachable through the stale TLB entry, which
-//! `assert_unreachable` would report.
+//! `assert_unreachable` would report; and with a backend that skips the local
+//! full flush, so does a deferred window after its flush.
 
 use quickmap::arch::x86_64::X86Mmu;
-use quickmap::{CpuWindows, MemoryAttribute, Mmu, PhysAddr, VirtAddr, Window};
+use quickmap::{CpuWindows, Deferred, MemoryAttribute, Mmu, PhysAddr, VirtAddr, Window};
 
 use super::TestPage;
 use crate::arch::paging::{LARGE_PAGE_SIZE, WINDOW_REGION};
 use crate::cpu::MAX_CPUS;
 use crate::kernel_test;
-use crate::vm::quick::{self, QmkPlatform, WINDOWS_PER_CPU};
+use crate::vm::quick::{
+    self, QmkPlatform, DEFERRED_MAX_CPUS, DEFERRED_WINDOWS_PER_CPU, WINDOWS_PER_CPU,
+};
 
 /// Delegates to the x86_64 backend but never invalidates.
 struct SkipsInvalidation(X86Mmu);
@@ -50,5 +53,59 @@ kernel_test! {
         assert_eq!(stale, 0x5a5a_5a5a, "the stale translation still reaches the page");
         crate::arch::paging::invalidate_local(crate::arch::VirtAddr::new(va as u64));
         super::assert_unreachable(va);
+    }
+}
+
+/// Delegates to the x86_64 backend but never flushes the whole local TLB.
+struct SkipsFullFlush(X86Mmu);
+
+// SAFETY: test-only and deliberately broken (promise 2 of `Mmu`, for
+// `invalidate_all_local`): entries are written and single addresses
+// invalidated as by the real backend; only the full flush is missing.
+unsafe impl Mmu for SkipsFullFlush {
+    fn set_window_pte(&self, window: Window, pa: PhysAddr, attribute: MemoryAttribute) {
+        self.0.set_window_pte(window, pa, attribute);
+    }
+
+    fn clear_window_pte(&self, window: Window) {
+        self.0.clear_window_pte(window);
+    }
+
+    fn invalidate_local(&self, va: VirtAddr) {
+        self.0.invalidate_local(va);
+    }
+
+    fn invalidate_all_local(&self) {}
+}
+
+static NO_FLUSH_WINDOWS: [CpuWindows<DEFERRED_WINDOWS_PER_CPU>; DEFERRED_MAX_CPUS] =
+    [const { CpuWindows::new() }; DEFERRED_MAX_CPUS];
+
+kernel_test! {
+    /// A deferred instance whose backend skips the local full flush: after
+    /// `flush_local` the window's entry is clear, yet the window still reads the
+    /// old page through the stale TLB entry; the flush is what makes it fault.
+    fn a_deferred_backend_without_full_flush_leaves_the_window_reachable() {
+        super::deferred::on_one_cpu("deferred-teeth", || {
+            // A 2 MiB slot no other instance uses (0, 2, 4, 6 and 8 are taken).
+            let region = WINDOW_REGION.start + 10 * LARGE_PAGE_SIZE;
+            let windows = &NO_FLUSH_WINDOWS[..crate::cpu::cpu_count()];
+            let broken: quickmap::QuickMap<_, _, DEFERRED_WINDOWS_PER_CPU, Deferred> =
+                quick::build(QmkPlatform, region, windows, SkipsFullFlush).unwrap();
+            let page = TestPage::high(MemoryAttribute::WriteBack);
+            let wired = page.page().wire();
+            let mapping = broken.map(&wired);
+            mapping.write_u64(0, 0x5a5a_5a5a);
+            let va = mapping.va().0;
+            drop(mapping);
+            broken.flush_local();
+            assert_eq!(broken.mmu().0.read_pte(VirtAddr(va)), 0, "the flush cleared the entry");
+            // SAFETY: the window's entry is clear; the read goes through the stale
+            // TLB entry to the test's own page (what this test demonstrates).
+            let stale = unsafe { super::deferred::read_stale(va) };
+            assert_eq!(stale, 0x5a5a_5a5a, "the stale translation still reaches the page");
+            crate::arch::paging::invalidate_local(crate::arch::VirtAddr::new(va as u64));
+            super::assert_unreachable(va);
+        });
     }
 }
