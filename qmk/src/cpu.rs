@@ -15,7 +15,7 @@ use core::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 
-use crate::arch::percpu::gs_read_u32;
+use crate::arch::percpu::gs_read_u32_as_u64;
 use crate::arch::VirtAddr;
 use crate::sched::thread::Thread;
 
@@ -153,7 +153,7 @@ pub unsafe fn install_this_cpu(index: usize) {
 /// used (the thread may migrate); with one it is exact.
 #[inline]
 pub fn current_cpu_index() -> usize {
-    gs_read_u32!(offsets::INDEX) as usize
+    gs_read_u32_as_u64!(offsets::INDEX) as usize
 }
 
 /// How many CPUs are online. Indices `0..cpu_count()` are valid.

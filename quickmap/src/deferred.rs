@@ -21,7 +21,11 @@ use crate::rules;
 
 impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> {
     /// The window path of `enter` on a deferred instance, with preemption disabled.
-    #[inline]
+    ///
+    /// The reuse of a window that still maps the page is inlined; taking a clean window
+    /// (a page-table write, sometimes a flush) is a call, which keeps the reuse path
+    /// free of the registers the search needs.
+    #[inline(always)]
     pub(crate) fn enter_deferred(
         &self,
         cpu: usize,
@@ -33,17 +37,34 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         let bucket = hint_bucket(pa);
         // The window that last mapped a page of this bucket may still map this page.
         // Its entry is peeked before the claim (a hint) and decided after (exact).
-        let hinted = windows.hint(bucket);
+        let hinted = Self::slot_of_hint(windows.hint(bucket));
         if windows.entry(hinted) == wanted && windows.claim_slot(hinted) {
-            if let Some(window) = self.take_claimed(cpu, windows, hinted, wanted, pa, attribute) {
-                return window;
+            if windows.entry(hinted) == wanted {
+                #[cfg(feature = "stats")]
+                windows.counters.count_window_reuse(hinted);
+                return self.window(cpu, hinted);
             }
+            // An interrupt re-used or flushed it between the peek and the claim.
+            windows.release(hinted);
         }
-        self.enter_deferred_clean(cpu, windows, pa, attribute, bucket)
+        let slot = self.enter_deferred_clean(cpu, windows, pa, attribute, bucket);
+        self.window(cpu, slot)
     }
 
-    /// Take a clean window for `pa`, flushing first when none is left.
-    #[inline]
+    /// A hint is always a window's index; for a power-of-two `N` this says so to the
+    /// compiler with one `and` instead of a bounds check.
+    #[inline(always)]
+    fn slot_of_hint(hint: usize) -> usize {
+        if N.is_power_of_two() {
+            hint & (N - 1)
+        } else {
+            hint.min(N - 1)
+        }
+    }
+
+    /// Take a clean window for `pa` and return its slot, flushing first when none is
+    /// left.
+    #[inline(never)]
     fn enter_deferred_clean(
         &self,
         cpu: usize,
@@ -51,8 +72,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         pa: PhysAddr,
         attribute: MemoryAttribute,
         bucket: usize,
-    ) -> Window {
-        let wanted = WindowEntry::mapped(pa, attribute);
+    ) -> usize {
         loop {
             let candidates = windows.maybe_clean() & !windows.in_use_mask() & Self::ALL_WINDOWS;
             if candidates == 0 {
@@ -66,44 +86,20 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
             if !windows.claim_slot(slot) {
                 continue; // Only if an interrupt took it since the mask was read.
             }
-            if let Some(window) = self.take_claimed(cpu, windows, slot, wanted, pa, attribute) {
+            if windows.entry(slot).is_clean(windows.flush_epoch()) {
+                self.mmu()
+                    .set_window_pte(self.window(cpu, slot), pa, attribute);
+                windows.set_entry(slot, WindowEntry::mapped(pa, attribute));
+                windows.set_maybe_clean(windows.maybe_clean() & !(1 << slot));
                 windows.set_hint(bucket, slot);
-                return window;
+                #[cfg(feature = "stats")]
+                windows.counters.count_window_map(slot);
+                return slot;
             }
             // The hint was stale: an interrupt used the window since it was marked.
+            windows.release(slot);
             windows.set_maybe_clean(windows.maybe_clean() & !(1 << slot));
         }
-    }
-
-    /// With `slot` claimed: use it for `wanted` if it maps exactly that already or is
-    /// clean; otherwise give it back.
-    #[inline]
-    fn take_claimed(
-        &self,
-        cpu: usize,
-        windows: &CpuWindows<N>,
-        slot: usize,
-        wanted: WindowEntry,
-        pa: PhysAddr,
-        attribute: MemoryAttribute,
-    ) -> Option<Window> {
-        let entry = windows.entry(slot);
-        let window = self.window(cpu, slot);
-        if entry == wanted {
-            #[cfg(feature = "stats")]
-            windows.counters.count_window_reuse(slot);
-            return Some(window);
-        }
-        if entry.is_clean(windows.flush_epoch()) {
-            self.mmu().set_window_pte(window, pa, attribute);
-            windows.set_entry(slot, wanted);
-            windows.set_maybe_clean(windows.maybe_clean() & !(1 << slot));
-            #[cfg(feature = "stats")]
-            windows.counters.count_window_map(slot);
-            return Some(window);
-        }
-        windows.release(slot);
-        None
     }
 
     /// The remove of a window that maps anything but write-back memory: invalidated at
@@ -114,8 +110,9 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     /// check of the kernel's machine code tells this `invlpg` apart by that name.
     #[cold]
     #[inline(never)]
-    pub(crate) fn cold_remove_uncached(&self, window: Window) {
-        let windows = &self.cpus()[window.cpu];
+    pub(crate) fn cold_remove_uncached(&self, cpu: usize, slot: usize) {
+        let windows = &self.cpus()[cpu];
+        let window = self.window(cpu, slot);
         self.invalidate_window(windows, window);
         windows.set_entry(window.slot, WindowEntry::CLEAN);
         windows.set_maybe_clean(windows.maybe_clean() | 1 << window.slot);

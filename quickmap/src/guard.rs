@@ -5,9 +5,9 @@ use core::marker::PhantomData;
 
 use crate::addr::{VirtAddr, PAGE_SIZE};
 use crate::invalidation::{Invalidation, Strict};
-use crate::mmu::{Mmu, Window};
+use crate::mmu::Mmu;
 use crate::platform::Platform;
-use crate::quick_map::QuickMap;
+use crate::quick_map::{Held, QuickMap};
 use crate::rules;
 
 /// A live mapping of one held page, made by [`QuickMap::map`]; dropping it removes the
@@ -27,7 +27,7 @@ pub struct Mapping<'q, 'p, P: Platform, M: Mmu, const N: usize, I: Invalidation 
     quickmap: &'q QuickMap<P, M, N, I>,
     va: VirtAddr,
     /// The window entered, or `None` for a direct-map address.
-    window: Option<Window>,
+    held: Option<Held<N>>,
     _page: PhantomData<&'p ()>,
     /// A raw pointer is neither `Send` nor `Sync`, and neither is the guard.
     _pinned_to_this_cpu: PhantomData<*const ()>,
@@ -57,18 +57,18 @@ impl fmt::Display for Mismatch {
 impl<'q, 'p, P: Platform, M: Mmu, const N: usize, I: Invalidation> Mapping<'q, 'p, P, M, N, I> {
     /// # Safety
     ///
-    /// `va` (in `window`, or in the direct map when `window` is `None`) was entered by
-    /// `quickmap` in the calling context for a page that stays held for `'p`, and
-    /// nothing else will remove it.
+    /// `va` (in `held`'s window, or in the direct map when `held` is `None`) was
+    /// entered by `quickmap` in the calling context for a page that stays held for
+    /// `'p`, and nothing else will remove it.
     pub(crate) unsafe fn new(
         quickmap: &'q QuickMap<P, M, N, I>,
         va: VirtAddr,
-        window: Option<Window>,
+        held: Option<Held<N>>,
     ) -> Self {
         Mapping {
             quickmap,
             va,
-            window,
+            held,
             _page: PhantomData,
             _pinned_to_this_cpu: PhantomData,
         }
@@ -169,8 +169,8 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> Drop for Mapping<'_, 
         // The guard owns its window (see `new`) and this is its only removal; the guard
         // is not `Send`, so this runs in the context, and on the CPU, that entered it.
         // A direct-map address pinned nothing and needs nothing.
-        if let Some(window) = self.window {
-            self.quickmap.remove_window(window);
+        if let Some(held) = self.held {
+            self.quickmap.remove_window(held);
         }
     }
 }

@@ -121,6 +121,13 @@ pub enum ConfigError {
         /// The direct map given.
         direct_map: DirectMap,
     },
+    /// The direct map reaches physical addresses at or above the physical limit.
+    DirectMapBeyondLimit {
+        /// The direct map given.
+        direct_map: DirectMap,
+        /// The physical limit given.
+        phys_limit: PhysAddr,
+    },
     /// More windows per CPU than one word of bits can track (32).
     TooManyWindows {
         /// Windows per CPU asked for.
@@ -147,6 +154,15 @@ impl fmt::Display for ConfigError {
                 write!(
                     f,
                     "quickmap: direct map {direct_map:?} overlaps the window region"
+                )
+            }
+            ConfigError::DirectMapBeyondLimit {
+                direct_map,
+                phys_limit,
+            } => {
+                write!(
+                    f,
+                    "quickmap: direct map {direct_map:?} reaches past the physical limit {phys_limit}"
                 )
             }
             ConfigError::TooManyWindows { windows_per_cpu } => {

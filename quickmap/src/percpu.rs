@@ -140,10 +140,13 @@ impl<const N: usize> CpuWindows<N> {
     ///
     /// Callable only on this CPU with preemption disabled (as are all the methods
     /// below but [`in_use_mask`](Self::in_use_mask)).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn claim(&self) -> Option<usize> {
         let in_use = self.in_use.load(Ordering::Relaxed);
-        let slot = (!in_use).trailing_zeros() as usize;
+        // A stop bit past the last window keeps the search word non-zero, which spares
+        // the zero case of `tzcnt`/`bsf`.
+        let stop = 1u32.checked_shl(N as u32).unwrap_or(0);
+        let slot = (!in_use | stop).trailing_zeros() as usize;
         if slot >= N {
             return None;
         }

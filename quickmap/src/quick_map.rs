@@ -29,6 +29,14 @@ pub struct Config {
     pub phys_limit: PhysAddr,
 }
 
+/// A window the calling context holds, with its CPU's state: all that giving it back
+/// needs, so a guard drops without decoding an address or finding its CPU again.
+#[derive(Clone, Copy)]
+pub(crate) struct Held<const N: usize> {
+    pub(crate) windows: &'static CpuWindows<N>,
+    pub(crate) window: Window,
+}
+
 /// Fast, temporary, per-CPU kernel mappings of single physical pages.
 ///
 /// `N` windows per CPU (at most 32), claimable and released in any order, by threads
@@ -42,8 +50,6 @@ pub struct QuickMap<P, M, const N: usize, I = Strict> {
     mmu: M,
     cpus: &'static [CpuWindows<N>],
     window_base: usize,
-    /// Bytes of the window region: `cpus.len()` CPU strides.
-    region_len: usize,
     /// The direct map in frames (page numbers), so that one subtraction and one
     /// comparison decide the fast path; zero frames when there is no direct map.
     direct_first_frame: u64,
@@ -95,6 +101,14 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
             if direct_map.virt_start.0 < layout.base.0 + region_len && layout.base.0 < dmap_end {
                 return Err(ConfigError::DirectMapOverlapsWindows { direct_map });
             }
+            // The fast path trusts a direct-mapped page to be mappable at all.
+            let phys_end = direct_map.phys_start.0.checked_add(direct_map.len);
+            if phys_end.is_none_or(|end| end > config.phys_limit.0) {
+                return Err(ConfigError::DirectMapBeyondLimit {
+                    direct_map,
+                    phys_limit: config.phys_limit,
+                });
+            }
         }
         let dmap = config.direct_map;
         Ok(QuickMap {
@@ -102,7 +116,6 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
             mmu,
             cpus,
             window_base: layout.base.0,
-            region_len,
             direct_first_frame: dmap.map_or(0, |d| d.phys_start.0 >> PAGE_SHIFT),
             direct_frames: dmap.map_or(0, |d| d.len >> PAGE_SHIFT),
             direct_virt_start: dmap.map_or(0, |d| d.virt_start.0),
@@ -131,14 +144,12 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
 
     /// The address of `page`, and the window it took (`None`: the direct map).
     #[inline(always)]
-    fn enter_page<H: HeldPage + ?Sized>(&self, page: &H) -> (VirtAddr, Option<Window>) {
+    fn enter_page<H: HeldPage + ?Sized>(&self, page: &H) -> (VirtAddr, Option<Held<N>>) {
         let (pa, attribute) = (page.phys_addr(), page.memory_attribute());
         // Rotating moves the offset bits of an unaligned address to the top, so one
-        // comparison refuses both an unaligned and an out-of-range address.
+        // comparison refuses both an unaligned and an out-of-range address; the direct
+        // map lies below the limit (`new` checks it), so its own comparison does too.
         let frame = pa.0.rotate_right(PAGE_SHIFT);
-        if frame >= self.frame_limit {
-            self.refuse_page(pa);
-        }
         if P::CONTEXT_POLICY == ContextPolicy::FreeBsd {
             self.check_freebsd_context();
         }
@@ -150,25 +161,26 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
                 // Nothing is pinned here: the count may land on the CPU the thread
                 // just left, or be lost to a race (see `stats`).
                 #[cfg(feature = "stats")]
-                self.cpus[self.current_cpu()]
-                    .counters
-                    .count_direct_map_hit();
+                self.this_cpu().1.counters.count_direct_map_hit();
                 let va = VirtAddr(self.direct_virt_start + ((direct_frame as usize) << PAGE_SHIFT));
                 return (va, None);
             }
         }
-        let window = self.enter_window(pa, attribute);
-        (window.va, Some(window))
+        if frame >= self.frame_limit {
+            self.refuse_page(pa);
+        }
+        let held = self.enter_window(pa, attribute);
+        (held.window.va, Some(held))
     }
 
     #[inline(always)]
-    fn enter_window(&self, pa: PhysAddr, attribute: MemoryAttribute) -> Window {
+    fn enter_window(&self, pa: PhysAddr, attribute: MemoryAttribute) -> Held<N> {
         // "it must disable preemption on the local CPU": the window is this CPU's.
         self.platform.critical_enter();
-        let cpu = self.current_cpu();
-        let windows = &self.cpus[cpu];
+        let (cpu, windows) = self.this_cpu();
         if I::DEFERRED {
-            return self.enter_deferred(cpu, windows, pa, attribute);
+            let window = self.enter_deferred(cpu, windows, pa, attribute);
+            return Held { windows, window };
         }
         let Some(slot) = windows.claim() else {
             rules::nesting_beyond_capacity(cpu, N)
@@ -179,7 +191,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         self.mmu.set_window_pte(window, pa, attribute);
         #[cfg(feature = "stats")]
         windows.counters.count_window_map(slot);
-        window
+        Held { windows, window }
     }
 
     /// Window `slot` of `cpu`.
@@ -217,7 +229,10 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     #[inline]
     pub unsafe fn remove(&self, va: VirtAddr) {
         let offset = va.0.wrapping_sub(self.window_base);
-        if offset >= self.region_len {
+        let owner = offset >> Self::CPU_SHIFT;
+        // Compared with the CPU count itself, so indexing `cpus` with it needs no
+        // second check.
+        if owner >= self.cpus.len() {
             if va.0.wrapping_sub(self.direct_virt_start)
                 < (self.direct_frames as usize) << PAGE_SHIFT
             {
@@ -231,15 +246,18 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
             #[cfg(not(feature = "contract-checks"))]
             return;
         }
-        let owner = offset >> Self::CPU_SHIFT;
         let slot = (offset & (Self::SHAPE.cpu_stride - 1)) >> Self::WINDOW_SHIFT;
         #[cfg(feature = "contract-checks")]
         self.check_remove(va, offset, owner, slot);
-        self.remove_window(Window {
+        let window = Window {
             cpu: owner,
             slot,
             va,
             region_page: offset >> PAGE_SHIFT,
+        };
+        self.remove_window(Held {
+            windows: &self.cpus[owner],
+            window,
         });
     }
 
@@ -253,19 +271,21 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
                 "is inside the window region but not the start of a window",
             );
         }
-        let cpu = self.current_cpu();
+        // `owner` is a CPU quickmap serves, so the CPU the platform names is checked
+        // by comparing the two: no separate `unknown CPU` check is needed here.
+        let cpu = self.platform.current_cpu();
         if owner != cpu {
             rules::remove_on_other_cpu(va, owner, cpu);
         }
-        if !self.cpus[cpu].is_claimed(slot) {
+        if !self.cpus[owner].is_claimed(slot) {
             rules::double_remove(cpu, slot, va);
         }
     }
 
-    /// Give back `window`, which the calling context entered on this CPU.
+    /// Give back `held`, which the calling context entered on this CPU.
     #[inline(always)]
-    pub(crate) fn remove_window(&self, window: Window) {
-        let windows = &self.cpus[window.cpu];
+    pub(crate) fn remove_window(&self, held: Held<N>) {
+        let Held { windows, window } = held;
         if !I::DEFERRED {
             self.invalidate_window(windows, window);
             windows.release(window.slot);
@@ -273,7 +293,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
             // Left mapped until the next local full flush.
             windows.release(window.slot);
         } else {
-            self.cold_remove_uncached(window);
+            self.cold_remove_uncached(window.cpu, window.slot);
         }
         self.platform.critical_exit();
     }
@@ -299,8 +319,8 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
             return;
         }
         self.platform.critical_enter();
-        let cpu = self.current_cpu();
-        self.cold_flush_free_windows(cpu, &self.cpus[cpu]);
+        let (cpu, windows) = self.this_cpu();
+        self.cold_flush_free_windows(cpu, windows);
         self.platform.critical_exit();
     }
 
@@ -314,11 +334,11 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     /// mapping. The guard borrows `page`, so the page stays held while it is mapped.
     #[inline]
     pub fn map<'q, 'p, H: HeldPage + ?Sized>(&'q self, page: &'p H) -> Mapping<'q, 'p, P, M, N, I> {
-        let (va, window) = self.enter_page(page);
+        let (va, held) = self.enter_page(page);
         // SAFETY: `va` and `window` were just entered for `page` in this context, and
         // the guard borrows `page` for `'p`; the guard is their only owner and removes
         // them exactly once.
-        unsafe { Mapping::new(self, va, window) }
+        unsafe { Mapping::new(self, va, held) }
     }
 
     /// The check behind a kernel's `might_sleep()`: panics if the calling thread holds
@@ -328,8 +348,8 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     /// of a thread that is about to sleep are that thread's own.
     pub fn assert_may_sleep(&self) {
         self.platform.critical_enter();
-        let cpu = self.current_cpu();
-        let held = self.cpus[cpu].in_use_mask().count_ones();
+        let (cpu, windows) = self.this_cpu();
+        let held = windows.in_use_mask().count_ones();
         self.platform.critical_exit();
         if held != 0 {
             rules::sleep_while_mapped(cpu, held);
@@ -381,16 +401,20 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         })
     }
 
-    /// The current CPU; valid only with preemption disabled.
-    #[inline]
-    fn current_cpu(&self) -> usize {
+    /// The current CPU and its windows; valid only with preemption disabled.
+    #[inline(always)]
+    fn this_cpu(&self) -> (usize, &'static CpuWindows<N>) {
         let cpu = self.platform.current_cpu();
-        // Without the check, indexing `cpus` with it still panics (unnamed).
         #[cfg(feature = "contract-checks")]
-        if cpu >= self.cpus.len() {
-            rules::unknown_cpu(cpu, self.cpus.len());
-        }
-        cpu
+        let windows = match self.cpus.get(cpu) {
+            Some(windows) => windows,
+            None => rules::unknown_cpu(cpu, self.cpus.len()),
+        };
+        // SAFETY: `Platform`'s second promise: `current_cpu` is smaller than the number
+        // of CPUs this quickmap was built for, which is `cpus.len()`.
+        #[cfg(not(feature = "contract-checks"))]
+        let windows = unsafe { self.cpus.get_unchecked(cpu) };
+        (cpu, windows)
     }
 
     /// Names which of the two page rules `frame >= frame_limit` broke.

@@ -189,33 +189,17 @@ pub fn init() -> Result<(), QuickMapInitError> {
 
 /// The kernel's quickmap.
 ///
-/// `kernel_main` calls [`init`] before it starts anything that may map a page
-/// (a boot mode, a thread, an interrupt hook), and ends the boot if it fails.
-/// With the feature `contract-checks` (the default) every call checks that
-/// order; the lean kernel, built without it, trusts it and reads the instance
-/// with no check at all, as it trusts the callers of quickmap's unsafe
-/// `remove`: three instructions less on every enter and every remove.
-///
 /// # Panics
 ///
-/// Before [`init`], with `contract-checks`.
+/// Before [`init`].
 #[inline]
 pub fn quickmap() -> &'static KernelQuickMap {
-    #[cfg(feature = "contract-checks")]
     match QUICKMAP.get() {
         Some(quickmap) => quickmap,
         None => used_before_init(),
     }
-    // SAFETY: `init` has initialised `QUICKMAP` (see above: the boot order
-    // guarantees it, and the checked kernel, which every test boots, verifies
-    // it on each call).
-    #[cfg(not(feature = "contract-checks"))]
-    unsafe {
-        QUICKMAP.get_unchecked()
-    }
 }
 
-#[cfg(feature = "contract-checks")]
 #[cold]
 #[inline(never)]
 fn used_before_init() -> ! {

@@ -34,6 +34,22 @@ macro_rules! gs_read_u32 {
     }};
 }
 
+/// Reads the `u32` at `gs:[$offset]` as a `u64`: a 32-bit load clears the
+/// upper half of its register, which the compiler cannot see through `asm!`,
+/// so declaring the result 64-bit spares the zero extension it would add.
+macro_rules! gs_read_u32_as_u64 {
+    ($offset:expr) => {{
+        let value: u64;
+        // SAFETY: as in `gs_read_u32`; writing a 32-bit register zeroes bits
+        // 32..64, so `value` is the field's value.
+        unsafe {
+            core::arch::asm!("mov {value:e}, gs:[{offset}]", offset = const $offset,
+                value = out(reg) value, options(nostack, preserves_flags, readonly))
+        };
+        value
+    }};
+}
+
 /// Reads the `u64` at `gs:[$offset]`.
 macro_rules! gs_read_u64 {
     ($offset:expr) => {{
@@ -113,5 +129,5 @@ macro_rules! gs_increment_u64 {
 
 pub(crate) use {
     gs_decrement_u32_is_zero, gs_decrement_u32_then_if_set, gs_increment_u32, gs_increment_u64,
-    gs_read_u32, gs_read_u64,
+    gs_read_u32, gs_read_u32_as_u64, gs_read_u64,
 };
