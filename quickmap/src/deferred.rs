@@ -74,9 +74,9 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         bucket: usize,
     ) -> usize {
         loop {
-            let candidates = windows.maybe_clean() & !windows.in_use_mask() & Self::ALL_WINDOWS;
+            let candidates = windows.maybe_clean() & windows.free_mask();
             if candidates == 0 {
-                if windows.in_use_mask() & Self::ALL_WINDOWS == Self::ALL_WINDOWS {
+                if windows.free_mask() == 0 {
                     rules::nesting_beyond_capacity(cpu, N);
                 }
                 self.cold_flush_free_windows(cpu, windows);

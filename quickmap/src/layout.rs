@@ -128,6 +128,13 @@ pub enum ConfigError {
         /// The physical limit given.
         phys_limit: PhysAddr,
     },
+    /// The physical limit is above what the MMU backend can map.
+    PhysLimitBeyondMmu {
+        /// The physical limit given.
+        phys_limit: PhysAddr,
+        /// The backend's [`Mmu::PHYS_LIMIT`](crate::Mmu::PHYS_LIMIT).
+        mmu_limit: PhysAddr,
+    },
     /// More windows per CPU than one word of bits can track (32).
     TooManyWindows {
         /// Windows per CPU asked for.
@@ -163,6 +170,15 @@ impl fmt::Display for ConfigError {
                 write!(
                     f,
                     "quickmap: direct map {direct_map:?} reaches past the physical limit {phys_limit}"
+                )
+            }
+            ConfigError::PhysLimitBeyondMmu {
+                phys_limit,
+                mmu_limit,
+            } => {
+                write!(
+                    f,
+                    "quickmap: physical limit {phys_limit} is above the MMU backend's limit {mmu_limit}"
                 )
             }
             ConfigError::TooManyWindows { windows_per_cpu } => {

@@ -38,9 +38,15 @@ pub struct Window {
 /// 3. the byte accessors reach exactly the memory the current translation of the given
 ///    addresses names, and touch nothing else.
 pub unsafe trait Mmu {
+    /// Pages at or above this physical address cannot be mapped by this MMU (its
+    /// physical address width); [`QuickMap::new`](crate::QuickMap::new) refuses a
+    /// configured limit above it.
+    const PHYS_LIMIT: PhysAddr = PhysAddr(u64::MAX);
+
     /// Install the translation of `window` to the page at `pa`. The entry is clear
     /// when this is called, so the CPU holds no translation for it and no invalidation
-    /// is needed (processors do not cache not-present entries).
+    /// is needed (processors do not cache not-present entries). `pa` is page-aligned and
+    /// below the configured physical limit, so below [`PHYS_LIMIT`](Self::PHYS_LIMIT).
     fn set_window_pte(&self, window: Window, pa: PhysAddr, attribute: MemoryAttribute);
 
     /// Clear the translation of `window`.

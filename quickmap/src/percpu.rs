@@ -10,7 +10,7 @@
 //! So no word here needs an atomic read-modify-write (no `lock` prefix is emitted);
 //! what each word needs instead is an argument:
 //!
-//! - `in_use` is exact. A context claims a window with a load and a store; every
+//! - `free` is exact. A context claims a window with a load and a store; every
 //!   context that runs between the two gives back each window it claimed before it
 //!   returns, so its net effect on the word is nil and the store is still right.
 //! - A window's `entry` (what its page-table entry holds) is written only by the context
@@ -45,8 +45,9 @@ const HINT_BUCKETS: usize = 64;
 /// ```
 #[repr(C, align(64))]
 pub struct CpuWindows<const N: usize> {
-    /// Bit `w` is set while window `w` is claimed (mapped for a caller).
-    in_use: AtomicU32,
+    /// Bit `w` is set while window `w` is free, clear while it is claimed (mapped for a
+    /// caller). Free bits rather than used ones: the claim searches them as they are.
+    free: AtomicU32,
     /// Deferred instances: windows probably clean (entry clear and not cached by this
     /// CPU's TLB). A hint; `entries` decide.
     maybe_clean: AtomicU32,
@@ -126,7 +127,7 @@ impl<const N: usize> CpuWindows<N> {
     /// All windows free and clean.
     pub const fn new() -> Self {
         CpuWindows {
-            in_use: AtomicU32::new(0),
+            free: AtomicU32::new(Self::ALL),
             maybe_clean: AtomicU32::new(u32::MAX),
             flush_epoch: AtomicU64::new(1),
             entries: [const { AtomicU64::new(0) }; N],
@@ -136,38 +137,44 @@ impl<const N: usize> CpuWindows<N> {
         }
     }
 
+    /// One bit per window.
+    const ALL: u32 = match 1u32.checked_shl(N as u32) {
+        Some(bit) => bit - 1,
+        None => u32::MAX,
+    };
+
     /// Claim the lowest free window. `None` when all `N` are in use.
     ///
     /// Callable only on this CPU with preemption disabled (as are all the methods
     /// below but [`in_use_mask`](Self::in_use_mask)).
     #[inline(always)]
     pub(crate) fn claim(&self) -> Option<usize> {
-        let in_use = self.in_use.load(Ordering::Relaxed);
+        let free = self.free.load(Ordering::Relaxed);
         // A stop bit past the last window keeps the search word non-zero, which spares
         // the zero case of `tzcnt`/`bsf`.
         let stop = 1u32.checked_shl(N as u32).unwrap_or(0);
-        let slot = (!in_use | stop).trailing_zeros() as usize;
+        let slot = (free | stop).trailing_zeros() as usize;
         if slot >= N {
             return None;
         }
-        self.store_claimed(in_use | 1 << slot);
+        self.store_claimed(free & !(1 << slot));
         Some(slot)
     }
 
     /// Claim window `slot` if it is free.
     #[inline]
     pub(crate) fn claim_slot(&self, slot: usize) -> bool {
-        let in_use = self.in_use.load(Ordering::Relaxed);
-        if in_use & 1 << slot != 0 {
+        let free = self.free.load(Ordering::Relaxed);
+        if free & 1 << slot == 0 {
             return false;
         }
-        self.store_claimed(in_use | 1 << slot);
+        self.store_claimed(free & !(1 << slot));
         true
     }
 
     #[inline]
-    fn store_claimed(&self, in_use: u32) {
-        self.in_use.store(in_use, Ordering::Relaxed);
+    fn store_claimed(&self, free: u32) {
+        self.free.store(free, Ordering::Relaxed);
         // The claim must be visible to an interrupt handler on this CPU before the
         // window's entry is read or written: forbid the compiler to sink the store.
         compiler_fence(Ordering::SeqCst);
@@ -177,7 +184,7 @@ impl<const N: usize> CpuWindows<N> {
     #[cfg(any(test, feature = "contract-checks"))]
     #[inline]
     pub(crate) fn is_claimed(&self, slot: usize) -> bool {
-        self.in_use.load(Ordering::Relaxed) & 1 << slot != 0
+        self.free.load(Ordering::Relaxed) & 1 << slot == 0
     }
 
     /// Release `slot`, once its entry is in the state its `entry` records.
@@ -186,13 +193,19 @@ impl<const N: usize> CpuWindows<N> {
         // The entry must be settled before another context on this CPU may claim the
         // slot.
         compiler_fence(Ordering::SeqCst);
-        let in_use = self.in_use.load(Ordering::Relaxed);
-        self.in_use.store(in_use & !(1 << slot), Ordering::Relaxed);
+        let free = self.free.load(Ordering::Relaxed);
+        self.free.store(free | 1 << slot, Ordering::Relaxed);
     }
 
     /// Windows in use on this CPU, as a bit mask.
     pub fn in_use_mask(&self) -> u32 {
-        self.in_use.load(Ordering::Relaxed)
+        !self.free.load(Ordering::Relaxed) & Self::ALL
+    }
+
+    /// Windows free on this CPU, as a bit mask.
+    #[inline(always)]
+    pub(crate) fn free_mask(&self) -> u32 {
+        self.free.load(Ordering::Relaxed)
     }
 
     /// What window `slot`'s entry holds; exact only while the caller has it claimed.

@@ -69,8 +69,6 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     const SHAPE: WindowLayout = WindowLayout::guarded(VirtAddr(0), N);
     const WINDOW_SHIFT: u32 = Self::SHAPE.window_stride.trailing_zeros();
     const CPU_SHIFT: u32 = Self::SHAPE.cpu_stride.trailing_zeros();
-    /// One bit per window.
-    pub(crate) const ALL_WINDOWS: u32 = if N >= 32 { u32::MAX } else { (1 << N) - 1 };
 
     /// Set up quickmap for `cpus.len()` CPUs.
     ///
@@ -84,6 +82,12 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     ) -> Result<Self, ConfigError> {
         if N == 0 || N > 32 {
             return Err(ConfigError::TooManyWindows { windows_per_cpu: N });
+        }
+        if config.phys_limit > M::PHYS_LIMIT {
+            return Err(ConfigError::PhysLimitBeyondMmu {
+                phys_limit: config.phys_limit,
+                mmu_limit: M::PHYS_LIMIT,
+            });
         }
         let layout = WindowLayout::guarded(config.window_base, N);
         layout.validate(cpus.len())?;

@@ -260,5 +260,52 @@ fn bad_configurations_are_refused_with_a_reason() {
         Some(ConfigError::DirectMapOverlapsWindows { .. })
     ));
 
+    let mut past_the_limit = good;
+    past_the_limit.phys_limit = PhysAddr(8 * PAGE_SIZE as u64);
+    let error = try_config(past_the_limit).expect("a direct map past the limit is refused");
+    assert!(matches!(error, ConfigError::DirectMapBeyondLimit { .. }));
+    assert!(
+        error
+            .to_string()
+            .contains("reaches past the physical limit 0x8000"),
+        "{error}"
+    );
+
     assert_eq!(try_config(good), None);
+}
+
+/// An x86_64 entry holds 52 bits of physical address: a limit above that is refused,
+/// so the backend may write any address quickmap accepts without masking it.
+#[test]
+fn a_physical_limit_beyond_the_mmu_is_refused() {
+    use quickmap::arch::x86_64::X86Mmu;
+    use quickmap::{ConfigError, CpuWindows, QuickMap};
+    let machine = machine();
+    let cpus: &'static [CpuWindows<4>] = Box::leak(Box::new([const { CpuWindows::new() }; 2]));
+    let entries: &'static mut [u64] = Box::leak(vec![0u64; 16].into_boxed_slice());
+    let pointer = entries.as_mut_ptr();
+    let build = |limit: u64| {
+        // SAFETY: `entries` stands in for the region's 16 entries and lives forever;
+        // nothing is entered, so no entry is written and no `invlpg` runs.
+        let mmu = unsafe { X86Mmu::new(VirtAddr(WINDOW_BASE), 16, pointer) };
+        let config = quickmap::Config {
+            phys_limit: PhysAddr(limit),
+            direct_map: None,
+            ..machine.quickmap_config()
+        };
+        QuickMap::<_, _, 4>::new(config, machine.platform(), mmu, cpus).err()
+    };
+    let error = build(1 << 53).expect("53 bits of physical address are refused");
+    assert!(matches!(
+        error,
+        ConfigError::PhysLimitBeyondMmu {
+            mmu_limit: PhysAddr(0x10_0000_0000_0000),
+            ..
+        }
+    ));
+    assert!(
+        error.to_string().contains("above the MMU backend's limit"),
+        "{error}"
+    );
+    assert_eq!(build(1 << 52), None);
 }

@@ -266,13 +266,18 @@ impl X86Mmu {
 // the calling CPU (promise 1); invlpg runs at CPL 0 in the kernel.
 #[cfg(target_arch = "x86_64")]
 unsafe impl Mmu for X86Mmu {
+    /// Bits 12..52 of an entry hold the frame: 4-level and 5-level paging map at most
+    /// 52 bits of physical address.
+    const PHYS_LIMIT: PhysAddr = PhysAddr(1 << 52);
+
     #[inline]
     fn set_window_pte(&self, window: Window, pa: PhysAddr, attribute: MemoryAttribute) {
+        // `pa` is page-aligned and below `PHYS_LIMIT` (the trait's contract), so it
+        // needs no masking to fit the address bits.
+        let entry = pa.0 | WINDOW_PTE_FLAGS[attribute as usize];
+        debug_assert_eq!(entry, window_pte(pa, attribute));
         // SAFETY: the entry belongs to this CPU's claimed window and is clear.
-        unsafe {
-            self.pte_of(window.region_page)
-                .write_volatile(window_pte(pa, attribute))
-        };
+        unsafe { self.pte_of(window.region_page).write_volatile(entry) };
     }
 
     #[inline]
