@@ -28,18 +28,20 @@ pub const MAX_CPUS: usize = 64;
 pub struct PerCpu {
     /// Dense 0-based index (bootstrap CPU = 0), fixed before GS is loaded.
     pub(crate) index: AtomicU32,
-    /// Critical-section nesting of the thread running here. The count is
-    /// per thread by construction: a context switch happens only at depth 0
-    /// (the scheduler asserts it), so the outgoing and incoming threads both
-    /// have 0 and nothing needs saving. Changed only by this CPU.
-    pub(crate) critical_depth: AtomicU32,
+    /// Critical-section nesting of the thread running here, plus
+    /// [`NOTHING_OWED`] while no preemption is owed (Linux's `preempt_count`
+    /// with its inverted `PREEMPT_NEED_RESCHED`): the word is zero exactly when
+    /// the outermost section ends with a preemption owed, so `critical_exit` is
+    /// one decrement and one branch. The depth is per thread by construction: a
+    /// context switch happens only at depth 0 (the scheduler asserts it), so
+    /// nothing needs saving. Changed only by this CPU, each change one
+    /// instruction (or an atomic one), so an interrupt never splits it.
+    pub(crate) critical_count: AtomicU32,
     /// Spin locks held by the context running here.
     pub(crate) spin_locks_held: AtomicU32,
     /// Interrupt handlers (vectors 32–255) active on this CPU (0 or 1: they
     /// run with interrupts off).
     pub(crate) interrupt_nesting: AtomicU32,
-    /// A tick asked for a preemption that a critical section held off.
-    pub(crate) preemption_owed: AtomicU32,
     /// The local APIC id (from the APIC itself).
     pub(crate) apic_id: AtomicU32,
     /// Spin-lock acquisitions on this CPU (summed by `sync::lock_acquisitions`).
@@ -68,10 +70,9 @@ impl PerCpu {
     const fn new(index: u32) -> Self {
         Self {
             index: AtomicU32::new(index),
-            critical_depth: AtomicU32::new(0),
+            critical_count: AtomicU32::new(NOTHING_OWED),
             spin_locks_held: AtomicU32::new(0),
             interrupt_nesting: AtomicU32::new(0),
-            preemption_owed: AtomicU32::new(0),
             apic_id: AtomicU32::new(0),
             lock_acquisitions: AtomicU64::new(0),
             ipis_sent: AtomicU64::new(0),
@@ -105,16 +106,39 @@ impl PerCpu {
     pub fn deferred_preemptions(&self) -> u64 {
         self.deferred_preemptions.load(Ordering::Relaxed)
     }
+
+    /// Whether a tick (or a reschedule IPI) asked for a preemption that has not
+    /// happened yet.
+    pub fn preemption_owed(&self) -> bool {
+        self.critical_count.load(Ordering::Relaxed) & NOTHING_OWED == 0
+    }
+
+    /// Ask for a preemption at the next chance: the next interrupt exit
+    /// outside a critical section, or the `critical_exit` that ends one. Only
+    /// on this CPU (from its interrupt handlers).
+    pub(crate) fn owe_preemption(&self) {
+        self.critical_count
+            .fetch_and(!NOTHING_OWED, Ordering::Relaxed);
+    }
+
+    /// The owed preemption is happening now. Only on this CPU.
+    pub(crate) fn settle_owed_preemption(&self) {
+        self.critical_count
+            .fetch_or(NOTHING_OWED, Ordering::Relaxed);
+    }
 }
+
+/// The bit of [`PerCpu::critical_count`] that is set while no preemption is
+/// owed; the rest of the word is the critical-section depth.
+pub(crate) const NOTHING_OWED: u32 = 1 << 31;
 
 /// Field offsets for `gs:`-relative access.
 pub(crate) mod offsets {
     use super::PerCpu;
     pub const INDEX: usize = core::mem::offset_of!(PerCpu, index);
-    pub const CRITICAL_DEPTH: usize = core::mem::offset_of!(PerCpu, critical_depth);
+    pub const CRITICAL_COUNT: usize = core::mem::offset_of!(PerCpu, critical_count);
     pub const SPIN_LOCKS_HELD: usize = core::mem::offset_of!(PerCpu, spin_locks_held);
     pub const INTERRUPT_NESTING: usize = core::mem::offset_of!(PerCpu, interrupt_nesting);
-    pub const PREEMPTION_OWED: usize = core::mem::offset_of!(PerCpu, preemption_owed);
     pub const LOCK_ACQUISITIONS: usize = core::mem::offset_of!(PerCpu, lock_acquisitions);
     pub const CURRENT_THREAD: usize = core::mem::offset_of!(PerCpu, current_thread);
 }

@@ -76,9 +76,8 @@ kernel_test! {
             while this.ticks() < start_ticks + 2 {
                 core::hint::spin_loop();
             }
-            assert_ne!(
-                this.preemption_owed.load(Ordering::Relaxed),
-                0,
+            assert!(
+                this.preemption_owed(),
                 "a tick inside the critical section leaves a preemption owed"
             );
             assert_eq!(

@@ -22,7 +22,7 @@ mod wait;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::arch::interrupts::{in_interrupt, interrupts_enabled};
-use crate::arch::percpu::{gs_decrement_u32_then_if_set, gs_increment_u32, gs_read_u32};
+use crate::arch::percpu::{gs_decrement_u32_then_if_zero, gs_increment_u32, gs_read_u32};
 use crate::cpu::offsets;
 
 pub use scheduler::{
@@ -40,17 +40,19 @@ pub use wait::WaitQueue;
 /// scheduler runs.
 #[inline]
 pub fn critical_enter() {
-    gs_increment_u32!(offsets::CRITICAL_DEPTH);
+    gs_increment_u32!(offsets::CRITICAL_COUNT);
 }
 
 /// Leaves a critical section. When the count returns to zero and a tick
 /// asked for a preemption meanwhile, the preemption happens here.
 ///
-/// Four instructions when nothing is owed (`sub`, `jnz`, `cmp`, `jne`; see
-/// `gs_decrement_u32_then_if_set`): every quickmap window pair pays them.
+/// Two instructions when nothing is owed (`sub`, `jnz`; see
+/// `gs_decrement_u32_then_if_zero`): the owed preemption is folded into the
+/// count ([`crate::cpu::PerCpu::critical_count`]), and every quickmap window
+/// pair pays this.
 #[inline]
 pub fn critical_exit() {
-    gs_decrement_u32_then_if_set!(offsets::CRITICAL_DEPTH, offsets::PREEMPTION_OWED, {
+    gs_decrement_u32_then_if_zero!(offsets::CRITICAL_COUNT, {
         scheduler::perform_owed_preemption();
     });
 }
@@ -58,7 +60,7 @@ pub fn critical_exit() {
 /// The critical-section nesting of the running context.
 #[inline]
 pub fn critical_depth() -> u32 {
-    gs_read_u32!(offsets::CRITICAL_DEPTH)
+    gs_read_u32!(offsets::CRITICAL_COUNT) & !crate::cpu::NOTHING_OWED
 }
 
 /// Most checks [`register_might_sleep_check`] accepts.

@@ -386,14 +386,12 @@ fn on_tick(_frame: &mut InterruptFrame) {
         SCHEDULER.lock_irq().wake_expired_sleepers(now);
     }
     // One tick is one time slice.
-    this_cpu.preemption_owed.store(1, Ordering::Relaxed);
+    this_cpu.owe_preemption();
     apic::end_of_interrupt();
 }
 
 fn on_reschedule(_frame: &mut InterruptFrame) {
-    cpu::this_cpu_unguarded()
-        .preemption_owed
-        .store(1, Ordering::Relaxed);
+    cpu::this_cpu_unguarded().owe_preemption();
     apic::end_of_interrupt();
 }
 
@@ -403,7 +401,7 @@ pub fn interrupt_exit(frame: &mut InterruptFrame, sse_state: &mut SseState) {
     let this_cpu = cpu::this_cpu_unguarded();
     let request = if frame.vector == u64::from(SCHEDULE_VECTOR) {
         SwitchRequest::from_register(frame.rdi)
-    } else if this_cpu.preemption_owed.load(Ordering::Relaxed) != 0 {
+    } else if this_cpu.preemption_owed() {
         SwitchRequest::Preemption
     } else {
         return;
@@ -421,7 +419,7 @@ pub fn interrupt_exit(frame: &mut InterruptFrame, sse_state: &mut SseState) {
         );
         return;
     }
-    this_cpu.preemption_owed.store(0, Ordering::Relaxed);
+    this_cpu.settle_owed_preemption();
     switch(this_cpu.index(), frame, sse_state, request);
 }
 

@@ -88,28 +88,24 @@ macro_rules! gs_decrement_u32_is_zero {
     }};
 }
 
-/// Subtracts 1 from the `u32` at `gs:[$counter]`; when that leaves zero and the
-/// `u32` at `gs:[$flag]` is not zero, runs `$then`. At most four instructions
-/// when `$then` does not run, branching on the flags `sub` and `cmp` set (no
-/// `setz` materialised and tested again): `sub`, `jnz`, `cmp`, `je`. Not
-/// `nomem`: a compiler barrier, like [`gs_increment_u32`].
-macro_rules! gs_decrement_u32_then_if_set {
-    ($counter:expr, $flag:expr, $then:block) => {
+/// Subtracts 1 from the `u32` at `gs:[$counter]`; when that leaves zero, runs
+/// `$then`. Two instructions when `$then` does not run (`sub`, `jnz`),
+/// branching on the flags `sub` sets (no `setz` materialised and tested
+/// again). Not `nomem`: a compiler barrier, like [`gs_increment_u32`].
+macro_rules! gs_decrement_u32_then_if_zero {
+    ($counter:expr, $then:block) => {
         // SAFETY: as in `gs_read_u32`; the counter is an AtomicU32 written
         // only by its own CPU, one instruction, so an interrupt cannot split
-        // the decrement; the flag is only read. `$then` runs as ordinary Rust
-        // code after the asm, with the stack as the asm found it.
+        // the decrement. `$then` runs as ordinary Rust code after the asm,
+        // with the stack as the asm found it.
         unsafe {
             core::arch::asm!(
                 "sub dword ptr gs:[{counter}], 1",
                 "jnz {done}",
-                "cmp dword ptr gs:[{flag}], 0",
-                "je {done}",
                 "jmp {then}",
                 counter = const $counter,
-                flag = const $flag,
                 // Every exit is a label and the asm never falls through, so
-                // the fast paths branch straight to the code after it (a
+                // the fast path branches straight to the code after it (a
                 // fall-through exit would cost a `jmp` there).
                 done = label {},
                 then = label $then,
@@ -128,6 +124,6 @@ macro_rules! gs_increment_u64 {
 }
 
 pub(crate) use {
-    gs_decrement_u32_is_zero, gs_decrement_u32_then_if_set, gs_increment_u32, gs_increment_u64,
+    gs_decrement_u32_is_zero, gs_decrement_u32_then_if_zero, gs_increment_u32, gs_increment_u64,
     gs_read_u32, gs_read_u32_as_u64, gs_read_u64,
 };
