@@ -150,14 +150,13 @@ impl<const N: usize> CpuWindows<N> {
     #[inline(always)]
     pub(crate) fn claim(&self) -> Option<usize> {
         let free = self.free.load(Ordering::Relaxed);
-        // A stop bit past the last window keeps the search word non-zero, which spares
-        // the zero case of `tzcnt`/`bsf`.
-        let stop = 1u32.checked_shl(N as u32).unwrap_or(0);
-        let slot = (free | stop).trailing_zeros() as usize;
-        if slot >= N {
+        if free == 0 {
             return None;
         }
-        self.store_claimed(free & !(1 << slot));
+        // `free` has no bit at or above `N`, so the lowest set bit is a window; and
+        // `free & (free - 1)` clears exactly that bit.
+        let slot = free.trailing_zeros() as usize;
+        self.store_claimed(free & (free - 1));
         Some(slot)
     }
 

@@ -55,9 +55,14 @@ pub struct QuickMap<P, M, const N: usize, I = Strict> {
     direct_first_frame: u64,
     direct_frames: u64,
     direct_virt_start: usize,
+    /// What turns a direct-mapped physical address into its virtual one: one add.
+    direct_offset: usize,
     direct_map: Option<DirectMap>,
     /// `phys_limit` in frames.
     frame_limit: u64,
+    /// Frames from the direct map's first one up to the limit (the limit itself when
+    /// there is no direct map): what the usual page is checked against.
+    frames_from_direct_start_to_limit: u64,
     _invalidation: PhantomData<I>,
 }
 
@@ -123,9 +128,13 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
             direct_first_frame: dmap.map_or(0, |d| d.phys_start.0 >> PAGE_SHIFT),
             direct_frames: dmap.map_or(0, |d| d.len >> PAGE_SHIFT),
             direct_virt_start: dmap.map_or(0, |d| d.virt_start.0),
+            direct_offset: dmap.map_or(0, |d| d.virt_start.0.wrapping_sub(d.phys_start.0 as usize)),
             direct_map: dmap,
             // A page must lie wholly below the limit.
             frame_limit: config.phys_limit.0 >> PAGE_SHIFT,
+            // The direct map lies below the limit (checked above), so no wrap.
+            frames_from_direct_start_to_limit: (config.phys_limit.0 >> PAGE_SHIFT)
+                - dmap.map_or(0, |d| d.phys_start.0 >> PAGE_SHIFT),
             _invalidation: PhantomData,
         })
     }
@@ -151,27 +160,29 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     fn enter_page<H: HeldPage + ?Sized>(&self, page: &H) -> (VirtAddr, Option<Held<N>>) {
         let (pa, attribute) = (page.phys_addr(), page.memory_attribute());
         // Rotating moves the offset bits of an unaligned address to the top, so one
-        // comparison refuses both an unaligned and an out-of-range address; the direct
-        // map lies below the limit (`new` checks it), so its own comparison does too.
-        let frame = pa.0.rotate_right(PAGE_SHIFT);
+        // comparison refuses both an unaligned and an out-of-range address. Frames are
+        // counted from the direct map's first one: the direct map's test and the limit's
+        // share the subtraction.
+        let direct_frame =
+            pa.0.rotate_right(PAGE_SHIFT)
+                .wrapping_sub(self.direct_first_frame);
         if P::CONTEXT_POLICY == ContextPolicy::FreeBsd {
             self.check_freebsd_context();
         }
         // Only write-back may use the direct map: its mapping is write-back, and mapping a
-        // frame with two cache attributes at once is undefined on x86 (SDM 11.12.4).
-        if attribute == MemoryAttribute::WriteBack {
-            let direct_frame = frame.wrapping_sub(self.direct_first_frame);
-            if direct_frame < self.direct_frames {
-                // Nothing is pinned here: the count may land on the CPU the thread
-                // just left, or be lost to a race (see `stats`).
-                #[cfg(feature = "stats")]
-                self.this_cpu().1.counters.count_direct_map_hit();
-                let va = VirtAddr(self.direct_virt_start + ((direct_frame as usize) << PAGE_SHIFT));
-                return (va, None);
-            }
+        // frame with two cache attributes at once is undefined on x86 (SDM 11.12.4). The
+        // direct map lies below the limit (`new` checks it).
+        if attribute == MemoryAttribute::WriteBack && direct_frame < self.direct_frames {
+            // Nothing is pinned here: the count may land on the CPU the thread just
+            // left, or be lost to a race (see `stats`).
+            #[cfg(feature = "stats")]
+            self.this_cpu().1.counters.count_direct_map_hit();
+            let va = VirtAddr((pa.0 as usize).wrapping_add(self.direct_offset));
+            return (va, None);
         }
-        if frame >= self.frame_limit {
-            self.refuse_page(pa);
+        if direct_frame >= self.frames_from_direct_start_to_limit {
+            // Out of range, unaligned, or below the direct map's first frame.
+            self.check_page_outside_direct_span(pa);
         }
         let held = self.enter_window(pa, attribute);
         (held.window.va, Some(held))
@@ -419,6 +430,18 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         #[cfg(not(feature = "contract-checks"))]
         let windows = unsafe { self.cpus.get_unchecked(cpu) };
         (cpu, windows)
+    }
+
+    /// A page that is not between the direct map's first frame and the limit: below
+    /// that first frame it is fine (it takes a window like any other); otherwise
+    /// refused, naming the rule broken.
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn check_page_outside_direct_span(&self, pa: PhysAddr) {
+        if pa.0.rotate_right(PAGE_SHIFT) >= self.frame_limit {
+            self.refuse_page(pa);
+        }
     }
 
     /// Names which of the two page rules `frame >= frame_limit` broke.

@@ -296,3 +296,51 @@ fn copies_between_a_buffer_and_a_run_of_pages_at_unaligned_offsets() {
         );
     }
 }
+
+/// A direct map that starts above physical 0: the pages below it take a window (the
+/// fast check counts frames from the direct map's start, and a page below it takes the
+/// slow check instead of being refused), pages inside it come back direct, and the
+/// page rules still hold on both sides.
+#[test]
+fn pages_below_a_direct_map_that_starts_late_take_windows() {
+    let machine = SimMachine::new(SimConfig::default());
+    let mut config = machine.quickmap_config();
+    let direct_map = config.direct_map.as_mut().unwrap();
+    direct_map.phys_start = quickmap::PhysAddr(8 * PAGE_SIZE as u64);
+    direct_map.len = 8 * PAGE_SIZE as u64;
+    let quickmap = machine.quickmap_with::<_, _, 4, quickmap::Strict>(
+        config,
+        machine.platform(),
+        machine.mmu(),
+    );
+    let below = SimPage::new(2);
+    machine.phys_write(below.pa, &pattern(2, 9));
+    {
+        let mapping = quickmap.map(&below);
+        assert!(
+            mapping.va().0 >= quickmap.layout().base.0,
+            "below the direct map: a window"
+        );
+        assert_eq!(mapping.compare(0, &pattern(2, 9)), Ok(()));
+    }
+    let inside = SimPage::new(10);
+    assert_eq!(
+        quickmap.map(&inside).va(),
+        VirtAddr(DIRECT_MAP_BASE + 2 * PAGE_SIZE)
+    );
+    for (pa, rule) in [
+        (64 * PAGE_SIZE as u64, "page out of range"),
+        (2 * PAGE_SIZE as u64 + 8, "unaligned page"),
+        (10 * PAGE_SIZE as u64 + 8, "unaligned page"),
+    ] {
+        let page = SimPage {
+            pa: quickmap::PhysAddr(pa),
+            attribute: MemoryAttribute::WriteBack,
+        };
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = quickmap.enter(&page);
+        }));
+        let message = *refused.expect_err(rule).downcast::<String>().unwrap();
+        assert!(message.contains(rule), "{pa:#x}: {message}");
+    }
+}
