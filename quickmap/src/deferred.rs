@@ -51,15 +51,11 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         self.window(cpu, slot)
     }
 
-    /// A hint is always a window's index; for a power-of-two `N` this says so to the
-    /// compiler with one `and` instead of a bounds check.
+    /// A hint is always a window's index; the remainder says so to the compiler (one
+    /// `and` for a power-of-two `N`) instead of a bounds check.
     #[inline(always)]
     fn slot_of_hint(hint: usize) -> usize {
-        if N.is_power_of_two() {
-            hint & (N - 1)
-        } else {
-            hint.min(N - 1)
-        }
+        hint % N
     }
 
     /// Take a clean window for `pa` and return its slot, flushing first when none is

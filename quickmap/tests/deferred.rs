@@ -471,3 +471,30 @@ fn at_most_one_invalidating_operation_per_32_pairs_over_distinct_pages() {
         "what the hardware saw"
     );
 }
+
+/// A window invalidated at remove (a page that is not write-back) is clean at once and
+/// is marked so: a write-combining page mapped again and again never runs the pool
+/// dry, so it never costs a full flush.
+#[test]
+fn windows_invalidated_at_remove_are_taken_again_without_a_flush() {
+    let machine = machine();
+    let quickmap = machine.quickmap_deferred::<32>();
+    let page = SimPage {
+        attribute: MemoryAttribute::WriteCombining,
+        ..SimPage::high_memory(&machine, 7)
+    };
+    // A write-back page held throughout keeps window 0, so the loop works in another.
+    let held = SimPage::high_memory(&machine, 8);
+    let holding = quickmap.map(&held);
+    for round in 0..100u64 {
+        quickmap.map(&page).write_u64(0, round);
+    }
+    drop(holding);
+    let counters = machine.counters();
+    assert_eq!(
+        (counters.invalidations, counters.full_flushes),
+        (100, 0),
+        "one invalidation per remove, and no flush"
+    );
+    assert_eq!(phys_page(&machine, page.pa)[..8], 99u64.to_le_bytes());
+}
