@@ -20,6 +20,31 @@ pub fn phys_page(machine: &SimMachine, pa: PhysAddr) -> Vec<u8> {
     page
 }
 
+/// The four byte movers of `Mmu`, forwarded to the wrapped backend in field
+/// `$inner`: a broken test backend breaks translations, never how bytes move through
+/// them, and must not fall back on the defaults (they dereference, which the
+/// simulated machine's addresses cannot take).
+macro_rules! forward_byte_movers {
+    ($inner:tt) => {
+        unsafe fn read_bytes(&self, src: VirtAddr, dst: &mut [u8]) {
+            // SAFETY: forwarded from this function's contract.
+            unsafe { self.$inner.read_bytes(src, dst) }
+        }
+        unsafe fn write_bytes(&self, dst: VirtAddr, src: &[u8]) {
+            // SAFETY: forwarded from this function's contract.
+            unsafe { self.$inner.write_bytes(dst, src) }
+        }
+        unsafe fn fill_bytes(&self, dst: VirtAddr, len: usize, byte: u8) {
+            // SAFETY: forwarded from this function's contract.
+            unsafe { self.$inner.fill_bytes(dst, len, byte) }
+        }
+        unsafe fn copy_bytes(&self, dst: VirtAddr, src: VirtAddr, len: usize) {
+            // SAFETY: forwarded from this function's contract.
+            unsafe { self.$inner.copy_bytes(dst, src, len) }
+        }
+    };
+}
+
 /// A backend that forgets to invalidate: what a missing `invlpg` looks like.
 #[derive(Clone, Copy)]
 pub struct ForgetsInvalidation<M>(pub M);
@@ -36,14 +61,7 @@ unsafe impl<M: Mmu> Mmu for ForgetsInvalidation<M> {
     fn invalidate_all_local(&self) {
         self.0.invalidate_all_local()
     }
-    unsafe fn read_bytes(&self, src: VirtAddr, dst: &mut [u8]) {
-        // SAFETY: forwarded.
-        unsafe { self.0.read_bytes(src, dst) }
-    }
-    unsafe fn write_bytes(&self, dst: VirtAddr, src: &[u8]) {
-        // SAFETY: forwarded.
-        unsafe { self.0.write_bytes(dst, src) }
-    }
+    forward_byte_movers!(0);
 }
 
 /// A platform that does not pin: critical sections do nothing.
@@ -185,22 +203,7 @@ unsafe impl<M: Mmu> Mmu for MidPairInterrupts<M> {
         self.0.invalidate_all_local();
         offer_interrupt(Hook::InvalidateAll, Phase::After);
     }
-    unsafe fn read_bytes(&self, src: VirtAddr, dst: &mut [u8]) {
-        // SAFETY: forwarded.
-        unsafe { self.0.read_bytes(src, dst) }
-    }
-    unsafe fn write_bytes(&self, dst: VirtAddr, src: &[u8]) {
-        // SAFETY: forwarded.
-        unsafe { self.0.write_bytes(dst, src) }
-    }
-    unsafe fn fill_bytes(&self, dst: VirtAddr, len: usize, byte: u8) {
-        // SAFETY: forwarded.
-        unsafe { self.0.fill_bytes(dst, len, byte) }
-    }
-    unsafe fn copy_bytes(&self, dst: VirtAddr, src: VirtAddr, len: usize) {
-        // SAFETY: forwarded.
-        unsafe { self.0.copy_bytes(dst, src, len) }
-    }
+    forward_byte_movers!(0);
 }
 
 /// A backend whose full flush comes one window too late: `invalidate_all_local`
@@ -248,22 +251,7 @@ unsafe impl<M: Mmu> Mmu for FlushSparesLastCleared<'_, M> {
             self.machine.tlb_insert_stale(cpu, va, pa, attribute);
         }
     }
-    unsafe fn read_bytes(&self, src: VirtAddr, dst: &mut [u8]) {
-        // SAFETY: forwarded.
-        unsafe { self.inner.read_bytes(src, dst) }
-    }
-    unsafe fn write_bytes(&self, dst: VirtAddr, src: &[u8]) {
-        // SAFETY: forwarded.
-        unsafe { self.inner.write_bytes(dst, src) }
-    }
-    unsafe fn fill_bytes(&self, dst: VirtAddr, len: usize, byte: u8) {
-        // SAFETY: forwarded.
-        unsafe { self.inner.fill_bytes(dst, len, byte) }
-    }
-    unsafe fn copy_bytes(&self, dst: VirtAddr, src: VirtAddr, len: usize) {
-        // SAFETY: forwarded.
-        unsafe { self.inner.copy_bytes(dst, src, len) }
-    }
+    forward_byte_movers!(inner);
 }
 
 /// A backend whose full flush does nothing: a deferred pool on it enters windows
@@ -283,20 +271,5 @@ unsafe impl<M: Mmu> Mmu for FlushesNothing<M> {
         self.0.invalidate_local(va)
     }
     fn invalidate_all_local(&self) {}
-    unsafe fn read_bytes(&self, src: VirtAddr, dst: &mut [u8]) {
-        // SAFETY: forwarded.
-        unsafe { self.0.read_bytes(src, dst) }
-    }
-    unsafe fn write_bytes(&self, dst: VirtAddr, src: &[u8]) {
-        // SAFETY: forwarded.
-        unsafe { self.0.write_bytes(dst, src) }
-    }
-    unsafe fn fill_bytes(&self, dst: VirtAddr, len: usize, byte: u8) {
-        // SAFETY: forwarded.
-        unsafe { self.0.fill_bytes(dst, len, byte) }
-    }
-    unsafe fn copy_bytes(&self, dst: VirtAddr, src: VirtAddr, len: usize) {
-        // SAFETY: forwarded.
-        unsafe { self.0.copy_bytes(dst, src, len) }
-    }
+    forward_byte_movers!(0);
 }
