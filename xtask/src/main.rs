@@ -11,7 +11,8 @@
 //!   words; [`suite`]: plan boots, judge results;
 //! - [`workload`]: the `mode=run` lines, live progress display, summary and verdict;
 //! - [`bench`]: the `mode=bench` lines, figures, targets, table, JSON and SVG plot;
-//! - [`static_check`]: the no-lock / one-`invlpg` check of the kernel's machine code;
+//! - [`static_check`]: the check of the kernel's machine code: no lock on any
+//!   enter/remove path, `invlpg` and CR3 writes exactly where each instance needs them;
 //! - [`commands`]: `build`, `run`, `test`, `bench`.
 //!
 //! Exit status: 0 success, 1 something failed, 2 bad command line.
