@@ -9,6 +9,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The test list every fake kernel announces: two ordinary tests, one should_panic.
@@ -117,6 +118,29 @@ struct Behaviour<'a> {
     objdump: &'a str,
 }
 
+impl Behaviour<'static> {
+    /// A kernel whose list, suite and should_panic boots all pass, and nothing else
+    /// scripted: scenarios override the boot they are about.
+    fn passing_tests() -> Behaviour<'static> {
+        // A behaviour borrows its snippets, so these shared ones live for the whole
+        // test binary.
+        static SNIPPETS: OnceLock<[String; 3]> = OnceLock::new();
+        let [list, suite, panic_test] = SNIPPETS.get_or_init(|| {
+            [
+                emit(LIST_OUTPUT, 33),
+                emit(SUITE_OK, 33),
+                emit(PANIC_OK, 33),
+            ]
+        });
+        Behaviour {
+            list,
+            suite,
+            panic_test,
+            ..Behaviour::default()
+        }
+    }
+}
+
 /// Prints `lines` then exits with `status`, as a shell snippet. Lines end in CR LF, as
 /// serial consoles often send them, so every test also checks that the CR is dropped.
 fn emit(lines: &str, status: i32) -> String {
@@ -206,11 +230,8 @@ exit 1
             name,
             Behaviour {
                 run: &emit(WORKLOAD_OK, 33),
-                list: &emit(LIST_OUTPUT, 33),
-                suite: &emit(SUITE_OK, 33),
-                panic_test: &emit(PANIC_OK, 33),
                 bench: &bench_script(|_, _| true),
-                objdump: "",
+                ..Behaviour::passing_tests()
             },
         )
     }
@@ -380,11 +401,8 @@ fn failing_test() {
     let machine = FakeMachine::new(
         "fail",
         Behaviour {
-            run: "",
-            list: &emit(LIST_OUTPUT, 33),
             suite: &suite,
-            panic_test: &emit(PANIC_OK, 33),
-            ..Behaviour::default()
+            ..Behaviour::passing_tests()
         },
     );
     let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
@@ -408,11 +426,8 @@ fn panic_mid_suite_names_the_cause() {
     let machine = FakeMachine::new(
         "panic",
         Behaviour {
-            run: "",
-            list: &emit(LIST_OUTPUT, 33),
             suite: &suite,
-            panic_test: &emit(PANIC_OK, 33),
-            ..Behaviour::default()
+            ..Behaviour::passing_tests()
         },
     );
     let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
@@ -433,12 +448,9 @@ fn hung_kernel_times_out() {
     let machine = FakeMachine::new(
         "timeout",
         Behaviour {
-            run: "",
-            list: &emit(LIST_OUTPUT, 33),
             // `exec` so that killing QEMU's process kills the hang itself.
             suite: "printf 'qmk: test a ... ok\\n'\nexec sleep 30",
-            panic_test: &emit(PANIC_OK, 33),
-            ..Behaviour::default()
+            ..Behaviour::passing_tests()
         },
     );
     let started = Instant::now();
@@ -464,10 +476,8 @@ fn triple_fault_reset() {
         "reset",
         Behaviour {
             run: &emit("qmk: about to fault", 0),
-            list: &emit(LIST_OUTPUT, 33),
             suite: &emit("qmk: test a ... ok\nqmk: test b ... ok", 0),
-            panic_test: &emit(PANIC_OK, 33),
-            ..Behaviour::default()
+            ..Behaviour::passing_tests()
         },
     );
     let output = machine.xtask(&["test", "--kernel-only"]);
@@ -688,10 +698,7 @@ fn run_fails_on_mismatch_and_on_kernel_errors() {
         "noworkload",
         Behaviour {
             run: &emit("qmk: error: unknown boot option 'ops'", 35),
-            list: &emit(LIST_OUTPUT, 33),
-            suite: &emit(SUITE_OK, 33),
-            panic_test: &emit(PANIC_OK, 33),
-            ..Behaviour::default()
+            ..Behaviour::passing_tests()
         },
     );
     let output = machine.xtask(&["run", "--ops", "5"]);
@@ -720,25 +727,30 @@ fn run_fails_on_mismatch_and_on_kernel_errors() {
     assert_eq!(last_line(&stdout(&output)), "4 passed, 0 failed");
 }
 
+/// Runs the kernel tests (no workload) on a machine whose tests all pass but whose
+/// fake objdump prints `objdump`, and returns stdout after checking that the run
+/// failed: the static check is the only thing that can fail it.
+fn failed_static_check(name: &str, objdump: &str) -> String {
+    let machine = FakeMachine::new(
+        name,
+        Behaviour {
+            objdump,
+            ..Behaviour::passing_tests()
+        },
+    );
+    let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    out
+}
+
 #[test]
 fn static_check_failures_are_one_result() {
     let locked = OBJDUMP_OK.replace(
         "100030:\tand    QWORD PTR gs:0x8,0xfffffffffffffffe",
         "100030:\tlock and QWORD PTR [rip+0x8],0xfffffffffffffffe",
     );
-    let machine = FakeMachine::new(
-        "locked",
-        Behaviour {
-            list: &emit(LIST_OUTPUT, 33),
-            suite: &emit(SUITE_OK, 33),
-            panic_test: &emit(PANIC_OK, 33),
-            objdump: &locked,
-            ..Behaviour::default()
-        },
-    );
-    let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
-    let out = stdout(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = failed_static_check("locked", &locked);
     assert!(
         out.contains(
             "test static-check ... FAILED (pmap_quick_remove_page: locked instruction in \
@@ -753,19 +765,7 @@ fn static_check_failures_are_one_result() {
 
     // The strict remove without its invlpg: the check is exact, not an upper bound.
     let no_invlpg = OBJDUMP_OK.replace("100017:\tinvlpg BYTE PTR [rsi]", "100017:\tnop");
-    let machine = FakeMachine::new(
-        "noinvlpg",
-        Behaviour {
-            list: &emit(LIST_OUTPUT, 33),
-            suite: &emit(SUITE_OK, 33),
-            panic_test: &emit(PANIC_OK, 33),
-            objdump: &no_invlpg,
-            ..Behaviour::default()
-        },
-    );
-    let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
-    let out = stdout(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = failed_static_check("noinvlpg", &no_invlpg);
     assert!(
         out.contains(
             "test static-check ... FAILED (pmap_quick_remove_page: hot path has 0 invlpg, \
@@ -774,19 +774,10 @@ fn static_check_failures_are_one_result() {
         "{out}"
     );
 
-    let machine = FakeMachine::new(
+    let out = failed_static_check(
         "nosymbols",
-        Behaviour {
-            list: &emit(LIST_OUTPUT, 33),
-            suite: &emit(SUITE_OK, 33),
-            panic_test: &emit(PANIC_OK, 33),
-            objdump: "0000000000100000 <kernel_main>:\n  100000:\tret\n",
-            ..Behaviour::default()
-        },
+        "0000000000100000 <kernel_main>:\n  100000:\tret\n",
     );
-    let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
-    let out = stdout(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
     assert!(
         out.contains(
             "test static-check ... FAILED (symbol `pmap_quick_enter_page` not found in the \
@@ -797,19 +788,7 @@ fn static_check_failures_are_one_result() {
 
     // The deferred pair dropped by the linker (nothing referenced it).
     let strict_only = &OBJDUMP_OK[..OBJDUMP_OK.find("0000000000100050 <qmk_deferred").unwrap()];
-    let machine = FakeMachine::new(
-        "nodeferred",
-        Behaviour {
-            list: &emit(LIST_OUTPUT, 33),
-            suite: &emit(SUITE_OK, 33),
-            panic_test: &emit(PANIC_OK, 33),
-            objdump: strict_only,
-            ..Behaviour::default()
-        },
-    );
-    let output = machine.xtask(&["test", "--kernel-only", "--no-workload"]);
-    let out = stdout(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = failed_static_check("nodeferred", strict_only);
     assert!(
         out.contains(
             "test static-check ... FAILED (symbol `qmk_deferred_enter_page` not found in the \

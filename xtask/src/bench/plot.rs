@@ -201,11 +201,7 @@ mod tests {
     fn variant(name: &str, throughput: &[(u32, f64)]) -> VariantFigures {
         VariantFigures {
             name: name.into(),
-            checked: Cost {
-                instructions_per_pair: 0.0,
-                events_icount: EventsPerPair::default(),
-                events_worst: EventsPerPair::default(),
-            },
+            checked: Cost::same_events(0.0, EventsPerPair::default()),
             lean: None,
             throughput: throughput.to_vec(),
             scaling: Vec::new(),

@@ -158,14 +158,9 @@ mod tests {
             full_flushes: count(0.03125),
             pte_writes: count(1.0),
             reuses: count(0.0),
-            ipis: 0.0,
-            locks: 0.0,
+            ..EventsPerPair::default()
         };
-        Cost {
-            instructions_per_pair: instructions,
-            events_icount: events,
-            events_worst: events,
-        }
+        Cost::same_events(instructions, events)
     }
 
     #[test]

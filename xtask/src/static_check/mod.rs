@@ -430,8 +430,15 @@ mod tests {
         SAMPLE.replace(from, to)
     }
 
-    fn problems(text: &str) -> Vec<String> {
-        check_disassembly(text).problems
+    /// Checks SAMPLE with the line `from` replaced by `to` and asserts the problems
+    /// found, in order.
+    #[track_caller]
+    fn assert_problems<S>(from: &str, to: &str, expected: &[S])
+    where
+        S: std::fmt::Debug,
+        String: PartialEq<S>,
+    {
+        assert_eq!(check_disassembly(&sample_with(from, to)).problems, expected);
     }
 
     #[test]
@@ -482,125 +489,101 @@ mod tests {
 
     #[test]
     fn strict_remove_needs_exactly_one_invlpg() {
-        let none = sample_with(
+        assert_problems(
             "  1000c8:\tinvlpg BYTE PTR [rsi]",
             "  1000c8:\tmov    QWORD PTR [rsi],0x0",
+            &["pmap_quick_remove_page: hot path has 0 invlpg, expected exactly 1"],
         );
-        assert_eq!(
-            problems(&none),
-            ["pmap_quick_remove_page: hot path has 0 invlpg, expected exactly 1"]
-        );
-        let two = sample_with(
+        assert_problems(
             "  1000a0:\tmov    QWORD PTR [rdi],0x0",
             "  1000a0:\tinvlpg BYTE PTR [rdi]",
-        );
-        assert_eq!(
-            problems(&two),
-            [
+            &[
                 "pmap_quick_remove_page: hot path has 2 invlpg, expected exactly 1 \
               (pmap_quick_remove_page at 0x1000a0, <qmk::Mmu as quickmap::mmu::Mmu>::clear \
-              at 0x1000c8)"
-            ]
+              at 0x1000c8)",
+            ],
         );
     }
 
     #[test]
     fn enters_must_not_invalidate() {
-        let strict = sample_with(
+        assert_problems(
             "  100054:\tmov    QWORD PTR [rdi],rsi",
             "  100054:\tinvlpg BYTE PTR [rsi]",
-        );
-        assert_eq!(
-            problems(&strict),
-            [
+            &[
                 "pmap_quick_enter_page: hot path has 1 invlpg, expected exactly 0 \
-              (quickmap::quick_map::QuickMap<P,M>::enter at 0x100054)"
-            ]
+              (quickmap::quick_map::QuickMap<P,M>::enter at 0x100054)",
+            ],
         );
         // A full flush on the hot path is as wrong as an invlpg there.
-        let deferred = sample_with(
+        assert_problems(
             "  1001c7:\tmov    QWORD PTR [rdi+rax*8],rsi",
             "  1001c7:\tmov    cr3,rsi",
-        );
-        assert_eq!(
-            problems(&deferred),
-            [
+            &[
                 "qmk_deferred_enter_page: hot path has 1 CR3 write(s) (mov cr3), expected exactly \
-              0 (qmk_deferred_enter_page at 0x1001c7)"
-            ]
+              0 (qmk_deferred_enter_page at 0x1001c7)",
+            ],
         );
     }
 
     #[test]
     fn deferred_remove_invalidates_only_on_its_uncached_path() {
-        let hot = sample_with(
+        assert_problems(
             "  100289:\tand    DWORD PTR [rsi],0xfffffffe",
             "  100289:\tinvlpg BYTE PTR [rsi]",
-        );
-        assert_eq!(
-            problems(&hot),
-            [
+            &[
                 "qmk_deferred_remove_page: hot path has 1 invlpg, expected exactly 0 \
-              (qmk_deferred_remove_page at 0x100289)"
-            ]
+              (qmk_deferred_remove_page at 0x100289)",
+            ],
         );
-        let cold_without = sample_with("  1002c8:\tinvlpg BYTE PTR [rsi]", "  1002c8:\tnop");
-        assert_eq!(
-            problems(&cold_without),
-            [format!(
+        assert_problems(
+            "  1002c8:\tinvlpg BYTE PTR [rsi]",
+            "  1002c8:\tnop",
+            &[format!(
                 "qmk_deferred_remove_page: cold path {UNCACHED} has 0 invlpg, expected exactly 1"
-            )]
+            )],
         );
         // The slow path inlined into the hot one: its invlpg is now on the hot path, and
         // the slow path the check must examine is gone.
-        let inlined = sample_with(
+        assert_problems(
             "  100290:\tcall   1002c0 <quickmap::deferred::<impl quickmap::quick_map::\
              QuickMap<P,M,_,I>>::cold_remove_uncached>",
             "  100290:\tinvlpg BYTE PTR [rsi]",
-        );
-        assert_eq!(
-            problems(&inlined),
-            [
+            &[
                 "qmk_deferred_remove_page: hot path has 1 invlpg, expected exactly 0 \
                  (qmk_deferred_remove_page at 0x100290)",
                 "qmk_deferred_remove_page: reaches no cold path `…::cold_remove_uncached`, \
                  which must hold exactly 1 invlpg and exactly 0 CR3 write(s)",
-            ]
+            ],
         );
     }
 
     #[test]
     fn deferred_flush_must_write_cr3_and_not_invlpg() {
-        let without_cr3 = sample_with("  100243:\tmov    cr3,rax", "  100243:\tmov    rbx,rax");
-        assert_eq!(
-            problems(&without_cr3),
-            [format!(
+        assert_problems(
+            "  100243:\tmov    cr3,rax",
+            "  100243:\tmov    rbx,rax",
+            &[format!(
                 "qmk_deferred_enter_page: cold path {FLUSH} has 0 CR3 write(s) (mov cr3), \
                  expected at least 1"
-            )]
+            )],
         );
-        let with_invlpg = sample_with(
+        assert_problems(
             "  100200:\tmov    QWORD PTR [rdi],0x0",
             "  100200:\tinvlpg BYTE PTR [rdi]",
-        );
-        assert_eq!(
-            problems(&with_invlpg),
-            [format!(
+            &[format!(
                 "qmk_deferred_enter_page: cold path {FLUSH} has 1 invlpg, expected exactly 0 \
                  ({FLUSH} at 0x100200)"
-            )]
+            )],
         );
-        let unreached = sample_with(
+        assert_problems(
             "  1001d0:\tcall   100200 <quickmap::deferred::<impl quickmap::quick_map::\
              QuickMap<P,M,_,I>>::cold_flush_free_windows>",
             "  1001d0:\tnop",
-        );
-        assert_eq!(
-            problems(&unreached),
-            [
+            &[
                 "qmk_deferred_enter_page: reaches no cold path `…::cold_flush_free_windows`, \
-              which must hold exactly 0 invlpg and at least 1 CR3 write(s)"
-            ]
+              which must hold exactly 0 invlpg and at least 1 CR3 write(s)",
+            ],
         );
     }
 
@@ -608,53 +591,41 @@ mod tests {
     fn a_lock_prefix_fails_on_any_path() {
         // Hot paths, in the root itself and in a function it reaches (named once per
         // root that reaches it).
-        let in_root = sample_with(
+        assert_problems(
             "  100289:\tand    DWORD PTR [rsi],0xfffffffe",
             "  100289:\tlock and DWORD PTR [rsi],0xfffffffe",
-        );
-        assert_eq!(
-            problems(&in_root),
-            [
+            &[
                 "qmk_deferred_remove_page: locked instruction in qmk_deferred_remove_page at \
-              0x100289: lock and DWORD PTR [rsi],0xfffffffe"
-            ]
+              0x100289: lock and DWORD PTR [rsi],0xfffffffe",
+            ],
         );
-        let shared = sample_with(
+        assert_problems(
             "  100080:\tadd    DWORD PTR gs:0x10,0x1",
             "  100080:\tlock add DWORD PTR [rip+0x10],0x1",
-        );
-        assert_eq!(
-            problems(&shared),
-            [
+            &[
                 "pmap_quick_enter_page: locked instruction in qmk::arch::critical_enter at \
                  0x100080: lock add DWORD PTR [rip+0x10],0x1",
                 "qmk_deferred_enter_page: locked instruction in qmk::arch::critical_enter at \
                  0x100080: lock add DWORD PTR [rip+0x10],0x1",
-            ]
+            ],
         );
         // Both slow paths, in a function the slow path calls too.
-        let flush = sample_with(
+        assert_problems(
             "  100240:\tmov    rax,cr3",
             "  100240:\txchg   QWORD PTR [rdi],rax",
-        );
-        assert_eq!(
-            problems(&flush),
-            [format!(
+            &[format!(
                 "qmk_deferred_enter_page: cold path {FLUSH}: locked instruction in \
                  <qmk::Mmu as quickmap::mmu::Mmu>::flush_all at 0x100240: xchg QWORD PTR \
                  [rdi],rax"
-            )]
+            )],
         );
-        let uncached = sample_with(
+        assert_problems(
             "  1002c0:\tmov    QWORD PTR [rcx+rdx*8],0x0",
             "  1002c0:\tlock or QWORD PTR [rcx+rdx*8],0x0",
-        );
-        assert_eq!(
-            problems(&uncached),
-            [format!(
+            &[format!(
                 "qmk_deferred_remove_page: cold path {UNCACHED}: locked instruction in \
                  {UNCACHED} at 0x1002c0: lock or QWORD PTR [rcx+rdx*8],0x0"
-            )]
+            )],
         );
     }
 

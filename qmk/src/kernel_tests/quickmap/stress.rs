@@ -65,14 +65,14 @@ struct ThreadTotals {
 
 /// Runs the integrity stress over `quickmap`. Panics with `quickmap
 /// integrity:` on the first violation.
-fn run_stress<P, M, const N: usize, I>(
+///
+/// The spawned threads need `P`, `M` and `I` to be `'static`; the `&'static`
+/// instance already implies it, so the bounds do not repeat it.
+fn run_stress<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
     quickmap: &'static QuickMap<P, M, N, I>,
     pairs: u64,
 ) -> ThreadTotals
 where
-    P: Platform + 'static,
-    M: Mmu + 'static,
-    I: Invalidation + 'static,
     QuickMap<P, M, N, I>: Sync,
 {
     let cpus = crate::cpu::cpu_count();
@@ -307,14 +307,11 @@ struct StressRun {
 
 /// Runs the stress over `quickmap` with `hook` (a tick hook that uses the same
 /// instance) mapping pages in the timer interrupt.
-fn stress_with_tick_hook<P, M, const N: usize, I>(
+fn stress_with_tick_hook<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
     quickmap: &'static QuickMap<P, M, N, I>,
     hook: fn(),
 ) -> StressRun
 where
-    P: Platform + 'static,
-    M: Mmu + 'static,
-    I: Invalidation + 'static,
     QuickMap<P, M, N, I>: Sync,
 {
     let cpus = crate::cpu::cpu_count();
@@ -372,6 +369,20 @@ where
     }
 }
 
+impl StressRun {
+    /// Prints the run's one-line summary: what every run reports, then `details`,
+    /// the instance's own figures.
+    fn print_summary(&self, instance: &str, details: core::fmt::Arguments) {
+        let ThreadTotals { pairs, moves, .. } = self.threads;
+        let (cpus, ticks, nested_ticks) = (self.cpus, self.ticks, self.nested_ticks);
+        crate::println!(
+            "qmk: quickmap stress ({instance}): {pairs} pairs on {cpus} CPU(s), 0 mismatches, {moves} thread moves \
+             between pairs, {ticks} timer ticks mapped a page ({nested_ticks} while the interrupted thread held \
+             one){details}"
+        );
+    }
+}
+
 /// The checks every run must pass, whatever the instance.
 fn assert_run_exercised_everything(run: &StressRun) {
     let pairs = run.threads.pairs;
@@ -396,22 +407,16 @@ kernel_test! {
     /// window free and clear at the end.
     fn integrity_under_preemption_migration_and_interrupts() {
         let run = stress_with_tick_hook(quickmap(), strict_tick);
-        let StressRun { cpus, ticks, nested_ticks, .. } = run;
-        let ThreadTotals { pairs, moves, .. } = run.threads;
         #[cfg(feature = "stats")]
-        crate::println!(
-            "qmk: quickmap stress (strict): {pairs} pairs on {cpus} CPU(s), 0 mismatches, {moves} thread moves \
-             between pairs, {ticks} timer ticks mapped a page ({nested_ticks} while the interrupted thread held one); \
-             {} enters: {} window maps, {} invalidations, {} direct-map hits",
-            run.enters, run.stats.window_maps, run.stats.invalidations, run.stats.direct_map_hits
+        run.print_summary(
+            "strict",
+            format_args!(
+                "; {} enters: {} window maps, {} invalidations, {} direct-map hits",
+                run.enters, run.stats.window_maps, run.stats.invalidations, run.stats.direct_map_hits
+            ),
         );
         #[cfg(not(feature = "stats"))]
-        crate::println!(
-            "qmk: quickmap stress (strict): {pairs} pairs on {cpus} CPU(s), 0 mismatches, {moves} thread moves \
-             between pairs, {ticks} timer ticks mapped a page ({nested_ticks} while the interrupted thread held one); \
-             {} enters",
-            run.enters
-        );
+        run.print_summary("strict", format_args!("; {} enters", run.enters));
         assert_run_exercised_everything(&run);
         #[cfg(feature = "stats")]
         {
@@ -436,23 +441,21 @@ kernel_test! {
             return;
         }
         let run = stress_with_tick_hook(deferred_quickmap(), deferred_tick);
-        let StressRun { ticks, nested_ticks, tick_flushes, .. } = run;
-        let ThreadTotals { pairs, moves, .. } = run.threads;
+        let tick_flushes = run.tick_flushes;
         #[cfg(feature = "stats")]
-        crate::println!(
-            "qmk: quickmap stress (deferred): {pairs} pairs on {cpus} CPU(s), 0 mismatches, {moves} thread moves \
-             between pairs, {ticks} timer ticks mapped a page ({nested_ticks} while the interrupted thread held one); \
-             {} enters: {} window maps, {} window reuses, {} full flushes ({tick_flushes} forced by timer ticks), \
-             {} invalidations",
-            run.enters, run.stats.window_maps, run.stats.window_reuses, run.stats.full_flushes,
-            run.stats.invalidations
+        run.print_summary(
+            "deferred",
+            format_args!(
+                "; {} enters: {} window maps, {} window reuses, {} full flushes ({tick_flushes} forced by timer \
+                 ticks), {} invalidations",
+                run.enters, run.stats.window_maps, run.stats.window_reuses, run.stats.full_flushes,
+                run.stats.invalidations
+            ),
         );
         #[cfg(not(feature = "stats"))]
-        crate::println!(
-            "qmk: quickmap stress (deferred): {pairs} pairs on {cpus} CPU(s), 0 mismatches, {moves} thread moves \
-             between pairs, {ticks} timer ticks mapped a page ({nested_ticks} while the interrupted thread held one), \
-             {tick_flushes} flushes forced by timer ticks; {} enters",
-            run.enters
+        run.print_summary(
+            "deferred",
+            format_args!(", {tick_flushes} flushes forced by timer ticks; {} enters", run.enters),
         );
         assert_run_exercised_everything(&run);
         assert!(tick_flushes > 0, "no timer tick flushed: flushes inside pairs were not exercised");

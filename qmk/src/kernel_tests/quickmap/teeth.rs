@@ -4,7 +4,10 @@
 //! full flush, so does a deferred window after its flush.
 
 use quickmap::arch::x86_64::X86Mmu;
-use quickmap::{CpuWindows, Deferred, MemoryAttribute, Mmu, PhysAddr, VirtAddr, Window};
+use quickmap::{
+    CpuWindows, Deferred, Invalidation, MemoryAttribute, Mmu, PhysAddr, Platform, QuickMap,
+    VirtAddr, Window,
+};
 
 use super::TestPage;
 use crate::arch::paging::{LARGE_PAGE_SIZE, WINDOW_REGION};
@@ -14,19 +17,54 @@ use crate::vm::quick::{
     self, QmkPlatform, DEFERRED_MAX_CPUS, DEFERRED_WINDOWS_PER_CPU, WINDOWS_PER_CPU,
 };
 
+/// The entry writes of `Mmu`, forwarded to the x86_64 backend in field 0: the
+/// broken backends below break invalidation only, so that what the tests see is
+/// the stale TLB entry and not a wrong page-table entry.
+macro_rules! forward_entry_writes {
+    () => {
+        fn set_window_pte(&self, window: Window, pa: PhysAddr, attribute: MemoryAttribute) {
+            self.0.set_window_pte(window, pa, attribute);
+        }
+
+        fn clear_window_pte(&self, window: Window) {
+            self.0.clear_window_pte(window);
+        }
+    };
+}
+
+/// Writes a word through a window of `broken`, removes the window, runs
+/// `after_remove` with its address, and asserts that the window still reads the
+/// word through the stale TLB entry the broken backend left, until a real
+/// `invlpg` makes it fault.
+fn assert_reachable_until_invlpg<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
+    broken: &QuickMap<P, M, N, I>,
+    after_remove: impl FnOnce(usize),
+) {
+    let page = TestPage::high(MemoryAttribute::WriteBack);
+    let wired = page.page().wire();
+    let mapping = broken.map(&wired);
+    mapping.write_u64(0, 0x5a5a_5a5a);
+    let va = mapping.va().0;
+    drop(mapping);
+    after_remove(va);
+    // SAFETY: the window's entry is clear; the read goes through the stale TLB
+    // entry to this function's own page (what the tests demonstrate).
+    let stale = unsafe { super::deferred::read_stale(va) };
+    assert_eq!(
+        stale, 0x5a5a_5a5a,
+        "the stale translation still reaches the page"
+    );
+    crate::arch::paging::invalidate_local(crate::arch::VirtAddr::new(va as u64));
+    super::assert_unreachable(va);
+}
+
 /// Delegates to the x86_64 backend but never invalidates.
 struct SkipsInvalidation(X86Mmu);
 
 // SAFETY: test-only and deliberately broken (promise 2 of `Mmu`): the window
 // entries are written as by the real backend; only the invalidation is missing.
 unsafe impl Mmu for SkipsInvalidation {
-    fn set_window_pte(&self, window: Window, pa: PhysAddr, attribute: MemoryAttribute) {
-        self.0.set_window_pte(window, pa, attribute);
-    }
-
-    fn clear_window_pte(&self, window: Window) {
-        self.0.clear_window_pte(window);
-    }
+    forward_entry_writes!();
 
     fn invalidate_local(&self, _va: VirtAddr) {}
 }
@@ -39,20 +77,9 @@ kernel_test! {
     fn a_backend_without_invlpg_leaves_the_window_reachable() {
         let region = WINDOW_REGION.start + 2 * LARGE_PAGE_SIZE;
         let windows = &BROKEN_WINDOWS[..crate::cpu::cpu_count()];
-        let broken: quickmap::QuickMap<_, _, WINDOWS_PER_CPU> =
+        let broken: QuickMap<_, _, WINDOWS_PER_CPU> =
             quick::build(QmkPlatform, region, windows, SkipsInvalidation).unwrap();
-        let page = TestPage::high(MemoryAttribute::WriteBack);
-        let wired = page.page().wire();
-        let mapping = broken.map(&wired);
-        mapping.write_u64(0, 0x5a5a_5a5a);
-        let va = mapping.va().0;
-        drop(mapping);
-        // SAFETY: the window's entry is clear; the read goes through the stale
-        // TLB entry to the test's own page (what this test demonstrates).
-        let stale = unsafe { (va as *const u64).read_volatile() };
-        assert_eq!(stale, 0x5a5a_5a5a, "the stale translation still reaches the page");
-        crate::arch::paging::invalidate_local(crate::arch::VirtAddr::new(va as u64));
-        super::assert_unreachable(va);
+        assert_reachable_until_invlpg(&broken, |_| {});
     }
 }
 
@@ -63,13 +90,7 @@ struct SkipsFullFlush(X86Mmu);
 // `invalidate_all_local`): entries are written and single addresses
 // invalidated as by the real backend; only the full flush is missing.
 unsafe impl Mmu for SkipsFullFlush {
-    fn set_window_pte(&self, window: Window, pa: PhysAddr, attribute: MemoryAttribute) {
-        self.0.set_window_pte(window, pa, attribute);
-    }
-
-    fn clear_window_pte(&self, window: Window) {
-        self.0.clear_window_pte(window);
-    }
+    forward_entry_writes!();
 
     fn invalidate_local(&self, va: VirtAddr) {
         self.0.invalidate_local(va);
@@ -90,22 +111,12 @@ kernel_test! {
             // A 2 MiB slot no other instance uses (0, 2, 4, 6 and 8 are taken).
             let region = WINDOW_REGION.start + 10 * LARGE_PAGE_SIZE;
             let windows = &NO_FLUSH_WINDOWS[..crate::cpu::cpu_count()];
-            let broken: quickmap::QuickMap<_, _, DEFERRED_WINDOWS_PER_CPU, Deferred> =
+            let broken: QuickMap<_, _, DEFERRED_WINDOWS_PER_CPU, Deferred> =
                 quick::build(QmkPlatform, region, windows, SkipsFullFlush).unwrap();
-            let page = TestPage::high(MemoryAttribute::WriteBack);
-            let wired = page.page().wire();
-            let mapping = broken.map(&wired);
-            mapping.write_u64(0, 0x5a5a_5a5a);
-            let va = mapping.va().0;
-            drop(mapping);
-            broken.flush_local();
-            assert_eq!(broken.mmu().0.read_pte(VirtAddr(va)), 0, "the flush cleared the entry");
-            // SAFETY: the window's entry is clear; the read goes through the stale
-            // TLB entry to the test's own page (what this test demonstrates).
-            let stale = unsafe { super::deferred::read_stale(va) };
-            assert_eq!(stale, 0x5a5a_5a5a, "the stale translation still reaches the page");
-            crate::arch::paging::invalidate_local(crate::arch::VirtAddr::new(va as u64));
-            super::assert_unreachable(va);
+            assert_reachable_until_invlpg(&broken, |va| {
+                broken.flush_local();
+                assert_eq!(broken.mmu().0.read_pte(VirtAddr(va)), 0, "the flush cleared the entry");
+            });
         });
     }
 }
