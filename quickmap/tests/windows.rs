@@ -344,3 +344,56 @@ fn pages_below_a_direct_map_that_starts_late_take_windows() {
         assert!(message.contains(rule), "{pa:#x}: {message}");
     }
 }
+
+/// The accessors a kernel reads back, per CPU.
+#[test]
+fn accessors_report_the_machine_the_instance_was_built_for() {
+    let machine = SimMachine::new(SimConfig::default());
+    let quickmap = machine.quickmap::<4>();
+    assert_eq!(quickmap.cpu_count(), 4);
+    let direct_map = quickmap.direct_map().expect("the sim has a direct map");
+    assert_eq!(direct_map.virt_start, VirtAddr(DIRECT_MAP_BASE));
+    assert_eq!(direct_map.len, 16 * PAGE_SIZE as u64);
+    let high = SimPage::high_memory(&machine, 0);
+    machine.on_cpu(2);
+    quickmap.map(&high).zero();
+    quickmap.map(&high).zero();
+    let on_cpu_2 = quickmap.stats(2);
+    assert_eq!((on_cpu_2.window_maps, on_cpu_2.invalidations), (2, 2));
+    assert_eq!(
+        quickmap.stats(0),
+        quickmap::Stats::default(),
+        "CPU 0 did nothing"
+    );
+}
+
+/// A mismatch names its offset and both bytes, also past the first chunk of a long
+/// comparison that starts inside the page.
+#[test]
+fn compare_reports_the_first_differing_byte_and_says_where() {
+    let machine = SimMachine::new(SimConfig::default());
+    let quickmap = machine.quickmap::<4>();
+    let page = SimPage::high_memory(&machine, 1);
+    let mapping = quickmap.map(&page);
+    mapping.fill(0, PAGE_SIZE, 0x11);
+    mapping.write(700, &[0x22]);
+    let expected = vec![0x11; 1000];
+    let mismatch = mapping.compare(100, &expected).unwrap_err();
+    assert_eq!(
+        mismatch,
+        quickmap::Mismatch {
+            offset: 700,
+            expected: 0x11,
+            found: 0x22
+        }
+    );
+    assert_eq!(
+        mismatch.to_string(),
+        "byte at offset 0x2bc: expected 0x11, found 0x22"
+    );
+    assert_eq!(mapping.compare(701, &expected[..500]), Ok(()));
+    assert_eq!(
+        format!("{mapping:?}"),
+        format!("Mapping {{ va: {:?} }}", mapping.va())
+    );
+}
