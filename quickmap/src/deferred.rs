@@ -17,10 +17,15 @@ use crate::page::MemoryAttribute;
 use crate::percpu::{hint_bucket, CpuWindows, WindowEntry};
 use crate::platform::Platform;
 use crate::quick_map::QuickMap;
-use crate::rules;
+
+/// What [`QuickMap::enter_deferred_clean`] returns when every window is in use: no
+/// window's index.
+const ALL_IN_USE: usize = usize::MAX;
 
 impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> {
-    /// The window path of `enter` on a deferred instance, with preemption disabled.
+    /// The window path of `enter` on a deferred instance, with preemption disabled:
+    /// `None` when every window is in use (windows that are free but dirty are not in
+    /// use: they are cleaned by a flush).
     ///
     /// The reuse of a window that still maps the page is inlined; taking a clean window
     /// (a page-table write, sometimes a flush) is a call, which keeps the reuse path
@@ -32,7 +37,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         windows: &CpuWindows<N>,
         pa: PhysAddr,
         attribute: MemoryAttribute,
-    ) -> Window {
+    ) -> Option<Window> {
         let wanted = WindowEntry::mapped(pa, attribute);
         let bucket = hint_bucket(pa);
         // The window that last mapped a page of this bucket may still map this page.
@@ -42,13 +47,16 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
             if windows.entry(hinted) == wanted {
                 #[cfg(feature = "stats")]
                 windows.counters.count_window_reuse(hinted);
-                return self.window(cpu, hinted);
+                return Some(self.window(cpu, hinted));
             }
             // An interrupt re-used or flushed it between the peek and the claim.
             windows.release(hinted);
         }
         let slot = self.enter_deferred_clean(cpu, windows, pa, attribute, bucket);
-        self.window(cpu, slot)
+        if slot == ALL_IN_USE {
+            return None;
+        }
+        Some(self.window(cpu, slot))
     }
 
     /// A hint is always a window's index; the remainder says so to the compiler (one
@@ -59,7 +67,8 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     }
 
     /// Take a clean window for `pa` and return its slot, flushing first when none is
-    /// left.
+    /// left; [`ALL_IN_USE`] only when every window is in use (a sentinel rather than an
+    /// `Option`: one register back, and nothing more to set on the way).
     #[inline(never)]
     fn enter_deferred_clean(
         &self,
@@ -73,7 +82,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
             let candidates = windows.maybe_clean() & windows.free_mask();
             if candidates == 0 {
                 if windows.free_mask() == 0 {
-                    rules::nesting_beyond_capacity(cpu, N);
+                    return ALL_IN_USE;
                 }
                 self.cold_flush_free_windows(cpu, windows);
                 continue;

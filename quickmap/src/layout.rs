@@ -135,11 +135,6 @@ pub enum ConfigError {
         /// The backend's [`Mmu::PHYS_LIMIT`](crate::Mmu::PHYS_LIMIT).
         mmu_limit: PhysAddr,
     },
-    /// More windows per CPU than one word of bits can track (32).
-    TooManyWindows {
-        /// Windows per CPU asked for.
-        windows_per_cpu: usize,
-    },
 }
 
 impl fmt::Display for ConfigError {
@@ -181,12 +176,11 @@ impl fmt::Display for ConfigError {
                     "quickmap: physical limit {phys_limit} is above the MMU backend's limit {mmu_limit}"
                 )
             }
-            ConfigError::TooManyWindows { windows_per_cpu } => {
-                write!(f, "quickmap: {windows_per_cpu} windows per CPU asked for; at most 32 are supported")
-            }
         }
     }
 }
+
+impl core::error::Error for ConfigError {}
 
 #[cfg(test)]
 mod tests {

@@ -58,9 +58,10 @@
 //!
 //! ## Example
 //!
-//! On the host, the simulated machine of [`sim`] stands in for a kernel:
+//! On the host, the simulated machine of [`sim`] (feature `sim`) stands in for a kernel:
 //!
-//! ```
+#![cfg_attr(feature = "sim", doc = "```")]
+#![cfg_attr(not(feature = "sim"), doc = "```ignore")]
 //! use quickmap::sim::{SimConfig, SimMachine, SimPage};
 //!
 //! let machine = SimMachine::new(SimConfig::default());
@@ -102,10 +103,14 @@
 //!
 //! Each rule that can be broken at run time is one function in `src/rules.rs`, and its
 //! panic message starts with `quickmap: <rule>`: `nesting beyond capacity`, `sleep while
-//! mapped`, `unaligned page`, `page out of range`, `access outside the page`, the two
-//! context rules of [`ContextPolicy::FreeBsd`], and, with `contract-checks`, the rules of
-//! the unsafe contracts: `double remove`, `remove on another CPU`, `remove of a foreign
-//! address`, `unknown CPU`.
+//! mapped`, `unaligned page`, `page out of range`, `access outside the page`, `copy_page
+//! needs two windows`, the two context rules of [`ContextPolicy::FreeBsd`], and, with
+//! `contract-checks`, the rules of the unsafe contracts: `double remove`, `remove on
+//! another CPU`, `remove of a foreign address`, `unknown CPU`. Each message ends with what
+//! the caller should do, and each panicking entry point is `#[track_caller]`, so the
+//! message points at the caller's line. A caller that can fall back when its CPU's
+//! windows are all in use calls [`QuickMap::try_map`] or [`QuickMap::try_enter`], which
+//! return [`EnterError`] instead of panicking.
 //!
 //! ## Features
 //!
@@ -115,7 +120,28 @@
 //! - `stats`: per-CPU event counters ([`QuickMap::stats`]); exact, and free of `lock`
 //!   instructions on the window path.
 //! - `sim` (implies `std`): the simulated machine for host tests.
+//! - `zerocopy`: [`Mapping::read_obj`] and [`Mapping::write_obj`] for plain-data types
+//!   (zerocopy's `FromBytes` and `IntoBytes`); `no_std`, no allocation.
+//! - `std`: links `std` (only `sim` needs it).
+//!
+//! The example above needs `sim`, quickmap's integration tests `sim` and `stats`:
+//! `cargo test --all-features` runs them all.
+//!
+// Links to feature-gated items: to the item when the feature is on (docs.rs documents
+// all features), else to the list above, so no build of the docs has a broken link.
+#![cfg_attr(feature = "sim", doc = "[`sim`]: crate::sim")]
+#![cfg_attr(not(feature = "sim"), doc = "[`sim`]: #features")]
+#![cfg_attr(feature = "stats", doc = "[`QuickMap::stats`]: crate::QuickMap::stats")]
+#![cfg_attr(not(feature = "stats"), doc = "[`QuickMap::stats`]: #features")]
+#![cfg_attr(feature = "zerocopy", doc = "[`Mapping::read_obj`]: Mapping::read_obj")]
+#![cfg_attr(not(feature = "zerocopy"), doc = "[`Mapping::read_obj`]: #features")]
+#![cfg_attr(
+    feature = "zerocopy",
+    doc = "[`Mapping::write_obj`]: Mapping::write_obj"
+)]
+#![cfg_attr(not(feature = "zerocopy"), doc = "[`Mapping::write_obj`]: #features")]
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -133,6 +159,7 @@ mod platform;
 mod quick_map;
 mod rules;
 #[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 mod stats;
 pub mod untyped;
@@ -145,5 +172,5 @@ pub use mmu::{Mmu, Window};
 pub use page::{HeldPage, MemoryAttribute};
 pub use percpu::CpuWindows;
 pub use platform::{ContextPolicy, ExecutionContext, Platform};
-pub use quick_map::{Config, QuickMap};
+pub use quick_map::{Config, EnterError, QuickMap};
 pub use stats::Stats;

@@ -1,5 +1,6 @@
 //! The facility: `enter` a page, get a kernel address; `remove` it.
 
+use core::fmt;
 use core::marker::PhantomData;
 
 use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
@@ -29,6 +30,36 @@ pub struct Config {
     pub phys_limit: PhysAddr,
 }
 
+/// Why [`QuickMap::try_enter`] or [`QuickMap::try_map`] mapped nothing: every window
+/// of the calling CPU is in use, by the calling context or by the contexts it
+/// interrupted.
+///
+/// A condition, not a bug (the bugs, such as an unaligned page, still panic): nothing
+/// was mapped, preemption is as it was, and there is nothing to undo. The caller may
+/// give back one of its own mappings on this CPU and try again, or put the work off to
+/// a context that holds no window (e.g. from an interrupt handler to a thread).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnterError {
+    /// The CPU whose windows are all in use.
+    pub cpu: usize,
+    /// How many windows that CPU has: the instance's `N`.
+    pub capacity: usize,
+}
+
+impl fmt::Display for EnterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let EnterError { cpu, capacity } = *self;
+        write!(
+            f,
+            "quickmap: no free window: CPU {cpu} already holds all {capacity} of its windows; \
+             remove a mapping of this CPU and try again, or put the work off to a context that \
+             holds none"
+        )
+    }
+}
+
+impl core::error::Error for EnterError {}
+
 /// A window the calling context holds, with its CPU's state: all that giving it back
 /// needs, so a guard drops without decoding an address or finding its CPU again.
 #[derive(Clone, Copy)]
@@ -39,8 +70,11 @@ pub(crate) struct Held<const N: usize> {
 
 /// Fast, temporary, per-CPU kernel mappings of single physical pages.
 ///
-/// `N` windows per CPU (at most 32), claimable and released in any order, by threads
-/// and by the interrupt handlers that interrupt them. `I` says when a removed window's
+/// `N` windows per CPU (1 to 32, checked at compile time), claimable and released in
+/// any order, by threads and by the interrupt handlers that interrupt them; when all
+/// are in use, [`enter`](Self::enter) and [`map`](Self::map) panic, and
+/// [`try_enter`](Self::try_enter) and [`try_map`](Self::try_map) return an
+/// [`EnterError`]. `I` says when a removed window's
 /// translation leaves the TLB: [`Strict`] (the default) at every remove,
 /// [`Deferred`](crate::Deferred) at a local full flush once the CPU's clean windows are
 /// used up (see [`invalidation`](crate::invalidation)). See the
@@ -79,15 +113,102 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     ///
     /// The window region's page tables must already exist with every window entry
     /// clear; quickmap only ever writes the entries of windows.
+    ///
+    /// `N` is checked when `new` is compiled: one word of bits tracks a CPU's windows,
+    /// so an instance has 1 to 32 windows per CPU:
+    ///
+    /// ```
+    /// # use quickmap::{Config, CpuWindows, MemoryAttribute, Mmu, PhysAddr, Platform, QuickMap};
+    /// # use quickmap::{VirtAddr, Window};
+    /// # struct OneCpu;
+    /// # // SAFETY: one CPU, which nothing preempts.
+    /// # unsafe impl Platform for OneCpu {
+    /// #     fn current_cpu(&self) -> usize { 0 }
+    /// #     fn critical_enter(&self) {}
+    /// #     fn critical_exit(&self) {}
+    /// # }
+    /// # struct Unused;
+    /// # // SAFETY: nothing is entered, so nothing here is called.
+    /// # unsafe impl Mmu for Unused {
+    /// #     fn set_window_pte(&self, _: Window, _: PhysAddr, _: MemoryAttribute) { unreachable!() }
+    /// #     fn clear_window_pte(&self, _: Window) { unreachable!() }
+    /// #     fn invalidate_local(&self, _: VirtAddr) { unreachable!() }
+    /// # }
+    /// # let config = Config {
+    /// #     window_base: VirtAddr(0xffff_c000_0000_0000),
+    /// #     direct_map: None,
+    /// #     phys_limit: PhysAddr(1 << 40),
+    /// # };
+    /// static CPUS: [CpuWindows<32>; 1] = [const { CpuWindows::new() }; 1];
+    /// let quickmap = QuickMap::<_, _, 32>::new(config, OneCpu, Unused, &CPUS);
+    /// assert!(quickmap.is_ok());
+    /// ```
+    ///
+    /// Any other `N` fails to build, 33 as well as 0:
+    ///
+    /// ```compile_fail,E0080
+    /// # use quickmap::{Config, CpuWindows, MemoryAttribute, Mmu, PhysAddr, Platform, QuickMap};
+    /// # use quickmap::{VirtAddr, Window};
+    /// # struct OneCpu;
+    /// # // SAFETY: one CPU, which nothing preempts.
+    /// # unsafe impl Platform for OneCpu {
+    /// #     fn current_cpu(&self) -> usize { 0 }
+    /// #     fn critical_enter(&self) {}
+    /// #     fn critical_exit(&self) {}
+    /// # }
+    /// # struct Unused;
+    /// # // SAFETY: nothing is entered, so nothing here is called.
+    /// # unsafe impl Mmu for Unused {
+    /// #     fn set_window_pte(&self, _: Window, _: PhysAddr, _: MemoryAttribute) { unreachable!() }
+    /// #     fn clear_window_pte(&self, _: Window) { unreachable!() }
+    /// #     fn invalidate_local(&self, _: VirtAddr) { unreachable!() }
+    /// # }
+    /// # let config = Config {
+    /// #     window_base: VirtAddr(0xffff_c000_0000_0000),
+    /// #     direct_map: None,
+    /// #     phys_limit: PhysAddr(1 << 40),
+    /// # };
+    /// static CPUS: [CpuWindows<33>; 1] = [const { CpuWindows::new() }; 1];
+    /// let quickmap = QuickMap::<_, _, 33>::new(config, OneCpu, Unused, &CPUS);
+    /// ```
+    ///
+    /// ```compile_fail,E0080
+    /// # use quickmap::{Config, CpuWindows, MemoryAttribute, Mmu, PhysAddr, Platform, QuickMap};
+    /// # use quickmap::{VirtAddr, Window};
+    /// # struct OneCpu;
+    /// # // SAFETY: one CPU, which nothing preempts.
+    /// # unsafe impl Platform for OneCpu {
+    /// #     fn current_cpu(&self) -> usize { 0 }
+    /// #     fn critical_enter(&self) {}
+    /// #     fn critical_exit(&self) {}
+    /// # }
+    /// # struct Unused;
+    /// # // SAFETY: nothing is entered, so nothing here is called.
+    /// # unsafe impl Mmu for Unused {
+    /// #     fn set_window_pte(&self, _: Window, _: PhysAddr, _: MemoryAttribute) { unreachable!() }
+    /// #     fn clear_window_pte(&self, _: Window) { unreachable!() }
+    /// #     fn invalidate_local(&self, _: VirtAddr) { unreachable!() }
+    /// # }
+    /// # let config = Config {
+    /// #     window_base: VirtAddr(0xffff_c000_0000_0000),
+    /// #     direct_map: None,
+    /// #     phys_limit: PhysAddr(1 << 40),
+    /// # };
+    /// static CPUS: [CpuWindows<0>; 1] = [const { CpuWindows::new() }; 1];
+    /// let quickmap = QuickMap::<_, _, 0>::new(config, OneCpu, Unused, &CPUS);
+    /// ```
     pub fn new(
         config: Config,
         platform: P,
         mmu: M,
         cpus: &'static [CpuWindows<N>],
     ) -> Result<Self, ConfigError> {
-        if N == 0 || N > 32 {
-            return Err(ConfigError::TooManyWindows { windows_per_cpu: N });
-        }
+        const {
+            assert!(
+                N >= 1 && N <= 32,
+                "quickmap: a QuickMap has 1 to 32 windows per CPU (one word of bits tracks them)"
+            )
+        };
         if config.phys_limit > M::PHYS_LIMIT {
             return Err(ConfigError::PhysLimitBeyondMmu {
                 phys_limit: config.phys_limit,
@@ -150,14 +271,42 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     /// context (thread or interrupt handler), before the context blocks, returns from
     /// the interrupt, or lets `page`'s hold go. Prefer [`map`](Self::map), whose guard
     /// does all that by itself.
+    ///
+    /// # Panics
+    ///
+    /// With the rule's name, at the caller's line: when every window of this CPU is in
+    /// use (`nesting beyond capacity`; [`try_enter`](Self::try_enter) returns an error
+    /// instead), when `page` is not page aligned or not below the physical limit, and
+    /// when the [`ContextPolicy`] forbids the calling context.
     #[inline]
+    #[track_caller]
     pub fn enter<H: HeldPage + ?Sized>(&self, page: &H) -> VirtAddr {
-        self.enter_page(page).0
+        match self.try_enter_page(page) {
+            Ok((va, _)) => va,
+            Err(error) => rules::nesting_beyond_capacity(error.cpu, error.capacity),
+        }
     }
 
-    /// The address of `page`, and the window it took (`None`: the direct map).
+    /// [`enter`](Self::enter), but a CPU whose windows are all in use is an error, not a
+    /// panic: nothing is mapped, and preemption is left as it was.
+    ///
+    /// For code that can do without the page for now, or give one of its own mappings
+    /// back first (an interrupt handler, say, whose CPU's windows the interrupted thread
+    /// may hold). The other rules of `enter` are bugs and still panic.
+    #[inline]
+    #[track_caller]
+    pub fn try_enter<H: HeldPage + ?Sized>(&self, page: &H) -> Result<VirtAddr, EnterError> {
+        self.try_enter_page(page).map(|(va, _)| va)
+    }
+
+    /// The address of `page`, and the window it took (`None`: the direct map); an error
+    /// when this CPU has no window free.
     #[inline(always)]
-    fn enter_page<H: HeldPage + ?Sized>(&self, page: &H) -> (VirtAddr, Option<Held<N>>) {
+    #[track_caller]
+    fn try_enter_page<H: HeldPage + ?Sized>(
+        &self,
+        page: &H,
+    ) -> Result<(VirtAddr, Option<Held<N>>), EnterError> {
         let (pa, attribute) = (page.phys_addr(), page.memory_attribute());
         // Rotating moves the offset bits of an unaligned address to the top, so one
         // comparison refuses both an unaligned and an out-of-range address. Frames are
@@ -178,35 +327,68 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
             #[cfg(feature = "stats")]
             self.this_cpu().1.counters.count_direct_map_hit();
             let va = VirtAddr((pa.0 as usize).wrapping_add(self.direct_offset));
-            return (va, None);
+            return Ok((va, None));
         }
         if direct_frame >= self.frames_from_direct_start_to_limit {
             // Out of range, unaligned, or below the direct map's first frame.
             self.check_page_outside_direct_span(pa);
         }
-        let held = self.enter_window(pa, attribute);
-        (held.window.va, Some(held))
+        let held = self.enter_window(pa, attribute)?;
+        Ok((held.window.va, Some(held)))
     }
 
+    /// A window of this CPU for `pa`, preemption disabled until its remove; or, when
+    /// every window is in use, an error with preemption as it was.
     #[inline(always)]
-    fn enter_window(&self, pa: PhysAddr, attribute: MemoryAttribute) -> Held<N> {
+    #[track_caller]
+    fn enter_window(
+        &self,
+        pa: PhysAddr,
+        attribute: MemoryAttribute,
+    ) -> Result<Held<N>, EnterError> {
         // "it must disable preemption on the local CPU": the window is this CPU's.
         self.platform.critical_enter();
         let (cpu, windows) = self.this_cpu();
-        if I::DEFERRED {
-            let window = self.enter_deferred(cpu, windows, pa, attribute);
-            return Held { windows, window };
-        }
-        let Some(slot) = windows.claim() else {
-            rules::nesting_beyond_capacity(cpu, N)
+        let window = if I::DEFERRED {
+            self.enter_deferred(cpu, windows, pa, attribute)
+        } else {
+            self.enter_strict(cpu, windows, pa, attribute)
         };
+        match window {
+            Some(window) => Ok(Held { windows, window }),
+            None => Err(self.cold_windows_exhausted(cpu)),
+        }
+    }
+
+    /// Every window of `cpu` is in use: nothing was entered, so nothing keeps this CPU
+    /// any more. Out of line, so that the paths that inline `enter` stay small, and
+    /// named `cold_*`: the static check of the kernel's machine code tells this slow
+    /// path apart by that name.
+    #[cold]
+    #[inline(never)]
+    fn cold_windows_exhausted(&self, cpu: usize) -> EnterError {
+        self.platform.critical_exit();
+        EnterError { cpu, capacity: N }
+    }
+
+    /// The window path of `enter` on a strict instance, with preemption disabled:
+    /// `None` when every window is in use.
+    #[inline(always)]
+    fn enter_strict(
+        &self,
+        cpu: usize,
+        windows: &CpuWindows<N>,
+        pa: PhysAddr,
+        attribute: MemoryAttribute,
+    ) -> Option<Window> {
+        let slot = windows.claim()?;
         let window = self.window(cpu, slot);
         // The entry was cleared and invalidated at the last remove, so no stale
         // translation can exist: no invalidation on this side of the pair.
         self.mmu.set_window_pte(window, pa, attribute);
         #[cfg(feature = "stats")]
         windows.counters.count_window_map(slot);
-        Held { windows, window }
+        Some(window)
     }
 
     /// Window `slot` of `cpu`.
@@ -241,7 +423,13 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     /// With the feature `contract-checks` (on by default), broken rules that quickmap
     /// can see panic with the rule's name: double remove, remove on another CPU, remove
     /// of an address that is not a window. Without it they are not checked.
+    ///
+    /// # Panics
+    ///
+    /// With `contract-checks`, when one of the rules above is broken; the panic names
+    /// the caller's line.
     #[inline]
+    #[track_caller]
     pub unsafe fn remove(&self, va: VirtAddr) {
         let offset = va.0.wrapping_sub(self.window_base);
         let owner = offset >> Self::CPU_SHIFT;
@@ -279,6 +467,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     /// The rules of `remove`'s contract that quickmap can see broken.
     #[cfg(feature = "contract-checks")]
     #[inline]
+    #[track_caller]
     fn check_remove(&self, va: VirtAddr, offset: usize, owner: usize, slot: usize) {
         if offset & (Self::SHAPE.window_stride - 1) != 0 || slot >= N {
             rules::remove_of_foreign_address(
@@ -329,6 +518,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     /// removed address reaches its page any more (e.g. before a page changes owner, or
     /// on a security boundary). Windows in use stay mapped. On a strict instance every
     /// free window is clean already, and this does nothing.
+    #[track_caller]
     pub fn flush_local(&self) {
         if !I::DEFERRED {
             return;
@@ -347,13 +537,34 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
 
     /// Map `page` for as long as the returned guard lives; dropping it removes the
     /// mapping. The guard borrows `page`, so the page stays held while it is mapped.
+    ///
+    /// # Panics
+    ///
+    /// As [`enter`](Self::enter) does; [`try_map`](Self::try_map) returns an error
+    /// instead when every window of this CPU is in use.
     #[inline]
+    #[track_caller]
     pub fn map<'q, 'p, H: HeldPage + ?Sized>(&'q self, page: &'p H) -> Mapping<'q, 'p, P, M, N, I> {
-        let (va, held) = self.enter_page(page);
+        match self.try_enter_page(page) {
+            // SAFETY: as in `try_map`.
+            Ok((va, held)) => unsafe { Mapping::new(self, va, held) },
+            Err(error) => rules::nesting_beyond_capacity(error.cpu, error.capacity),
+        }
+    }
+
+    /// [`map`](Self::map), but a CPU whose windows are all in use is an error, not a
+    /// panic (see [`try_enter`](Self::try_enter)).
+    #[inline]
+    #[track_caller]
+    pub fn try_map<'q, 'p, H: HeldPage + ?Sized>(
+        &'q self,
+        page: &'p H,
+    ) -> Result<Mapping<'q, 'p, P, M, N, I>, EnterError> {
+        let (va, held) = self.try_enter_page(page)?;
         // SAFETY: `va` and `window` were just entered for `page` in this context, and
         // the guard borrows `page` for `'p`; the guard is their only owner and removes
         // them exactly once.
-        unsafe { Mapping::new(self, va, held) }
+        Ok(unsafe { Mapping::new(self, va, held) })
     }
 
     /// The check behind a kernel's `might_sleep()`: panics if the calling thread holds
@@ -361,6 +572,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     ///
     /// A thread that holds a window cannot be preempted, so windows in use on the CPU
     /// of a thread that is about to sleep are that thread's own.
+    #[track_caller]
     pub fn assert_may_sleep(&self) {
         self.platform.critical_enter();
         let (cpu, windows) = self.this_cpu();
@@ -404,12 +616,14 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
 
     /// Event counts of `cpu`.
     #[cfg(feature = "stats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "stats")))]
     pub fn stats(&self, cpu: usize) -> Stats {
         self.cpus[cpu].counters.snapshot()
     }
 
     /// Event counts of all CPUs together.
     #[cfg(feature = "stats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "stats")))]
     pub fn total_stats(&self) -> Stats {
         self.cpus.iter().fold(Stats::default(), |sum, cpu| {
             sum.plus(cpu.counters.snapshot())
@@ -418,6 +632,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
 
     /// The current CPU and its windows; valid only with preemption disabled.
     #[inline(always)]
+    #[track_caller]
     fn this_cpu(&self) -> (usize, &'static CpuWindows<N>) {
         let cpu = self.platform.current_cpu();
         #[cfg(feature = "contract-checks")]
@@ -457,6 +672,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
 
     #[cold]
     #[inline(never)]
+    #[track_caller]
     fn check_freebsd_context(&self) {
         let context = self.platform.execution_context();
         if context.spin_locks_held > 0 {

@@ -1,7 +1,10 @@
 //! The rules of the contract that can be broken at run time, one function each.
 //!
 //! Every check in quickmap ends here, so a panic message always names the rule and the
-//! values, and a reader can find each rule of `pmap_quick_enter_page(9)` by name. The
+//! values, and says what the caller should do instead; a reader can find each rule of
+//! `pmap_quick_enter_page(9)` by name. Each function is `#[track_caller]`, as is every
+//! function on the way from a public entry point to it, so the panic reports the line
+//! that called quickmap, not a line of quickmap. The
 //! functions are cold and never inlined: the fast paths carry only a branch to them.
 //! The rules of the unsafe contracts (`remove`'s, and `Platform`'s CPU numbering) exist
 //! only with the feature `contract-checks`.
@@ -12,15 +15,17 @@ use crate::addr::{PhysAddr, PAGE_SIZE};
 
 /// *"calls to pmap_quick_enter_page() must not be nested"*: FreeBSD guarantees one
 /// page per thread; quickmap gives each CPU `capacity` windows (shared by the thread and
-/// the interrupt handlers that interrupt it), and running out is this panic, never a
-/// silent reuse of a window that is still in use.
+/// the interrupt handlers that interrupt it), and running out is this panic (an
+/// [`EnterError`](crate::EnterError) from `try_enter` and `try_map`), never a silent
+/// reuse of a window that is still in use.
 #[cold]
 #[inline(never)]
 #[track_caller]
 pub(crate) fn nesting_beyond_capacity(cpu: usize, capacity: usize) -> ! {
     panic!(
         "quickmap: nesting beyond capacity: CPU {cpu} already holds all {capacity} of its windows; \
-         remove a mapping before entering another"
+         remove a mapping before entering another (or use `try_enter`/`try_map` where running out \
+         is expected)"
     )
 }
 
@@ -32,7 +37,10 @@ pub(crate) fn nesting_beyond_capacity(cpu: usize, capacity: usize) -> ! {
 #[inline(never)]
 #[track_caller]
 pub(crate) fn double_remove(cpu: usize, slot: usize, va: VirtAddr) -> ! {
-    panic!("quickmap: double remove: window {slot} of CPU {cpu} at {va} is not mapped")
+    panic!(
+        "quickmap: double remove: window {slot} of CPU {cpu} at {va} is not mapped; remove each \
+         address `enter` returned exactly once (or use `map`, whose guard removes itself)"
+    )
 }
 
 /// *"it must disable preemption on the local CPU. The corresponding call to
@@ -45,7 +53,8 @@ pub(crate) fn double_remove(cpu: usize, slot: usize, va: VirtAddr) -> ! {
 pub(crate) fn remove_on_other_cpu(va: VirtAddr, owner: usize, current: usize) -> ! {
     panic!(
         "quickmap: remove on another CPU: window {va} belongs to CPU {owner} but remove runs on CPU {current} \
-         (was the caller migrated while holding the mapping, or the address handed to another CPU?)"
+         (was the caller migrated while holding the mapping, or the address handed to another CPU?); \
+         remove a mapping on the CPU, and in the context, that entered it"
     )
 }
 
@@ -55,7 +64,10 @@ pub(crate) fn remove_on_other_cpu(va: VirtAddr, owner: usize, current: usize) ->
 #[inline(never)]
 #[track_caller]
 pub(crate) fn remove_of_foreign_address(va: VirtAddr, why: &'static str) -> ! {
-    panic!("quickmap: remove of a foreign address: {va} {why}")
+    panic!(
+        "quickmap: remove of a foreign address: {va} {why}; pass `remove` only an address `enter` \
+         returned, unchanged (or use `map`, whose guard removes itself)"
+    )
 }
 
 /// *"It is therefore not safe for machine-independent code to sleep or perform locking
@@ -75,7 +87,10 @@ pub(crate) fn sleep_while_mapped(cpu: usize, held: u32) -> ! {
 #[inline(never)]
 #[track_caller]
 pub(crate) fn unaligned_page(pa: PhysAddr) -> ! {
-    panic!("quickmap: unaligned page: physical address {pa} is not a multiple of the page size {PAGE_SIZE:#x}")
+    panic!(
+        "quickmap: unaligned page: physical address {pa} is not a multiple of the page size {PAGE_SIZE:#x}; \
+         a `HeldPage` reports the address of its page's first byte"
+    )
 }
 
 /// A physical address the MMU cannot map.
@@ -83,7 +98,10 @@ pub(crate) fn unaligned_page(pa: PhysAddr) -> ! {
 #[inline(never)]
 #[track_caller]
 pub(crate) fn page_out_of_range(pa: PhysAddr, limit: PhysAddr) -> ! {
-    panic!("quickmap: page out of range: physical address {pa} is not below the physical limit {limit}")
+    panic!(
+        "quickmap: page out of range: physical address {pa} is not below the physical limit {limit}; \
+         map only pages below `Config::phys_limit`"
+    )
 }
 
 /// The platform reported a CPU the facility was not built for.
@@ -92,7 +110,10 @@ pub(crate) fn page_out_of_range(pa: PhysAddr, limit: PhysAddr) -> ! {
 #[inline(never)]
 #[track_caller]
 pub(crate) fn unknown_cpu(cpu: usize, cpus: usize) -> ! {
-    panic!("quickmap: unknown CPU: the platform says CPU {cpu}, but quickmap was set up for {cpus} CPUs")
+    panic!(
+        "quickmap: unknown CPU: the platform says CPU {cpu}, but quickmap was set up for {cpus} CPUs; \
+         give `QuickMap::new` one `CpuWindows` for each CPU the platform numbers (from 0)"
+    )
 }
 
 /// *"It is safe to use these functions under all types of locks except spin mutexes."*
@@ -103,7 +124,8 @@ pub(crate) fn unknown_cpu(cpu: usize, cpus: usize) -> ! {
 pub(crate) fn under_spin_lock(held: u32) -> ! {
     panic!(
         "quickmap: called under a spin lock ({held} held), which the FreeBSD context policy forbids \
-         (\"safe under all types of locks except spin mutexes\")"
+         (\"safe under all types of locks except spin mutexes\"); map before taking the lock or after \
+         releasing it"
     )
 }
 
@@ -115,7 +137,8 @@ pub(crate) fn under_spin_lock(held: u32) -> ! {
 pub(crate) fn in_primary_interrupt() -> ! {
     panic!(
         "quickmap: called in primary interrupt context, which the FreeBSD context policy forbids \
-         (\"all thread contexts except primary interrupt context\")"
+         (\"all thread contexts except primary interrupt context\"); map from the interrupt's thread \
+         instead"
     )
 }
 
@@ -124,7 +147,24 @@ pub(crate) fn in_primary_interrupt() -> ! {
 #[inline(never)]
 #[track_caller]
 pub(crate) fn access_outside_page(offset: usize, len: usize) -> ! {
-    panic!("quickmap: access outside the page: {len} bytes at offset {offset} run past the {PAGE_SIZE}-byte page")
+    panic!(
+        "quickmap: access outside the page: {len} bytes at offset {offset} run past the {PAGE_SIZE}-byte page; \
+         keep offset + length within the page"
+    )
+}
+
+/// `pmap_copy_page` maps its source and its destination at once, so it takes two
+/// windows of the CPU; an instance with fewer per CPU could copy only between pages of
+/// the direct map, so it refuses every copy, whatever the pages.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn copy_page_needs_two_windows(capacity: usize) -> ! {
+    panic!(
+        "quickmap: copy_page needs two windows: it maps source and destination at once, but this \
+         instance has {capacity} window(s) per CPU; build it with at least 2 (4 recommended), or \
+         copy through a buffer with `copy_from_pages` and `copy_to_pages`"
+    )
 }
 
 /// A copy to or from a run of pages must stay inside the run.
@@ -134,7 +174,7 @@ pub(crate) fn access_outside_page(offset: usize, len: usize) -> ! {
 pub(crate) fn copy_outside_pages(offset: usize, len: usize, pages: usize) -> ! {
     panic!(
         "quickmap: copy outside the pages: {len} bytes at offset {offset} run past {pages} page(s) \
-         ({} bytes)",
+         ({} bytes); keep offset + length within the run",
         pages * PAGE_SIZE
     )
 }

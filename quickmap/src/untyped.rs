@@ -7,6 +7,14 @@
 //! accesses on raw pointers, eight bytes at a time where alignment allows. The compiler
 //! may neither invent, elide nor merge these accesses, which is what memory outside the
 //! Rust abstract machine needs (the same reasoning as Asterinas' `VmReader`/`VmWriter`).
+//!
+//! That is why [`Mapping`](crate::Mapping) copies: its `read`, `write`, integer and
+//! object accessors all come here (through the [`Mmu`](crate::Mmu)'s byte movers), and
+//! what they return is the caller's own copy, which no other mapping can change. The
+//! unsafe [`Mapping::as_slice`](crate::Mapping::as_slice) and
+//! [`Mapping::as_mut_slice`](crate::Mapping::as_mut_slice) are the exception, for a
+//! caller who can promise for a while what a reference needs: that no other mapping of
+//! the frame writes it (or, for `&mut`, touches it) meanwhile.
 
 use core::ptr;
 

@@ -34,7 +34,8 @@ macro_rules! on_a_window {
 }
 
 // ---------------------------------------------------------------------------------------
-// `Mapping::read_u64`, `Mapping::write_u64`
+// `Mapping::read_le_u64`, `Mapping::write_le_u64` (and the native-endian `read_u64`,
+// `write_u64`, which tests/typed.rs covers with the other widths)
 // ---------------------------------------------------------------------------------------
 
 /// Offsets the `u64` accessors are tried at: both ends of the page, aligned and not.
@@ -48,7 +49,7 @@ fn distinct_bytes(pfn: usize) -> Vec<u8> {
 }
 
 #[test]
-fn read_u64_returns_the_little_endian_value_at_each_offset() {
+fn read_le_u64_returns_the_little_endian_value_at_each_offset() {
     let machine = SimMachine::new(SimConfig::default());
     let quickmap = machine.quickmap::<4>();
     let window_page = SimPage::high_memory(&machine, 1);
@@ -59,10 +60,16 @@ fn read_u64_returns_the_little_endian_value_at_each_offset() {
         machine.phys_write(page.pa, &bytes);
         let mapping = quickmap.map(&page);
         for offset in U64_OFFSETS {
-            let expected = u64::from_le_bytes(bytes[offset..offset + 8].try_into().unwrap());
+            let word: [u8; 8] = bytes[offset..offset + 8].try_into().unwrap();
+            assert_eq!(
+                mapping.read_le_u64(offset),
+                u64::from_le_bytes(word),
+                "read_le_u64({offset}) of {:?}",
+                page.pa
+            );
             assert_eq!(
                 mapping.read_u64(offset),
-                expected,
+                u64::from_ne_bytes(word),
                 "read_u64({offset}) of {:?}",
                 page.pa
             );
@@ -71,7 +78,7 @@ fn read_u64_returns_the_little_endian_value_at_each_offset() {
 }
 
 #[test]
-fn read_u64_reads_the_first_byte_as_the_least_significant() {
+fn read_le_u64_reads_the_first_byte_as_the_least_significant() {
     let machine = SimMachine::new(SimConfig::default());
     let quickmap = machine.quickmap::<4>();
     let page = SimPage::high_memory(&machine, 0);
@@ -80,20 +87,24 @@ fn read_u64_reads_the_first_byte_as_the_least_significant() {
     machine.phys_write(page.pa, &ascending);
     machine.phys_write(PhysAddr(page.pa.0 + 4088), &descending);
     let mapping = quickmap.map(&page);
-    assert_eq!(mapping.read_u64(0), 0xefcd_ab89_6745_2301);
-    assert_eq!(mapping.read_u64(4088), 0x1032_5476_98ba_dcfe);
-    assert_eq!(mapping.read_u64(8), 0, "the rest of the page is still zero");
+    assert_eq!(mapping.read_le_u64(0), 0xefcd_ab89_6745_2301);
+    assert_eq!(mapping.read_le_u64(4088), 0x1032_5476_98ba_dcfe);
+    assert_eq!(
+        mapping.read_le_u64(8),
+        0,
+        "the rest of the page is still zero"
+    );
 }
 
 #[test]
-fn write_u64_stores_little_endian_bytes_in_physical_memory() {
+fn write_le_u64_stores_little_endian_bytes_in_physical_memory() {
     let machine = SimMachine::new(SimConfig::default());
     let quickmap = machine.quickmap::<4>();
     for page in [SimPage::high_memory(&machine, 2), SimPage::new(4)] {
         let mapping = quickmap.map(&page);
-        mapping.write_u64(0, 0x0102_0304_0506_0708);
-        mapping.write_u64(13, 0x1122_3344_5566_7788);
-        mapping.write_u64(4088, 0xf0e0_d0c0_b0a0_9080);
+        mapping.write_le_u64(0, 0x0102_0304_0506_0708);
+        mapping.write_le_u64(13, 0x1122_3344_5566_7788);
+        mapping.write_le_u64(4088, 0xf0e0_d0c0_b0a0_9080);
         drop(mapping);
         let memory = phys_page(&machine, page.pa);
         assert_eq!(

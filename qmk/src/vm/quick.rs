@@ -240,6 +240,116 @@ fn assert_no_quick_mapping_held() {
     }
 }
 
+/// The windows this CPU has in use in the kernel's two instances (bit masks),
+/// as the common interrupt path reads them on entry and on exit.
+///
+/// quickmap claims a window with a plain load and store, which is sound only
+/// because a handler gives back every window it took before it returns
+/// (promise 3 of [`Platform`]); [`interrupt_windows_check`] holds every
+/// external interrupt and IPI handler to that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowsInUse {
+    strict: u32,
+    deferred: u32,
+}
+
+impl WindowsInUse {
+    /// This CPU's windows in use now: one load of each instance's per-CPU
+    /// free mask, straight from the statics the instances are built over.
+    /// Before [`init`] (and for the deferred instance on a CPU it does not
+    /// serve) every window reads free, so no "initialised?" test is needed.
+    #[inline(always)]
+    pub fn on(cpu: usize) -> Self {
+        WindowsInUse {
+            strict: CPU_WINDOWS.get(cpu).map_or(0, CpuWindows::in_use_mask),
+            deferred: DEFERRED_CPU_WINDOWS
+                .get(cpu)
+                .map_or(0, CpuWindows::in_use_mask),
+        }
+    }
+}
+
+/// Rule `interrupt returned holding a window`, checked by qmk's common
+/// interrupt path around the handler of every vector 32–255: `at_entry` is
+/// [`WindowsInUse::on`] `cpu` before the handler ran; a window in use now
+/// that was free then is one the handler entered and did not remove.
+/// Exceptions (vectors 0–31) are not checked: the only one that returns is
+/// the fault probe's page-fault recovery, which maps nothing.
+///
+/// Cost: two loads, and/andn/or and one not-taken branch.
+#[inline(always)]
+pub fn interrupt_windows_check(vector: usize, cpu: usize, at_entry: WindowsInUse) {
+    let now = WindowsInUse::on(cpu);
+    if (now.strict & !at_entry.strict) | (now.deferred & !at_entry.deferred) != 0 {
+        interrupt_returned_holding_a_window(vector, cpu, at_entry, now);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn interrupt_returned_holding_a_window(
+    vector: usize,
+    cpu: usize,
+    at_entry: WindowsInUse,
+    now: WindowsInUse,
+) -> ! {
+    /// The windows of one instance that a handler left in use.
+    struct Leak {
+        kind: &'static str,
+        windows: usize,
+        at_entry: u32,
+        now: u32,
+    }
+
+    impl Leak {
+        fn count(&self) -> u32 {
+            (self.now & !self.at_entry).count_ones()
+        }
+    }
+
+    impl core::fmt::Display for Leak {
+        fn fmt(&self, formatter: &mut core::fmt::Formatter) -> core::fmt::Result {
+            let width = self.windows + 2;
+            write!(
+                formatter,
+                "{} {}window(s) it did not remove ({:#0width$b} in use, {:#0width$b} at entry)",
+                self.count(),
+                self.kind,
+                self.now,
+                self.at_entry,
+            )
+        }
+    }
+
+    let strict = Leak {
+        kind: "",
+        windows: WINDOWS_PER_CPU,
+        at_entry: at_entry.strict,
+        now: now.strict,
+    };
+    let deferred = Leak {
+        kind: "deferred ",
+        windows: DEFERRED_WINDOWS_PER_CPU,
+        at_entry: at_entry.deferred,
+        now: now.deferred,
+    };
+    const RULE: &str = "quickmap: interrupt returned holding a window";
+    const ADVICE: &str = "remove every mapping before returning from an interrupt";
+    match (strict.count() != 0, deferred.count() != 0) {
+        (true, true) => panic!(
+            "{RULE}: the handler for vector {vector:#04x} on CPU {cpu} entered {strict} and \
+             {deferred}; {ADVICE}"
+        ),
+        (true, false) => panic!(
+            "{RULE}: the handler for vector {vector:#04x} on CPU {cpu} entered {strict}; {ADVICE}"
+        ),
+        _ => panic!(
+            "{RULE}: the handler for vector {vector:#04x} on CPU {cpu} entered {deferred}; \
+             {ADVICE}"
+        ),
+    }
+}
+
 /// The highest physical address width the CPU supports (CPUID 0x8000_0008).
 fn physical_address_limit() -> PhysAddr {
     // SAFETY: CPUID leaf 0x8000_0008 exists on every x86_64 CPU (long mode

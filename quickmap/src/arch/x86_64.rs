@@ -28,6 +28,7 @@
 //! | type | WB | WT | UC- | UC | WP | WC | UC- | UC |
 
 use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+#[cfg(target_arch = "x86_64")]
 use crate::mmu::{Mmu, Window};
 use crate::page::MemoryAttribute;
 

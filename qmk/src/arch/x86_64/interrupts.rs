@@ -17,7 +17,10 @@
 //! IST stack is never left holding a thread's state.
 //!
 //! External interrupts and IPIs (vectors 32–255) count as "in interrupt"
-//! ([`in_interrupt`]) while their handler runs; exceptions do not.
+//! ([`in_interrupt`]) while their handler runs; exceptions do not. Their
+//! handler must give back every quickmap window it took before it returns:
+//! [`qmk_interrupt_dispatch`] compares the CPU's windows in use before and
+//! after it (`vm::quick::interrupt_windows_check`).
 
 use core::fmt;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -300,7 +303,14 @@ extern "C" fn qmk_interrupt_dispatch(frame: &mut InterruptFrame, sse_state: &mut
     let handler: InterruptHandler =
         unsafe { core::mem::transmute::<usize, InterruptHandler>(handler) };
     crate::arch::percpu::gs_increment_u32!(crate::cpu::offsets::INTERRUPT_NESTING);
+    // quickmap's windows in use before the handler: every one in use after it
+    // that was free here is the handler's, and it must give each back before
+    // it returns. A local of this call, so each nesting level keeps its own
+    // (handlers run with interrupts off and do not nest today).
+    let cpu = crate::cpu::current_cpu_index();
+    let windows_at_entry = crate::vm::quick::WindowsInUse::on(cpu);
     handler(frame);
+    crate::vm::quick::interrupt_windows_check(vector, cpu, windows_at_entry);
     // The handler may have asked for a thread switch (a tick, a reschedule
     // IPI, a yield); the scheduler performs it by swapping the saved
     // context, still "in interrupt" so that nothing in it may block.

@@ -1,11 +1,15 @@
 //! Each broken rule of the contract panics with the rule's name (one boot each).
 
 use quickmap::{MemoryAttribute, PhysAddr};
+use spin::Once;
 
 use super::TestPage;
 use crate::kernel_test;
 use crate::vm::page::VmPage;
-use crate::vm::quick::{pmap_quick_enter_page, pmap_quick_remove_page, quickmap, WINDOWS_PER_CPU};
+use crate::vm::quick::{
+    deferred_quickmap, pmap_quick_enter_page, pmap_quick_remove_page, quickmap, DEFERRED_MAX_CPUS,
+    WINDOWS_PER_CPU,
+};
 
 kernel_test! {
     /// Nesting beyond the CPU's windows is a panic, never a silent reuse.
@@ -93,5 +97,60 @@ kernel_test! {
         loop {
             core::hint::spin_loop();
         }
+    }
+}
+
+/// The page the leaking tick hooks map (high memory: it takes a window).
+static LEAKED_PAGE: Once<TestPage> = Once::new();
+
+/// A timer interrupt on CPU 0 that enters a window of `map`'s instance and
+/// forgets the guard, so it returns still holding the window.
+fn tick_leaks_a_window(map: fn(&crate::vm::page::Wired<'_>)) {
+    if crate::cpu::current_cpu_index() != 0 {
+        return;
+    }
+    let Some(page) = LEAKED_PAGE.get() else {
+        return;
+    };
+    let wired = page.page().wire();
+    map(&wired);
+}
+
+fn tick_leaks_a_strict_window() {
+    tick_leaks_a_window(|wired| core::mem::forget(quickmap().map(wired)));
+}
+
+fn tick_leaks_a_deferred_window() {
+    tick_leaks_a_window(|wired| core::mem::forget(deferred_quickmap().map(wired)));
+}
+
+/// Installs `hook` as the tick hook and waits for the tick that panics.
+fn wait_for_leaking_tick(hook: fn()) -> ! {
+    LEAKED_PAGE.call_once(|| TestPage::high(MemoryAttribute::WriteBack));
+    crate::sched::set_tick_hook(Some(hook));
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+kernel_test! {
+    /// An interrupt handler must give back every window it took before it
+    /// returns (quickmap's claim is a plain load and store that relies on it):
+    /// the common interrupt path catches the timer tick that leaks one.
+    #[should_panic(expected = "quickmap: interrupt returned holding a window: the handler for vector 0x20 on CPU 0 entered 1 window(s) it did not remove (0b")]
+    fn interrupt_returned_holding_a_window() {
+        wait_for_leaking_tick(tick_leaks_a_strict_window);
+    }
+}
+
+kernel_test! {
+    /// The same rule for the deferred instance's windows.
+    #[should_panic(expected = "quickmap: interrupt returned holding a window: the handler for vector 0x20 on CPU 0 entered 1 deferred window(s) it did not remove (0b")]
+    fn interrupt_returned_holding_a_deferred_window() {
+        if crate::cpu::cpu_count() > DEFERRED_MAX_CPUS {
+            crate::test_harness::skip("no deferred instance on more than 8 CPUs");
+            return;
+        }
+        wait_for_leaking_tick(tick_leaks_a_deferred_window);
     }
 }
