@@ -20,6 +20,8 @@ use std::time::Duration;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::bench::lines::DEFERRED_MAX_CPUS;
+
 /// Fewest and most CPUs a boot may have; 16 is what the kernel's per-CPU tables hold.
 const CPU_RANGE: std::ops::RangeInclusive<u32> = 1..=16;
 /// Smallest guest memory (MiB) the kernel is expected to boot in.
@@ -45,9 +47,6 @@ const DEFAULT_TEST_CPUS: [u32; 4] = [1, 2, 4, 8];
 const DEFAULT_BENCH_CPUS: [u32; 3] = [1, 2, 4];
 /// Default per-boot timeout in seconds: generous, because TCG with many CPUs is slow.
 const DEFAULT_TIMEOUT_SECS: u64 = 300;
-/// Most CPUs the kernel's deferred quickmap instance serves (its windows fill one page
-/// table; `DEFERRED_MAX_CPUS` in `qmk/src/vm/quick.rs`).
-const DEFERRED_MAX_CPUS: u32 = 8;
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

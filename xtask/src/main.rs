@@ -10,7 +10,7 @@
 //! - [`protocol`]: parse the kernel's test lines, with [`fields`] for `KEY=VALUE`
 //!   words; [`suite`]: plan boots, judge results;
 //! - [`workload`]: the `mode=run` lines, live progress display, summary and verdict;
-//! - [`bench`]: the `mode=bench` lines, figures, targets, table, JSON and SVG plot;
+//! - [`bench`](mod@bench): the `mode=bench` lines, figures, targets, table, JSON and SVG plot;
 //! - [`static_check`]: the check of the kernel's machine code: no lock on any
 //!   enter/remove path, `invlpg` and CR3 writes exactly where each instance needs them;
 //! - [`commands`]: `build`, `run`, `test`, `bench`.

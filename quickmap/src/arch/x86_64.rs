@@ -272,7 +272,7 @@ impl X86Mmu {
     ///    in use by every CPU's page tables for as long as the backend lives;
     /// 2. nothing but quickmap writes those entries while it runs, and all are clear;
     ///    and `region_base` is the `window_base` of the quickmap that uses the backend
-    ///    (its [`Window::region_page`]s index this array);
+    ///    (its [`Window::region_page`](crate::Window::region_page)s index this array);
     /// 3. `EFER.NXE` is set on every CPU (the no-execute bit is otherwise reserved) and
     ///    `IA32_PAT` holds [`PAT_MSR_VALUE`].
     pub const unsafe fn new(region_base: VirtAddr, region_pages: usize, ptes: *mut u64) -> X86Mmu {
