@@ -1,5 +1,6 @@
-//! The byte, integer and object accessors of a live mapping, written once for both
-//! guards that have them: [`Mapping`](crate::Mapping) (one page) and
+//! The byte, integer and object accessors of a live mapping, written once for every
+//! guard that has them: [`Mapping`](crate::Mapping) and
+//! [`LocalMapping`](crate::LocalMapping) (one page, through [`page_accessors!`]) and
 //! [`View`](crate::View) (several pages side by side).
 //!
 //! A guard invokes [`byte_accessors!`] inside its own `impl` block, with its backend
@@ -183,7 +184,8 @@ macro_rules! byte_accessors {
         /// [`FromBytes`](zerocopy::FromBytes) makes any bytes a valid `T`;
         /// [`IntoBytes`](zerocopy::IntoBytes) (no padding) lets the copy land in the `T`
         /// without `unsafe` code. Derive both for a `#[repr(C)]` struct in your own crate,
-        /// with zerocopy's `derive` feature, or use zerocopy's
+        /// with zerocopy's `derive` feature (and `Immutable` too, which
+        /// [`write_obj`](Self::write_obj) needs), or use zerocopy's
         /// [`byteorder`](zerocopy::byteorder) types for fields of a fixed byte order.
         ///
         /// # Panics
@@ -301,3 +303,69 @@ macro_rules! byte_accessors {
 }
 
 pub(crate) use byte_accessors;
+
+/// The accessors of a guard that maps one page at its field `va` ([`Mapping`] and
+/// [`LocalMapping`](crate::LocalMapping)): [`byte_accessors!`] over the page, and the
+/// span helpers it needs. `setup` are the lines of each example that make the guard,
+/// named `mapping`, on the simulated machine.
+///
+/// [`Mapping`]: crate::Mapping
+macro_rules! page_accessors {
+    (setup: $setup:literal $(,)?) => {
+        $crate::access::byte_accessors! {
+            span: "page",
+            bound: "PAGE_SIZE",
+            rule: "access outside the page",
+            setup: $setup,
+            guard: "mapping",
+            end: "PAGE_SIZE",
+            odd: "3",
+        }
+
+        /// Where the accessors' bytes start.
+        #[inline(always)]
+        fn span_va(&self) -> $crate::VirtAddr {
+            self.va
+        }
+
+        /// One page: a constant, so the accessors' bound checks compare with an immediate.
+        #[inline(always)]
+        fn span_len(&self) -> usize {
+            $crate::PAGE_SIZE
+        }
+
+        #[inline(always)]
+        #[track_caller]
+        fn refuse_access(&self, offset: usize, len: usize) -> ! {
+            $crate::rules::access_outside_page(offset, len)
+        }
+    };
+}
+
+pub(crate) use page_accessors;
+
+/// Copy the page mapped at `source` over the page mapped at `destination`: what
+/// [`Mapping::copy_from`](crate::Mapping::copy_from) and
+/// [`LocalMapping::copy_from`](crate::LocalMapping::copy_from) do. The same page mapped
+/// twice at one address (a direct-mapped page: both guards get its direct-map address)
+/// changes nothing and moves no byte.
+///
+/// # Safety
+///
+/// Each address is the page of a guard that lives for the call (a window, a local slot
+/// or the direct map), held by the caller.
+#[inline]
+pub(crate) unsafe fn copy_mapped_page<M: crate::Mmu>(
+    mmu: &M,
+    destination: crate::VirtAddr,
+    source: crate::VirtAddr,
+) {
+    if destination == source {
+        return;
+    }
+    // SAFETY: both pages are mapped while their guards live (the caller's contract).
+    // The ranges do not overlap: two live guards with distinct addresses never share a
+    // window or a local slot, neither overlaps the direct map, and two direct-map
+    // addresses are distinct pages (equal ones returned above).
+    unsafe { mmu.copy_bytes(destination, source, crate::PAGE_SIZE) }
+}

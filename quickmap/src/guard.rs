@@ -3,13 +3,12 @@
 use core::fmt;
 use core::marker::PhantomData;
 
-use crate::access::byte_accessors;
+use crate::access::{copy_mapped_page, page_accessors};
 use crate::addr::{VirtAddr, PAGE_SIZE};
 use crate::invalidation::{Invalidation, Strict};
 use crate::mmu::Mmu;
 use crate::platform::Platform;
 use crate::quick_map::{Held, QuickMap};
-use crate::rules;
 
 /// A live mapping of one held page, made by [`QuickMap::map`]; dropping it removes the
 /// mapping.
@@ -201,20 +200,15 @@ impl<'q, 'p, P: Platform, M: Mmu, const N: usize, I: Invalidation> Mapping<'q, '
     }
 
     /// Copy the whole page from another mapping.
+    ///
+    /// Copying a page onto itself (the same direct-mapped page mapped twice, so both
+    /// guards have one address) changes nothing and moves no byte.
     pub fn copy_from(&self, source: &Mapping<'_, '_, P, M, N, I>) {
-        // SAFETY: both pages are mapped while their guards live, and two live mappings
-        // never share a window (nor does a window overlap the direct map).
-        unsafe {
-            self.quickmap
-                .mmu()
-                .copy_bytes(self.va, source.va, PAGE_SIZE)
-        }
+        // SAFETY: both are pages of live guards, this context's.
+        unsafe { copy_mapped_page(self.quickmap.mmu(), self.va, source.va) }
     }
 
-    byte_accessors! {
-        span: "page",
-        bound: "PAGE_SIZE",
-        rule: "access outside the page",
+    page_accessors! {
         setup: "use quickmap::sim::{SimConfig, SimMachine, SimPage};
 use quickmap::PAGE_SIZE;
 
@@ -222,27 +216,6 @@ let machine = SimMachine::new(SimConfig::default());
 let quickmap = machine.quickmap::<4>();
 let page = SimPage::high_memory(&machine, 0);
 let mapping = quickmap.map(&page);",
-        guard: "mapping",
-        end: "PAGE_SIZE",
-        odd: "3",
-    }
-
-    /// Where the accessors' bytes start.
-    #[inline(always)]
-    fn span_va(&self) -> VirtAddr {
-        self.va
-    }
-
-    /// One page: a constant, so the accessors' bound checks compare with an immediate.
-    #[inline(always)]
-    fn span_len(&self) -> usize {
-        PAGE_SIZE
-    }
-
-    #[inline(always)]
-    #[track_caller]
-    fn refuse_access(&self, offset: usize, len: usize) -> ! {
-        rules::access_outside_page(offset, len)
     }
 }
 

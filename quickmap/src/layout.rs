@@ -3,6 +3,8 @@
 use core::fmt;
 
 use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::mmu::Window;
+use crate::quick_map::PAGE_SHIFT;
 
 /// Bytes of page-table entries that share one cache line (eight 8-byte PTEs in a
 /// 64-byte line on x86_64 and arm64). A CPU's windows span at least this many pages so
@@ -176,6 +178,54 @@ impl WindowLayout {
             });
         }
         Ok(())
+    }
+}
+
+/// The guarded layout of `K` slots per CPU as constants: what both kinds of instance
+/// compute addresses with (`K` is a [`QuickMap`](crate::QuickMap)'s `N` windows, or a
+/// [`LocalQuickMap`](crate::LocalQuickMap)'s `L` local slots). Every stride is a
+/// compile-time power of two, so finding the address of a slot, and the slot of an
+/// address, takes shifts by immediates.
+pub(crate) struct Guarded<const K: usize>;
+
+impl<const K: usize> Guarded<K> {
+    /// The layout's strides (its base is the instance's).
+    pub(crate) const SHAPE: WindowLayout = WindowLayout::guarded(VirtAddr(0), K);
+    pub(crate) const WINDOW_SHIFT: u32 = Self::SHAPE.window_stride.trailing_zeros();
+    pub(crate) const CPU_SHIFT: u32 = Self::SHAPE.cpu_stride.trailing_zeros();
+
+    /// Slot `slot` of `cpu` in the region from `base`.
+    #[inline(always)]
+    pub(crate) fn window(base: usize, cpu: usize, slot: usize) -> Window {
+        let region_page =
+            (cpu << (Self::CPU_SHIFT - PAGE_SHIFT)) + (slot << (Self::WINDOW_SHIFT - PAGE_SHIFT));
+        Window {
+            cpu,
+            slot,
+            va: VirtAddr(base + (region_page << PAGE_SHIFT)),
+            region_page,
+        }
+    }
+
+    /// The CPU whose slots hold `offset` (a distance from the region's base): equal
+    /// to or above the CPU count when the address lies outside the region.
+    #[inline(always)]
+    pub(crate) fn owner(offset: usize) -> usize {
+        offset >> Self::CPU_SHIFT
+    }
+
+    /// The slot of its CPU that `offset` falls in (or the guard page after it).
+    #[inline(always)]
+    pub(crate) fn slot(offset: usize) -> usize {
+        (offset & (Self::SHAPE.cpu_stride - 1)) >> Self::WINDOW_SHIFT
+    }
+
+    /// Whether `offset` is the first byte of a slot, not of its guard page or padding
+    /// (its [`slot`](Self::slot) is below `K`), nor inside a page.
+    #[cfg(feature = "contract-checks")]
+    #[inline(always)]
+    pub(crate) fn is_slot_start(offset: usize) -> bool {
+        offset & (Self::SHAPE.window_stride - 1) == 0 && Self::slot(offset) < K
     }
 }
 

@@ -65,6 +65,27 @@
 //! [`WindowLayout`](WindowLayout#views-several-pages-side-by-side)), and exists on
 //! [`Strict`] instances only (see [`View`]).
 //!
+//! ## Two kinds of mapping: pinned and local
+//!
+//! Everything above pins its thread to the CPU *and* the CPU to its thread: preemption
+//! stays disabled from `enter` to `remove`, as FreeBSD's man page and Linux's old
+//! `kmap_atomic` want, so the holder must not sleep. A [`LocalQuickMap`] gives the
+//! other kind, Linux's `kmap_local_page`: [`LocalQuickMap::map`] returns a
+//! [`LocalMapping`] whose thread stays on its CPU (migration disabled) but may be
+//! preempted and may sleep; the kernel's context switch takes the thread's slots down
+//! ([`LocalQuickMap::switch_out`]) and puts them back ([`LocalQuickMap::switch_in`]).
+//! Each thread has up to `L` of them, at `L` slot addresses per CPU in a region of
+//! their own, kept in a save area ([`LocalMappings`]) the kernel embeds in its thread
+//! structure. Interrupt handlers keep using the pinned kind, on top. Which to pick, what
+//! each allows and what each costs: see [`local`].
+//!
+//! | | pinned ([`QuickMap::map`]) | local ([`LocalQuickMap::map`]) |
+//! |---|---|---|
+//! | holder may be preempted, may sleep | no | yes (it stays on its CPU) |
+//! | usable in interrupt handlers | yes | no |
+//! | per | CPU: `N` windows, shared with its interrupt handlers | thread: `L` slots |
+//! | invalidation | one per pair ([`Strict`]), or deferred | one per pair, one per held slot per switch-out |
+//!
 //! ## Example
 //!
 //! On the host, the simulated machine of [`sim`] (feature `sim`) stands in for a kernel:
@@ -108,22 +129,34 @@
 //!   count is [`WindowLayout::region_len`]), the direct map if any, the physical address
 //!   limit; the [`Mmu`] must write the entries of the guard
 //!   pages too, which [`View`]s map;
-//! - per-CPU state: a `static` array of [`CpuWindows`].
+//! - per-CPU state: a `static` array of [`CpuWindows`];
+//! - for local mappings, also: [`LocalPlatform`] (each thread's [`LocalMappings`], and
+//!   `migrate_disable`/`migrate_enable`), a second region and backend, a `static` array
+//!   of [`CpuLocalSlots`], and two calls in its context switch
+//!   ([`LocalQuickMap::switch_out`], [`LocalQuickMap::switch_in`]); see [`local`].
 //!
 //! ## Rules
 //!
-//! Each rule that can be broken at run time is one function in `src/rules.rs`, and its
+//! Each rule that can be broken at run time is one function inside quickmap, and its
 //! panic message starts with `quickmap: <rule>`: `nesting beyond capacity`, `sleep while
 //! mapped`, `unaligned page`, `page out of range`, `access outside the page`, `copy_page
-//! needs two windows`, for views `view size`, `no room for the view` and `access outside
-//! the view`, the two context rules of [`ContextPolicy::FreeBsd`], and, with
+//! needs two windows`, `copy outside the pages` (of [`QuickMap::copy_to_pages`] and
+//! [`QuickMap::copy_from_pages`]), for views `view size`, `no room for the view` and
+//! `access outside the view`, the two context rules of [`ContextPolicy::FreeBsd`]
+//! (`called under a spin lock`, `called in primary interrupt context`), and, with
 //! `contract-checks`, the rules of the unsafe contracts: `double remove`, `remove on
-//! another CPU`, `remove of a foreign address`, `unknown CPU`. Each message ends with what
+//! another CPU`, `remove of a foreign address`, `unknown CPU`. Local mappings add `local
+//! mappings beyond capacity`, `local mapping in an interrupt handler`, `thread exited
+//! holding a local mapping`, the page-fault diagnoses `local slot not restored` and
+//! `local slot not held`, and with `contract-checks` `local remove by another thread` and
+//! `local mappings migrated` (see [`local`]). Each message ends with what
 //! the caller should do, and each panicking entry point is `#[track_caller]`, so the
-//! message points at the caller's line. A caller that can fall back when its CPU's
-//! windows are all in use calls [`QuickMap::try_map`] or [`QuickMap::try_enter`], which
-//! return [`EnterError`] instead of panicking ([`QuickMap::try_map_pages`] and
-//! [`QuickMap::try_map_range`] return [`ViewError`]).
+//! message points at the caller's line. (Code that wraps quickmap keeps its own caller's
+//! line the same way: `#[track_caller]` on the wrapper, and loops rather than closures on
+//! the way to quickmap, since a closure reports its own line.) A caller that can fall
+//! back when its CPU's windows are all in use calls [`QuickMap::try_map`] or
+//! [`QuickMap::try_enter`], which return [`EnterError`] instead of panicking
+//! ([`QuickMap::try_map_pages`] and [`QuickMap::try_map_range`] return [`ViewError`]).
 //!
 //! ## Features
 //!
@@ -134,7 +167,8 @@
 //!   instructions on the window path.
 //! - `sim` (implies `std`): the simulated machine for host tests.
 //! - `zerocopy`: [`Mapping::read_obj`] and [`Mapping::write_obj`] for plain-data types
-//!   (zerocopy's `FromBytes` and `IntoBytes`); `no_std`, no allocation.
+//!   (zerocopy's `FromBytes` and `IntoBytes`, and `Immutable` for `write_obj`); `no_std`,
+//!   no allocation.
 //! - `x86_64`: [interoperation] with the `x86_64` crate: its `PhysAddr`, `VirtAddr` and
 //!   `PhysFrame` convert to quickmap's addresses, a held `PhysFrame` is a [`HeldPage`]
 //!   (`HeldFrame`), and the x86_64 backend is built from the window region's
@@ -172,14 +206,18 @@ mod addr;
 pub mod arch;
 mod deferred;
 mod guard;
+mod instance;
 pub mod invalidation;
 mod layout;
+pub mod local;
+mod local_guard;
 mod mmu;
 mod page;
 mod page_ops;
 mod percpu;
 mod platform;
 mod quick_map;
+mod routing;
 mod rules;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
@@ -192,10 +230,12 @@ pub use addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 pub use guard::{Mapping, Mismatch};
 pub use invalidation::{Deferred, Invalidation, Strict};
 pub use layout::{ConfigError, DirectMap, WindowLayout, PTES_PER_CACHE_LINE};
+pub use local::{CpuLocalSlots, LocalEnterError, LocalMappings, LocalPlatform, LocalQuickMap};
+pub use local_guard::LocalMapping;
 pub use mmu::{Mmu, Window};
 pub use page::{HeldPage, HeldRange, MemoryAttribute};
 pub use percpu::CpuWindows;
 pub use platform::{ContextPolicy, ExecutionContext, Platform};
 pub use quick_map::{Config, EnterError, QuickMap};
-pub use stats::Stats;
+pub use stats::{LocalStats, Stats};
 pub use view::{View, ViewError};

@@ -130,6 +130,12 @@ pub unsafe trait Mmu {
 
     /// Copy `len` bytes between two kernel addresses whose ranges do not overlap.
     ///
+    /// The two ranges may still name the same physical memory: safe code may map one
+    /// page twice (two windows, or a window and the direct map) and copy between the
+    /// mappings. An override that translates both addresses must not hand such a pair
+    /// to anything that assumes distinct memory (such as [`untyped::copy`], whose ranges
+    /// must not overlap); copying through a buffer is always right.
+    ///
     /// # Safety
     ///
     /// `src .. src + len` is mapped readable and `dst .. dst + len` writable for the

@@ -46,8 +46,8 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     ///
     /// # Panics
     ///
-    /// When the bytes run past the end of the run, before any is copied; otherwise as
-    /// [`map`](Self::map) does.
+    /// With `quickmap: copy outside the pages` when the bytes run past the end of the
+    /// run, before any is copied; otherwise as [`map`](Self::map) does.
     #[track_caller]
     pub fn copy_to_pages<H: HeldPage>(&self, pages: &[H], offset: usize, src: &[u8]) {
         // A loop, not a closure: a closure would report its own line, not the caller's.

@@ -100,6 +100,30 @@ impl WindowEntry {
         WindowEntry(epoch << 1)
     }
 
+    /// The page a present entry maps.
+    #[inline]
+    pub(crate) fn page(self) -> PhysAddr {
+        PhysAddr(self.0 & !(PAGE_SIZE as u64 - 1))
+    }
+
+    /// The memory attribute a present entry maps its page with.
+    #[inline]
+    pub(crate) fn attribute(self) -> MemoryAttribute {
+        MemoryAttribute::ALL[(self.0 >> 1 & 0b111) as usize]
+    }
+
+    /// The entry as one word (a save area keeps it so).
+    #[inline]
+    pub(crate) fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// An entry kept as one word by [`bits`](Self::bits).
+    #[inline]
+    pub(crate) fn from_bits(bits: u64) -> WindowEntry {
+        WindowEntry(bits)
+    }
+
     /// Whether the entry is present.
     #[inline]
     pub(crate) fn is_mapped(self) -> bool {
@@ -353,6 +377,11 @@ mod tests {
         assert!(!cleared.is_clean(7), "not before a flush after the clear");
         assert!(cleared.is_clean(8));
         assert!(WindowEntry::CLEAN.is_clean(1), "clean in the first epoch");
+        for attribute in MemoryAttribute::ALL {
+            let entry = WindowEntry::mapped(page, attribute);
+            assert_eq!((entry.page(), entry.attribute()), (page, attribute));
+            assert_eq!(WindowEntry::from_bits(entry.bits()), entry);
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What quickmap asks of the kernel it runs in: which CPU this is, and a way to stay
 //! on it.
 
+use crate::rules;
+
 /// The kernel's CPU identity and preemption control.
 ///
 /// quickmap keeps its windows per CPU, so between `enter` and `remove` the caller must
@@ -78,4 +80,38 @@ pub enum ContextPolicy {
     /// or from primary interrupt context (as reported by
     /// [`Platform::execution_context`]). For code that must stay portable to FreeBSD.
     FreeBsd,
+}
+
+/// The calling CPU and its state in `cpus` (one entry per CPU the instance serves);
+/// valid only while the caller cannot migrate. With `contract-checks`, a CPU index
+/// the instance was not built for panics (`unknown CPU`).
+#[inline(always)]
+#[track_caller]
+pub(crate) fn this_cpu<P: Platform, T>(platform: &P, cpus: &&'static [T]) -> (usize, &'static T) {
+    let cpu = platform.current_cpu();
+    #[cfg(feature = "contract-checks")]
+    let state = match cpus.get(cpu) {
+        Some(state) => state,
+        None => rules::unknown_cpu(cpu, cpus.len()),
+    };
+    // SAFETY: `Platform`'s second promise: `current_cpu` is smaller than the number of
+    // CPUs the instance was built for, which is `cpus.len()`.
+    #[cfg(not(feature = "contract-checks"))]
+    let state = unsafe { cpus.get_unchecked(cpu) };
+    (cpu, state)
+}
+
+/// The checks of [`ContextPolicy::FreeBsd`]: out of line, called only by kernels that
+/// chose that policy.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn check_freebsd_context<P: Platform>(platform: &P) {
+    let context = platform.execution_context();
+    if context.spin_locks_held > 0 {
+        rules::under_spin_lock(context.spin_locks_held);
+    }
+    if context.in_primary_interrupt {
+        rules::in_primary_interrupt();
+    }
 }

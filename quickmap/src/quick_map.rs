@@ -5,15 +5,15 @@ use core::marker::PhantomData;
 
 use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::guard::Mapping;
+use crate::instance::instance_accessors;
 use crate::invalidation::{Invalidation, Strict};
-use crate::layout::{ConfigError, DirectMap, WindowLayout};
+use crate::layout::{ConfigError, DirectMap, Guarded, WindowLayout};
 use crate::mmu::{Mmu, Window};
 use crate::page::{HeldPage, MemoryAttribute};
 use crate::percpu::CpuWindows;
-use crate::platform::{ContextPolicy, Platform};
+use crate::platform::{self, ContextPolicy, Platform};
+use crate::routing::Routing;
 use crate::rules;
-#[cfg(feature = "stats")]
-use crate::stats::Stats;
 
 /// How a kernel sets up quickmap at boot.
 #[derive(Clone, Copy, Debug)]
@@ -84,35 +84,19 @@ pub struct QuickMap<P, M, const N: usize, I = Strict> {
     mmu: M,
     cpus: &'static [CpuWindows<N>],
     window_base: usize,
-    /// The direct map in frames (page numbers), so that one subtraction and one
-    /// comparison decide the fast path; zero frames when there is no direct map.
-    direct_first_frame: u64,
-    direct_frames: u64,
-    direct_virt_start: usize,
-    /// What turns a direct-mapped physical address into its virtual one: one add.
-    direct_offset: usize,
-    direct_map: Option<DirectMap>,
-    /// `phys_limit` in frames.
-    frame_limit: u64,
-    /// Frames from the direct map's first one up to the limit (the limit itself when
-    /// there is no direct map): what the usual page is checked against.
-    frames_from_direct_start_to_limit: u64,
+    /// The direct map's fast path and the page checks.
+    routing: Routing,
     _invalidation: PhantomData<I>,
 }
 
 pub(crate) const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
 
 impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> {
-    /// The layout's strides depend on `N` only, so they are constants: finding the
-    /// address of a window, and the window of an address, takes shifts by immediates.
-    const SHAPE: WindowLayout = WindowLayout::guarded(VirtAddr(0), N);
-    const WINDOW_SHIFT: u32 = Self::SHAPE.window_stride.trailing_zeros();
-    const CPU_SHIFT: u32 = Self::SHAPE.cpu_stride.trailing_zeros();
-
     /// Set up quickmap for `cpus.len()` CPUs.
     ///
-    /// The window region's page tables must already exist with every window entry
-    /// clear; quickmap only ever writes the entries of windows.
+    /// The window region's page tables must already exist with every entry clear
+    /// ([`WindowLayout::region_pages`] entries); quickmap only ever writes the entries of
+    /// windows, and of the guard pages between them that a [`View`](crate::View) maps.
     ///
     /// `N` is checked when `new` is compiled: one word of bits tracks a CPU's windows,
     /// so an instance has 1 to 32 windows per CPU:
@@ -209,53 +193,14 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
                 "quickmap: a QuickMap has 1 to 32 windows per CPU (one word of bits tracks them)"
             )
         };
-        if config.phys_limit > M::PHYS_LIMIT {
-            return Err(ConfigError::PhysLimitBeyondMmu {
-                phys_limit: config.phys_limit,
-                mmu_limit: M::PHYS_LIMIT,
-            });
-        }
         let layout = WindowLayout::guarded(config.window_base, N);
-        layout.validate(cpus.len())?;
-        let region_len = layout.region_len(cpus.len());
-        if let Some(direct_map) = config.direct_map {
-            let aligned =
-                direct_map.phys_start.is_page_aligned() && direct_map.virt_start.0 % PAGE_SIZE == 0;
-            if !aligned {
-                return Err(ConfigError::DirectMapMisaligned { direct_map });
-            }
-            let dmap_end = direct_map
-                .virt_start
-                .0
-                .saturating_add(direct_map.len as usize);
-            if direct_map.virt_start.0 < layout.base.0 + region_len && layout.base.0 < dmap_end {
-                return Err(ConfigError::DirectMapOverlapsWindows { direct_map });
-            }
-            // The fast path trusts a direct-mapped page to be mappable at all.
-            let phys_end = direct_map.phys_start.0.checked_add(direct_map.len);
-            if phys_end.is_none_or(|end| end > config.phys_limit.0) {
-                return Err(ConfigError::DirectMapBeyondLimit {
-                    direct_map,
-                    phys_limit: config.phys_limit,
-                });
-            }
-        }
-        let dmap = config.direct_map;
+        let routing = Routing::new(&config, layout, cpus.len(), M::PHYS_LIMIT)?;
         Ok(QuickMap {
             platform,
             mmu,
             cpus,
             window_base: layout.base.0,
-            direct_first_frame: dmap.map_or(0, |d| d.phys_start.0 >> PAGE_SHIFT),
-            direct_frames: dmap.map_or(0, |d| d.len >> PAGE_SHIFT),
-            direct_virt_start: dmap.map_or(0, |d| d.virt_start.0),
-            direct_offset: dmap.map_or(0, |d| d.virt_start.0.wrapping_sub(d.phys_start.0 as usize)),
-            direct_map: dmap,
-            // A page must lie wholly below the limit.
-            frame_limit: config.phys_limit.0 >> PAGE_SHIFT,
-            // The direct map lies below the limit (checked above), so no wrap.
-            frames_from_direct_start_to_limit: (config.phys_limit.0 >> PAGE_SHIFT)
-                - dmap.map_or(0, |d| d.phys_start.0 >> PAGE_SHIFT),
+            routing,
             _invalidation: PhantomData,
         })
     }
@@ -308,30 +253,15 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         page: &H,
     ) -> Result<(VirtAddr, Option<Held<N>>), EnterError> {
         let (pa, attribute) = (page.phys_addr(), page.memory_attribute());
-        // Rotating moves the offset bits of an unaligned address to the top, so one
-        // comparison refuses both an unaligned and an out-of-range address. Frames are
-        // counted from the direct map's first one: the direct map's test and the limit's
-        // share the subtraction.
-        let direct_frame =
-            pa.0.rotate_right(PAGE_SHIFT)
-                .wrapping_sub(self.direct_first_frame);
         if P::CONTEXT_POLICY == ContextPolicy::FreeBsd {
             self.check_freebsd_context();
         }
-        // Only write-back may use the direct map: its mapping is write-back, and mapping a
-        // frame with two cache attributes at once is undefined on x86 (SDM 11.12.4). The
-        // direct map lies below the limit (`new` checks it).
-        if attribute == MemoryAttribute::WriteBack && direct_frame < self.direct_frames {
+        if self.routing.takes_direct_map(pa, attribute) {
             // Nothing is pinned here: the count may land on the CPU the thread just
             // left, or be lost to a race (see `stats`).
             #[cfg(feature = "stats")]
             self.this_cpu().1.counters.count_direct_map_hit();
-            let va = VirtAddr((pa.0 as usize).wrapping_add(self.direct_offset));
-            return Ok((va, None));
-        }
-        if direct_frame >= self.frames_from_direct_start_to_limit {
-            // Out of range, unaligned, or below the direct map's first frame.
-            self.check_page_outside_direct_span(pa);
+            return Ok((self.routing.direct_va(pa), None));
         }
         let held = self.enter_window(pa, attribute)?;
         Ok((held.window.va, Some(held)))
@@ -394,14 +324,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     /// Window `slot` of `cpu`.
     #[inline(always)]
     pub(crate) fn window(&self, cpu: usize, slot: usize) -> Window {
-        let region_page =
-            (cpu << (Self::CPU_SHIFT - PAGE_SHIFT)) + (slot << (Self::WINDOW_SHIFT - PAGE_SHIFT));
-        Window {
-            cpu,
-            slot,
-            va: VirtAddr(self.window_base + (region_page << PAGE_SHIFT)),
-            region_page,
-        }
+        Guarded::<N>::window(self.window_base, cpu, slot)
     }
 
     /// `pmap_quick_remove_page(9)`: remove the mapping at `va` that
@@ -432,13 +355,11 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     #[track_caller]
     pub unsafe fn remove(&self, va: VirtAddr) {
         let offset = va.0.wrapping_sub(self.window_base);
-        let owner = offset >> Self::CPU_SHIFT;
+        let owner = Guarded::<N>::owner(offset);
         // Compared with the CPU count itself, so indexing `cpus` with it needs no
         // second check.
         if owner >= self.cpus.len() {
-            if va.0.wrapping_sub(self.direct_virt_start)
-                < (self.direct_frames as usize) << PAGE_SHIFT
-            {
+            if self.routing.is_direct_address(va) {
                 return; // Direct-map entries pinned nothing and changed nothing.
             }
             #[cfg(feature = "contract-checks")]
@@ -449,7 +370,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
             #[cfg(not(feature = "contract-checks"))]
             return;
         }
-        let slot = (offset & (Self::SHAPE.cpu_stride - 1)) >> Self::WINDOW_SHIFT;
+        let slot = Guarded::<N>::slot(offset);
         #[cfg(feature = "contract-checks")]
         self.check_remove(va, offset, owner, slot);
         let window = Window {
@@ -469,7 +390,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     #[inline]
     #[track_caller]
     fn check_remove(&self, va: VirtAddr, offset: usize, owner: usize, slot: usize) {
-        if offset & (Self::SHAPE.window_stride - 1) != 0 || slot >= N {
+        if !Guarded::<N>::is_slot_start(offset) {
             rules::remove_of_foreign_address(
                 va,
                 "is inside the window region but not the start of a window",
@@ -595,72 +516,18 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         self.cpus[cpu].in_use_mask()
     }
 
-    /// Number of CPUs served.
-    pub fn cpu_count(&self) -> usize {
-        self.cpus.len()
-    }
-
-    /// Where the windows are.
-    pub fn layout(&self) -> WindowLayout {
-        WindowLayout::guarded(VirtAddr(self.window_base), N)
-    }
-
-    /// The direct map the fast path uses, if any.
-    pub fn direct_map(&self) -> Option<&DirectMap> {
-        self.direct_map.as_ref()
-    }
-
-    /// The MMU backend.
-    pub fn mmu(&self) -> &M {
-        &self.mmu
-    }
-
-    /// The platform.
-    pub fn platform(&self) -> &P {
-        &self.platform
-    }
-
-    /// Event counts of `cpu`.
-    #[cfg(feature = "stats")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "stats")))]
-    pub fn stats(&self, cpu: usize) -> Stats {
-        self.cpus[cpu].counters.snapshot()
-    }
-
-    /// Event counts of all CPUs together.
-    #[cfg(feature = "stats")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "stats")))]
-    pub fn total_stats(&self) -> Stats {
-        self.cpus.iter().fold(Stats::default(), |sum, cpu| {
-            sum.plus(cpu.counters.snapshot())
-        })
+    instance_accessors! {
+        slots: "windows",
+        base: window_base,
+        per_cpu: N,
+        stats: Stats,
     }
 
     /// The current CPU and its windows; valid only with preemption disabled.
     #[inline(always)]
     #[track_caller]
     pub(crate) fn this_cpu(&self) -> (usize, &'static CpuWindows<N>) {
-        let cpu = self.platform.current_cpu();
-        #[cfg(feature = "contract-checks")]
-        let windows = match self.cpus.get(cpu) {
-            Some(windows) => windows,
-            None => rules::unknown_cpu(cpu, self.cpus.len()),
-        };
-        // SAFETY: `Platform`'s second promise: `current_cpu` is smaller than the number
-        // of CPUs this quickmap was built for, which is `cpus.len()`.
-        #[cfg(not(feature = "contract-checks"))]
-        let windows = unsafe { self.cpus.get_unchecked(cpu) };
-        (cpu, windows)
-    }
-
-    /// A page that is not between the direct map's first frame and the limit: below
-    /// that first frame it is fine (it takes a window like any other); otherwise
-    /// refused, naming the rule broken.
-    #[cold]
-    #[inline(never)]
-    #[track_caller]
-    fn check_page_outside_direct_span(&self, pa: PhysAddr) {
-        self.check_window_page(pa);
+        platform::this_cpu(&self.platform, &self.cpus)
     }
 
     /// Refuse `pa` unless it is the first byte of a page below the limit: what every
@@ -668,32 +535,12 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     #[inline]
     #[track_caller]
     pub(crate) fn check_window_page(&self, pa: PhysAddr) {
-        if pa.0.rotate_right(PAGE_SHIFT) >= self.frame_limit {
-            self.refuse_page(pa);
-        }
+        self.routing.check_window_page(pa);
     }
 
-    /// Names which of the two page rules `frame >= frame_limit` broke.
-    #[cold]
-    #[inline(never)]
-    #[track_caller]
-    fn refuse_page(&self, pa: PhysAddr) -> ! {
-        if !pa.is_page_aligned() {
-            rules::unaligned_page(pa);
-        }
-        rules::page_out_of_range(pa, PhysAddr(self.frame_limit << PAGE_SHIFT))
-    }
-
-    #[cold]
-    #[inline(never)]
+    #[inline(always)]
     #[track_caller]
     pub(crate) fn check_freebsd_context(&self) {
-        let context = self.platform.execution_context();
-        if context.spin_locks_held > 0 {
-            rules::under_spin_lock(context.spin_locks_held);
-        }
-        if context.in_primary_interrupt {
-            rules::in_primary_interrupt();
-        }
+        platform::check_freebsd_context(&self.platform);
     }
 }

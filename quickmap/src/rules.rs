@@ -9,9 +9,7 @@
 //! The rules of the unsafe contracts (`remove`'s, and `Platform`'s CPU numbering) exist
 //! only with the feature `contract-checks`.
 
-#[cfg(feature = "contract-checks")]
-use crate::addr::VirtAddr;
-use crate::addr::{PhysAddr, PAGE_SIZE};
+use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// *"calls to pmap_quick_enter_page() must not be nested"*: FreeBSD guarantees one
 /// page per thread; quickmap gives each CPU `capacity` windows (shared by the thread and
@@ -226,5 +224,116 @@ pub(crate) fn access_outside_view(offset: usize, len: usize, view_len: usize) ->
         "quickmap: access outside the view: {len} bytes at offset {offset} run past the \
          {view_len}-byte view ({} page(s)); keep offset + length within the view",
         view_len / PAGE_SIZE
+    )
+}
+
+/// A thread holds at most `capacity` local mappings (the `L` of its
+/// [`LocalMappings`](crate::LocalMappings)): Linux's `KM_MAX_IDX`, whose overflow is a
+/// `BUG`. Running out is this panic (a [`LocalEnterError`](crate::LocalEnterError)
+/// from `try_enter` and `try_map`).
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn local_mappings_beyond_capacity(cpu: usize, capacity: usize) -> ! {
+    panic!(
+        "quickmap: local mappings beyond capacity: the thread on CPU {cpu} already holds all \
+         {capacity} of its local mappings; drop one before making another (or use `try_map`/\
+         `try_enter` where running out is expected)"
+    )
+}
+
+/// A local mapping belongs to a thread, which keeps it across preemption and sleep:
+/// an interrupt handler (or code the scheduler does not switch as a thread) has no
+/// save area to keep one in.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn local_mapping_in_interrupt_handler() -> ! {
+    panic!(
+        "quickmap: local mapping in an interrupt handler: use map: a local mapping belongs to a \
+         thread, which keeps it across preemption and sleep, and an interrupt handler (or code \
+         outside any thread) has none; map the page with the pinned instance's `map` or \
+         `enter`, which interrupt handlers may use"
+    )
+}
+
+/// A local slot's address names its CPU and its slot number, not its thread: every
+/// thread on that CPU maps its own pages at the same addresses. The thread that removes
+/// a slot must be the one that holds it.
+#[cfg(feature = "contract-checks")]
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn local_remove_by_another_thread(
+    va: VirtAddr,
+    owner: usize,
+    slot: usize,
+    cpu: usize,
+    held: u32,
+) -> ! {
+    panic!(
+        "quickmap: local remove by another thread: {va} is local slot {slot} of CPU {owner}, \
+         which the calling thread (on CPU {cpu}, holding local slots {held:#b}) does not hold: \
+         it was removed already, or another thread made it; a local mapping is removed once, \
+         by the thread that made it (or use `map`, whose guard removes itself)"
+    )
+}
+
+/// A thread's save area must be empty when it exits: its slots would otherwise stay
+/// installed on its CPU for the next thread, with no one left to remove them.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn thread_exited_holding_a_local_mapping(held: u32, cpu: usize) -> ! {
+    panic!(
+        "quickmap: thread exited holding a local mapping: it still holds {} (local slots \
+         {held:#b} of CPU {cpu}); drop every local mapping before the thread returns",
+        held.count_ones()
+    )
+}
+
+/// A thread that holds local mappings must stay on the CPU whose slots hold them
+/// (`LocalPlatform::migrate_disable`): its addresses are that CPU's slots.
+#[cfg(feature = "contract-checks")]
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn local_mappings_migrated(held: u32, owner: usize, cpu: usize) -> ! {
+    panic!(
+        "quickmap: local mappings migrated: a thread holding local slots {held:#b} of CPU \
+         {owner} was switched in on CPU {cpu}; while a thread holds local mappings the \
+         kernel must keep it on their CPU (`LocalPlatform::migrate_disable`)"
+    )
+}
+
+/// A page fault at a local slot the running thread holds: its entry was not put back
+/// when the thread was switched in.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn local_slot_not_restored(va: VirtAddr, cpu: usize, slot: usize) -> ! {
+    panic!(
+        "quickmap: local slot not restored: the running thread faulted at {va}, local slot \
+         {slot} of CPU {cpu}, which it holds; the kernel resumed it without calling \
+         `switch_in` with its save area (or without `switch_out` before another thread used \
+         the slot)"
+    )
+}
+
+/// A page fault at a local slot the running thread does not hold.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn local_slot_not_held(
+    va: VirtAddr,
+    owner: usize,
+    slot: usize,
+    cpu: usize,
+    held: u32,
+) -> ! {
+    panic!(
+        "quickmap: local slot not held: the code on CPU {cpu} faulted at {va}, local slot {slot} \
+         of CPU {owner}, which its thread does not hold (it holds local slots {held:#b}): an \
+         address of a local mapping used after its guard dropped, or by another thread or CPU"
     )
 }

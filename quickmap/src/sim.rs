@@ -10,6 +10,10 @@
 //!   invalidation therefore reads stale data, and the tests see it;
 //! - threads that run on CPUs, critical sections that forbid preempting or migrating
 //!   them, and interrupts that nest on the CPU they arrive on;
+//! - for local mappings ([`SimMachine::local_quickmap`]): a save area per thread,
+//!   migration that a thread can disable, and context switches that call the switch
+//!   hooks a test gives them ([`SimMachine::switch_to_with`],
+//!   [`SimMachine::migrate_with`]), or a broken set of hooks to show a test catches it;
 //! - what context the code runs in (an interrupt handler or a thread, how many spin
 //!   locks its CPU holds), so that either [`ContextPolicy`] runs: the default
 //!   ([`SimMachine::platform`]) or FreeBSD's
@@ -53,6 +57,7 @@ use std::vec::Vec;
 use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::invalidation::{Deferred, Invalidation};
 use crate::layout::DirectMap;
+use crate::local::{CpuLocalSlots, LocalMappings, LocalPlatform, LocalQuickMap};
 use crate::mmu::{Mmu, Window};
 use crate::page::{HeldPage, MemoryAttribute};
 use crate::percpu::CpuWindows;
@@ -63,6 +68,13 @@ use crate::quick_map::{Config, QuickMap};
 pub const WINDOW_BASE: usize = 0xffff_c000_0000_0000;
 /// Where the simulated kernel's direct map starts.
 pub const DIRECT_MAP_BASE: usize = 0xffff_8000_0000_0000;
+/// Where the simulated kernel keeps its local slots ([`SimMachine::local_quickmap`]):
+/// a region of their own, apart from the windows.
+pub const LOCAL_BASE: usize = 0xffff_c800_0000_0000;
+/// Local mappings a simulated thread holds at most: the `L` of its save area.
+pub const LOCAL_SLOTS: usize = 8;
+/// A simulated thread's save area.
+pub type SimLocalMappings = LocalMappings<LOCAL_SLOTS>;
 
 /// Size of a simulated machine.
 #[derive(Clone, Copy, Debug)]
@@ -100,6 +112,13 @@ pub enum SchedError {
         /// Its CPU.
         cpu: usize,
     },
+    /// The thread to move has migration disabled (it holds local mappings).
+    MigrationDisabled {
+        /// The bound thread.
+        thread: ThreadId,
+        /// Its CPU.
+        cpu: usize,
+    },
 }
 
 impl fmt::Display for SchedError {
@@ -111,6 +130,9 @@ impl fmt::Display for SchedError {
                     "thread {} on CPU {cpu} is in a critical section",
                     thread.0
                 )
+            }
+            SchedError::MigrationDisabled { thread, cpu } => {
+                write!(f, "thread {} has migration disabled on CPU {cpu}", thread.0)
             }
         }
     }
@@ -142,6 +164,22 @@ struct Translation {
 struct SimThread {
     cpu: usize,
     critical_depth: u32,
+    /// `migrate_disable` nesting.
+    migration_disabled: u32,
+    /// The thread's save area for local mappings; leaked, since a simulated thread
+    /// never ends, so that `LocalPlatform` can lend it out.
+    local: &'static SimLocalMappings,
+}
+
+impl SimThread {
+    fn new(cpu: usize) -> SimThread {
+        SimThread {
+            cpu,
+            critical_depth: 0,
+            migration_disabled: 0,
+            local: Box::leak(Box::new(LocalMappings::new())),
+        }
+    }
 }
 
 struct SimCpu {
@@ -226,10 +264,7 @@ impl SimMachine {
             .collect();
         // Threads 0..cpus run first; threads cpus..2*cpus are the CPUs' idle threads.
         let threads = (0..2 * config.cpus)
-            .map(|t| SimThread {
-                cpu: t % config.cpus,
-                critical_depth: 0,
-            })
+            .map(|t| SimThread::new(t % config.cpus))
             .collect();
         SimMachine {
             config,
@@ -291,6 +326,39 @@ impl SimMachine {
         QuickMap::new(config, platform, mmu, windows).unwrap_or_else(|error| panic!("{error}"))
     }
 
+    /// The configuration of this machine's local slots: the direct map and physical
+    /// limit of [`quickmap_config`](Self::quickmap_config), slots at [`LOCAL_BASE`].
+    pub fn local_config(&self) -> Config {
+        Config {
+            window_base: VirtAddr(LOCAL_BASE),
+            ..self.quickmap_config()
+        }
+    }
+
+    /// Local mappings ([`LocalQuickMap`]) on this machine, [`LOCAL_SLOTS`] per thread.
+    /// Context switches between threads that hold some go through
+    /// [`switch_to_with`](Self::switch_to_with) and [`migrate_with`](Self::migrate_with).
+    pub fn local_quickmap(&self) -> LocalQuickMap<SimPlatform<'_>, SimMmu<'_>, LOCAL_SLOTS> {
+        self.local_quickmap_with(self.local_config(), self.platform(), self.mmu())
+    }
+
+    /// Local mappings on this machine with another configuration or backends (e.g. a
+    /// platform that does not keep threads on their CPU, to show a test catches it).
+    pub fn local_quickmap_with<P: LocalPlatform<LOCAL_SLOTS>, M: Mmu>(
+        &self,
+        config: Config,
+        platform: P,
+        mmu: M,
+    ) -> LocalQuickMap<P, M, LOCAL_SLOTS> {
+        let cpus: &'static [CpuLocalSlots] = Box::leak(
+            (0..self.config.cpus)
+                .map(|_| CpuLocalSlots::new())
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
+        LocalQuickMap::new(config, platform, mmu, cpus).unwrap_or_else(|error| panic!("{error}"))
+    }
+
     /// The platform side (CPU identity, critical sections), with the default
     /// [`ContextPolicy::Anywhere`].
     pub fn platform(&self) -> SimPlatform<'_> {
@@ -338,34 +406,86 @@ impl SimMachine {
     pub fn spawn(&self, cpu: usize) -> ThreadId {
         assert!(cpu < self.config.cpus, "sim: no CPU {cpu}");
         let mut state = self.state.borrow_mut();
-        state.threads.push(SimThread {
-            cpu,
-            critical_depth: 0,
-        });
+        state.threads.push(SimThread::new(cpu));
         ThreadId(state.threads.len() - 1)
     }
 
     /// Preempt whatever runs on `thread`'s CPU and run `thread` there; that CPU
     /// executes from now on. Refused while the running thread is in a critical section.
+    ///
+    /// # Panics
+    ///
+    /// When the switch would need switch hooks (a thread on either side holds local
+    /// mappings): use [`switch_to_with`](Self::switch_to_with) then.
     pub fn switch_to(&self, thread: ThreadId) -> Result<(), SchedError> {
-        let mut state = self.state.borrow_mut();
-        let cpu = state.threads[thread.0].cpu;
-        let running = state.cpus[cpu].running;
-        if running != thread && state.threads[running.0].critical_depth > 0 {
+        self.preempt_for(thread, None)
+    }
+
+    /// [`switch_to`](Self::switch_to) as a kernel with local mappings does it: the
+    /// switch calls `hooks.switch_out` with the outgoing thread's save area, then
+    /// `hooks.switch_in` with `thread`'s, on the CPU of the switch (which executes
+    /// during the hooks, its running thread still the outgoing one), before `thread`
+    /// runs. A thread that holds local mappings may be preempted: only critical
+    /// sections refuse.
+    pub fn switch_to_with(
+        &self,
+        thread: ThreadId,
+        hooks: &dyn SimSwitchHooks,
+    ) -> Result<(), SchedError> {
+        self.preempt_for(thread, Some(hooks))
+    }
+
+    fn preempt_for(
+        &self,
+        thread: ThreadId,
+        hooks: Option<&dyn SimSwitchHooks>,
+    ) -> Result<(), SchedError> {
+        let (cpu, running) = {
+            let state = self.state.borrow();
+            let cpu = state.threads[thread.0].cpu;
+            (cpu, state.cpus[cpu].running)
+        };
+        if running != thread && self.critical_depth(running) > 0 {
             return Err(SchedError::PreemptionDisabled {
                 thread: running,
                 cpu,
             });
         }
-        state.cpus[cpu].running = thread;
-        state.executing = cpu;
+        self.context_switch(cpu, thread, hooks);
         Ok(())
     }
 
     /// Move `thread` to `cpu` and run it there, as a scheduler that balances load
     /// does. Refused while `thread`, or the thread running on `cpu`, is in a critical
-    /// section. The CPU it leaves runs its idle thread.
+    /// section, and while `thread` has migration disabled. The CPU it leaves runs its
+    /// idle thread.
+    ///
+    /// # Panics
+    ///
+    /// As [`switch_to`](Self::switch_to), when a switch would need hooks: use
+    /// [`migrate_with`](Self::migrate_with) then.
     pub fn migrate(&self, thread: ThreadId, cpu: usize) -> Result<(), SchedError> {
+        self.move_to(thread, cpu, None)
+    }
+
+    /// [`migrate`](Self::migrate) with switch hooks (see
+    /// [`switch_to_with`](Self::switch_to_with)): the CPU `thread` leaves switches from
+    /// it to its idle thread, and `cpu` from what ran there to `thread`.
+    pub fn migrate_with(
+        &self,
+        thread: ThreadId,
+        cpu: usize,
+        hooks: &dyn SimSwitchHooks,
+    ) -> Result<(), SchedError> {
+        self.move_to(thread, cpu, Some(hooks))
+    }
+
+    fn move_to(
+        &self,
+        thread: ThreadId,
+        cpu: usize,
+        hooks: Option<&dyn SimSwitchHooks>,
+    ) -> Result<(), SchedError> {
         assert!(cpu < self.config.cpus, "sim: no CPU {cpu}");
         let is_idle = (self.config.cpus..2 * self.config.cpus).contains(&thread.0);
         assert!(
@@ -373,25 +493,73 @@ impl SimMachine {
             "sim: thread {} is an idle thread; idle threads stay on their CPU",
             thread.0
         );
-        let mut state = self.state.borrow_mut();
-        let from = state.threads[thread.0].cpu;
-        if state.threads[thread.0].critical_depth > 0 {
+        let (from, running_there, displaced, migration_disabled) = {
+            let state = self.state.borrow();
+            let from = state.threads[thread.0].cpu;
+            (
+                from,
+                state.cpus[from].running,
+                state.cpus[cpu].running,
+                state.threads[thread.0].migration_disabled,
+            )
+        };
+        if self.critical_depth(thread) > 0 {
             return Err(SchedError::PreemptionDisabled { thread, cpu: from });
         }
-        let displaced = state.cpus[cpu].running;
-        if displaced != thread && state.threads[displaced.0].critical_depth > 0 {
+        if displaced != thread && self.critical_depth(displaced) > 0 {
             return Err(SchedError::PreemptionDisabled {
                 thread: displaced,
                 cpu,
             });
         }
-        if state.cpus[from].running == thread && from != cpu {
-            state.cpus[from].running = ThreadId(self.config.cpus + from); // the CPU's idle thread
+        if migration_disabled > 0 && from != cpu {
+            return Err(SchedError::MigrationDisabled { thread, cpu: from });
         }
-        state.threads[thread.0].cpu = cpu;
-        state.cpus[cpu].running = thread;
-        state.executing = cpu;
+        if running_there == thread && from != cpu {
+            // The CPU it leaves runs its idle thread.
+            self.context_switch(from, ThreadId(self.config.cpus + from), hooks);
+        }
+        self.state.borrow_mut().threads[thread.0].cpu = cpu;
+        self.context_switch(cpu, thread, hooks);
         Ok(())
+    }
+
+    /// Make `cpu` execute, and switch it to `incoming` (a thread on it) unless that is
+    /// what runs there already: the hook point of a kernel's context switch.
+    fn context_switch(&self, cpu: usize, incoming: ThreadId, hooks: Option<&dyn SimSwitchHooks>) {
+        let outgoing = {
+            let mut state = self.state.borrow_mut();
+            state.executing = cpu;
+            state.cpus[cpu].running
+        };
+        if outgoing == incoming {
+            return;
+        }
+        let (out_area, in_area) = (self.local_mappings(outgoing), self.local_mappings(incoming));
+        match hooks {
+            Some(hooks) => {
+                hooks.switch_out(out_area);
+                hooks.switch_in(in_area);
+            }
+            None => assert!(
+                out_area.held() == 0 && in_area.held() == 0,
+                "sim: a switch from thread {} to thread {} on CPU {cpu} without switch hooks, \
+                 while one of them holds local mappings: use `switch_to_with`/`migrate_with`",
+                outgoing.0,
+                incoming.0
+            ),
+        }
+        self.state.borrow_mut().cpus[cpu].running = incoming;
+    }
+
+    /// `thread`'s save area for local mappings.
+    pub fn local_mappings(&self, thread: ThreadId) -> &'static SimLocalMappings {
+        self.state.borrow().threads[thread.0].local
+    }
+
+    /// `migrate_disable` nesting of `thread`.
+    pub fn migration_disabled(&self, thread: ThreadId) -> u32 {
+        self.state.borrow().threads[thread.0].migration_disabled
     }
 
     /// Deliver an interrupt to the executing CPU: `handler` runs on it, nested inside
@@ -684,8 +852,73 @@ unsafe impl<C: SimContextPolicy> Platform for SimPlatform<'_, C> {
     }
 }
 
+// SAFETY: 1. a thread's save area is leaked at its creation (it never moves or goes),
+// and lent out only to code running in that thread (not in an interrupt handler);
+// 2. `move_to` refuses to migrate a thread whose count is not zero, and nothing else
+// moves threads; 3. the machine's context switches call the hooks they are given; a
+// switch without hooks panics when either thread holds local mappings; 4. a critical
+// section refuses every switch.
+unsafe impl<C: SimContextPolicy> LocalPlatform<LOCAL_SLOTS> for SimPlatform<'_, C> {
+    fn local_mappings(&self) -> Option<&SimLocalMappings> {
+        let state = self.machine.state.borrow();
+        let cpu = &state.cpus[state.executing];
+        if !cpu.interrupt_frames.is_empty() {
+            return None;
+        }
+        Some(state.threads[cpu.running.0].local)
+    }
+
+    fn migrate_disable(&self) {
+        let mut state = self.machine.state.borrow_mut();
+        let thread = state.cpus[state.executing].running;
+        state.threads[thread.0].migration_disabled += 1;
+    }
+
+    fn migrate_enable(&self) {
+        let mut state = self.machine.state.borrow_mut();
+        let thread = state.cpus[state.executing].running;
+        let count = &mut state.threads[thread.0].migration_disabled;
+        // A guard dropped while a test unwinds may run on another thread than its own.
+        if !std::thread::panicking() {
+            assert!(
+                *count > 0,
+                "sim: migrate_enable of thread {} without migrate_disable",
+                thread.0
+            );
+        }
+        *count = count.saturating_sub(1);
+    }
+}
+
+/// What a simulated context switch calls on its way (see
+/// [`SimMachine::switch_to_with`]): a [`LocalQuickMap`]'s switch hooks, or a test's
+/// broken ones.
+pub trait SimSwitchHooks {
+    /// The outgoing thread stops running on the executing CPU.
+    fn switch_out(&self, mappings: &SimLocalMappings);
+    /// The incoming thread is about to run on the executing CPU.
+    fn switch_in(&self, mappings: &SimLocalMappings);
+}
+
+impl<P: LocalPlatform<LOCAL_SLOTS>, M: Mmu> SimSwitchHooks for LocalQuickMap<P, M, LOCAL_SLOTS> {
+    fn switch_out(&self, mappings: &SimLocalMappings) {
+        LocalQuickMap::switch_out(self, mappings);
+    }
+
+    fn switch_in(&self, mappings: &SimLocalMappings) {
+        LocalQuickMap::switch_in(self, mappings);
+    }
+}
+
 /// The simulated MMU: window page-table entries, per-CPU TLBs, and byte access that
 /// goes through them.
+///
+/// A byte mover that reaches an address the executing CPU cannot translate (no TLB
+/// entry, no page-table entry, outside the direct map) stops there and panics with
+/// `sim: page fault: CPU <cpu> read <va>, which has no translation` (or `wrote`), as
+/// hardware would fault. A test shows that an address faults (the guard page after a
+/// [`View`](crate::View), a removed window) by calling [`Mmu::read_bytes`] there on
+/// purpose, outside its contract, and catching that panic.
 #[derive(Clone, Copy)]
 pub struct SimMmu<'m> {
     machine: &'m SimMachine,
@@ -755,6 +988,14 @@ unsafe impl Mmu for SimMmu<'_> {
     }
 
     unsafe fn copy_bytes(&self, dst: VirtAddr, src: VirtAddr, len: usize) {
+        // The contract a kernel backend relies on (its copy may be a `memcpy`): the sim
+        // checks it rather than letting its buffered copy hide a violation.
+        let (dst_start, src_start) = (dst.0, src.0);
+        assert!(
+            dst_start + len <= src_start || src_start + len <= dst_start,
+            "sim: copy_bytes with overlapping ranges: {len} bytes from {src_start:#x} to \
+             {dst_start:#x}; the caller broke Mmu::copy_bytes's contract"
+        );
         let mut buffer = vec![0u8; len];
         // SAFETY: forwarded from this function's contract.
         unsafe {

@@ -19,9 +19,7 @@ use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRunner};
 use quickmap::sim::{SimConfig, SimMachine, SimPage, ThreadId, WINDOW_BASE};
-use quickmap::{
-    Deferred, Invalidation, Mapping, MemoryAttribute, Mmu, Platform, QuickMap, VirtAddr, PAGE_SIZE,
-};
+use quickmap::{Deferred, Invalidation, Mapping, Mmu, Platform, QuickMap, VirtAddr, PAGE_SIZE};
 
 const CPUS: usize = 3;
 /// Windows per CPU of the strict instance.
@@ -31,9 +29,9 @@ const DEFERRED_WINDOWS: usize = 32;
 /// The CPUs' first threads, their idle threads, and two more threads spawned on CPU 0.
 const THREADS: usize = 2 * CPUS + 2;
 /// Pages `0..8` are direct-mapped.
-const DIRECT_PAGES: usize = 8;
+const DIRECT_PAGES: usize = common::MODEL_DIRECT_PAGES;
 /// Page 2 is write-combining: it takes a window although it is in the direct map.
-const WRITE_COMBINING: usize = 2;
+const WRITE_COMBINING: usize = common::MODEL_WRITE_COMBINING;
 /// Strict programs: 8 direct-mapped pages, 16 high ones.
 const PAGES: usize = 24;
 /// Deferred programs: 8 direct-mapped pages, 88 high ones, so that a CPU runs out of
@@ -216,22 +214,7 @@ fn deferred_program() -> impl Strategy<Value = Vec<Op>> {
     proptest::collection::vec(deferred_op(), 1..300)
 }
 
-fn page(index: usize) -> SimPage {
-    let page = SimPage::new(index);
-    if index == WRITE_COMBINING {
-        SimPage {
-            attribute: MemoryAttribute::WriteCombining,
-            ..page
-        }
-    } else {
-        page
-    }
-}
-
-/// Whether entering page `p` takes a window.
-fn takes_window(p: usize) -> bool {
-    p >= DIRECT_PAGES || p == WRITE_COMBINING
-}
+use common::{model_page as page, model_page_takes_slot as takes_window};
 
 fn is_window(va: VirtAddr) -> bool {
     va.0 >= WINDOW_BASE

@@ -646,3 +646,20 @@ fn rule_panics_of_views_point_at_the_caller() {
     assert_rule!(freebsd.map_pages(&pages), "called under a spin lock");
     machine.set_spin_locks_held(0);
 }
+
+#[test]
+fn copy_page_of_a_direct_mapped_page_onto_itself_moves_nothing() {
+    // Both guards get the page's one direct-map address: a copy between them must not
+    // reach the backend as an overlapping `copy_bytes` (the sim refuses one).
+    let machine = machine();
+    let quickmap = machine.quickmap::<2>();
+    let page = SimPage::new(3);
+    machine.phys_write(page.pa, &common::pattern(3, 7));
+    quickmap.copy_page(&page, &page);
+    let (first, second) = (quickmap.map(&page), quickmap.map(&page));
+    assert_eq!(first.va(), second.va());
+    first.copy_from(&second);
+    drop((first, second));
+    assert_eq!(common::phys_page(&machine, page.pa), common::pattern(3, 7));
+    assert_eq!(quickmap.windows_in_use(0), 0);
+}

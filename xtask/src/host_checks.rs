@@ -14,6 +14,10 @@
 //! that only works inside this repository. And the library must build without a
 //! warning where kernels use it (`x86_64-unknown-none`, `aarch64-unknown-none`) and
 //! document without a broken link with and without its optional features.
+//!
+//! A client crate outside the workspace, `examples/bounce-client`, uses quickmap through
+//! its public API only; its tests and clippy run with a target directory of their own
+//! (`target/bounce-client`), so a change that breaks a user of the crate fails here.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -37,7 +41,7 @@ pub enum HostCheck {
 
 /// The host checks, in the order they run: tests first (their failures matter most),
 /// then the builds, then the documentation and style.
-pub const HOST_CHECKS: [HostCheck; 12] = [
+pub const HOST_CHECKS: [HostCheck; 14] = [
     HostCheck::Cargo(&["test", "--workspace"]),
     HostCheck::Cargo(&["test", "-p", "quickmap", "--all-features"]),
     HostCheck::Cargo(&[
@@ -49,6 +53,13 @@ pub const HOST_CHECKS: [HostCheck; 12] = [
         "sim,stats",
     ]),
     HostCheck::PackagedTests,
+    HostCheck::Cargo(&[
+        "test",
+        "--manifest-path",
+        CLIENT_MANIFEST,
+        "--target-dir",
+        CLIENT_TARGET_DIR,
+    ]),
     // `cargo rustc` gives `-D warnings` to quickmap's own compilation only (RUSTFLAGS
     // would reach every crate and throw away the other builds' caches). A build that
     // warns fails, so it is never cached as a success whose warnings go unseen.
@@ -100,7 +111,26 @@ pub const HOST_CHECKS: [HostCheck; 12] = [
         "-D",
         "warnings",
     ]),
+    HostCheck::Cargo(&[
+        "clippy",
+        "--manifest-path",
+        CLIENT_MANIFEST,
+        "--target-dir",
+        CLIENT_TARGET_DIR,
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]),
 ];
+
+/// The client crate outside the workspace (a `[workspace]` of its own), from the root.
+const CLIENT_MANIFEST: &str = "examples/bounce-client/Cargo.toml";
+
+/// Its target directory, as `target/package-test` is the packaged crate's: the client
+/// resolves its dependencies with its own lock file and features, so its builds are
+/// kept, and cached, apart from the workspace's.
+const CLIENT_TARGET_DIR: &str = "target/bounce-client";
 
 /// The `cargo test` run in the unpacked package.
 const PACKAGED_TEST_ARGS: [&str; 2] = ["test", "--all-features"];
@@ -338,6 +368,8 @@ mod tests {
                 "cargo test -p quickmap --no-default-features --features sim,stats",
                 "the packaged crate's tests (cargo test --all-features in the unpacked \
                  .crate)",
+                "cargo test --manifest-path examples/bounce-client/Cargo.toml --target-dir \
+                 target/bounce-client",
                 "cargo rustc -p quickmap --lib --no-default-features -- -D warnings",
                 "cargo rustc -p quickmap --lib --target x86_64-unknown-none -- -D warnings",
                 "cargo rustc -p quickmap --lib --target aarch64-unknown-none -- -D warnings",
@@ -347,7 +379,32 @@ mod tests {
                 "cargo clippy --workspace --all-targets --all-features -- -D warnings",
                 "cargo clippy -p quickmap --all-targets --no-default-features --features \
                  sim,stats -- -D warnings",
+                "cargo clippy --manifest-path examples/bounce-client/Cargo.toml --target-dir \
+                 target/bounce-client --all-targets -- -D warnings",
             ]
+        );
+    }
+
+    #[test]
+    fn the_client_is_tested_and_linted_outside_the_workspace() {
+        let client: Vec<&[&str]> = cargo_checks()
+            .filter(|args| args.contains(&CLIENT_MANIFEST))
+            .collect();
+        let commands: Vec<&str> = client.iter().map(|args| args[0]).collect();
+        assert_eq!(commands, ["test", "clippy"]);
+        for args in client {
+            assert!(
+                args.windows(2)
+                    .any(|pair| pair == ["--target-dir", CLIENT_TARGET_DIR]),
+                "{} needs the client's own target directory",
+                shown(args)
+            );
+        }
+        // Outside the root workspace: a `[workspace]` of its own.
+        let manifest = fs::read_to_string(paths::repo_root().join(CLIENT_MANIFEST)).unwrap();
+        assert!(
+            manifest.lines().any(|line| line.trim() == "[workspace]"),
+            "{CLIENT_MANIFEST} needs a `[workspace]` table of its own"
         );
     }
 
@@ -387,7 +444,7 @@ mod tests {
                 _ => None,
             }))
             .collect();
-        assert_eq!(builds.len(), 7, "{builds:?}");
+        assert_eq!(builds.len(), 8, "{builds:?}");
         for args in builds {
             assert!(
                 args.ends_with(&["--", "-D", "warnings"]),

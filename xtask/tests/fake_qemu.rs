@@ -98,6 +98,31 @@ Disassembly of section .text:
 0000000000100080 <quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::cold_remove_uncached>:
   100080:\tinvlpg BYTE PTR [rsi]
   100083:\tret
+
+0000000000100090 <qmk_local_enter_page>:
+  100090:\tmov    QWORD PTR [rdi],rsi
+  100093:\tret
+
+00000000001000a0 <qmk_local_remove_page>:
+  1000a0:\tmov    QWORD PTR [rdi],0x0
+  1000a7:\tinvlpg BYTE PTR [rsi]
+  1000aa:\tret
+
+00000000001000b0 <qmk_local_switch_out>:
+  1000b0:\tjne    1000c0 <quickmap::local::LocalQuickMap<P,M,_>::cold_save_local_slots>
+  1000b6:\tret
+
+00000000001000c0 <quickmap::local::LocalQuickMap<P,M,_>::cold_save_local_slots>:
+  1000c0:\tinvlpg BYTE PTR [rsi]
+  1000c3:\tret
+
+00000000001000d0 <qmk_local_switch_in>:
+  1000d0:\tjne    1000e0 <quickmap::local::LocalQuickMap<P,M,_>::cold_restore_local_slots>
+  1000d6:\tret
+
+00000000001000e0 <quickmap::local::LocalQuickMap<P,M,_>::cold_restore_local_slots>:
+  1000e0:\tmov    QWORD PTR [rcx],rax
+  1000e3:\tret
 ";
 
 /// A scratch directory with a fake QEMU whose behaviour per boot is given as shell
@@ -806,7 +831,7 @@ fn static_check_failures_are_one_result() {
 /// kernel is told apart by its ELF's name), with figures that meet every target.
 /// `keep(variant, cpus)` drops a variant's line when false.
 fn bench_script(keep: impl Fn(&str, u32) -> bool) -> String {
-    const VARIANTS: [&str; 15] = [
+    const VARIANTS: [&str; 20] = [
         "direct-raw",
         "quickmap-window",
         "quickmap-direct",
@@ -822,6 +847,11 @@ fn bench_script(keep: impl Fn(&str, u32) -> bool) -> String {
         "zero-page-direct",
         "copy-page-quickmap",
         "copy-page-direct",
+        "local-window",
+        "local-guard",
+        "local-switch0",
+        "local-switch1",
+        "local-switch4",
     ];
     /// Variants whose invalidations, entry writes, flushes and reuses only quickmap's
     /// statistics count (`-` in the lean build).
@@ -853,6 +883,9 @@ fn bench_script(keep: impl Fn(&str, u32) -> bool) -> String {
                 ("quickmap-direct", 1, 0) => (28 * 1000, 0, 0),
                 ("quickmap-guard", 1, 1) => (50 * 1000, 0, 0),
                 ("quickmap-guard-direct", 1, 1) => (24 * 1000, 0, 0),
+                ("local-guard", 1, 0) => (100 * 1000, 0, 0),
+                ("local-switch0", 1, 0) => (1000 * 1000, 0, 0),
+                ("local-switch4", 1, 0) => (1200 * 1000, 0, 0),
                 (_, 1, _) => (300 * 1000, 0, 0),
                 ("deferred-window", _, _) => (250_000, 0, 0),
                 ("global-lock-window", _, _) => (1_000_000 * u64::from(cpus * cpus * 2), 0, pairs),
@@ -956,7 +989,7 @@ fn bench_boots_reports_and_writes_files() {
         ),
         "{out}"
     );
-    assert!(out.contains("targets: 16 of 16 met\n"), "{out}");
+    assert!(out.contains("targets: 18 of 18 met\n"), "{out}");
     assert!(
         out.contains(
             "  met     quickmap-window (checked build): at most 80 instructions per pair beyond \
@@ -979,9 +1012,9 @@ fn bench_boots_reports_and_writes_files() {
         "{json}"
     );
     assert!(json.contains("\"kernel_cmdline\": \"mode=bench dmap=64 pairs=1000\""));
-    assert_eq!(json.matches("\"status\": \"met\"").count(), 16);
+    assert_eq!(json.matches("\"status\": \"met\"").count(), 18);
     let svg = fs::read_to_string(out_dir.join("throughput.svg")).unwrap();
-    assert_eq!(svg.matches("<polyline").count(), 15);
+    assert_eq!(svg.matches("<polyline").count(), 20);
     assert!(machine.log("bench-cpus4.log").contains("qmk: bench done"));
     assert!(machine
         .log("bench-lean-icount-cpus1.log")
@@ -1011,7 +1044,7 @@ fn bench_without_a_lean_kernel_leaves_its_boot_out() {
     assert!(err.contains("xtask: no lean kernel"), "{err}");
     assert_eq!(machine.boots().len(), 4);
     assert!(!out.contains("lean build (neither"), "{out}");
-    assert!(out.contains("targets: 13 of 16 met\n"), "{out}");
+    assert!(out.contains("targets: 15 of 18 met\n"), "{out}");
     assert!(
         out.contains(
             "  n/a     quickmap-guard (lean build): at most 40 instructions per pair beyond the \

@@ -197,6 +197,7 @@ fn measure(variant: Variant, cpus: usize, pairs: u64) -> Measurement {
 /// One CPU's share, on a thread pinned to `cpu`.
 fn on_cpu(variant: Variant, cpu: usize, iterations: usize, start_line: &StartLine) -> CpuResult {
     let ring = PageRing::new(variant.zone(), variant.ring_pages());
+    let partner = variant.partner(cpu);
     start_line.wait();
     let interrupts_were_enabled = interrupts_enabled();
     if !variant.needs_interrupts() {
@@ -219,7 +220,19 @@ fn on_cpu(variant: Variant, cpu: usize, iterations: usize, start_line: &StartLin
     if interrupts_were_enabled {
         enable_interrupts();
     }
-    let quickmap = if variant.uses_quickmap() {
+    if let Some(partner) = partner {
+        partner.finish();
+    }
+    let quickmap = if variant.uses_local() {
+        after.local.zip(before.local).map(|(after, before)| {
+            (
+                after.invalidations() - before.invalidations(),
+                0,
+                after.entry_writes() - before.entry_writes(),
+                0,
+            )
+        })
+    } else if variant.uses_quickmap() {
         after.quickmap.zip(before.quickmap).map(|(after, before)| {
             (
                 after.invalidations - before.invalidations,
@@ -249,6 +262,9 @@ struct CpuCounters {
     /// quickmap's statistics of this CPU, both kernel instances together
     /// (`None` in a build without them).
     quickmap: Option<quickmap::Stats>,
+    /// The statistics of the kernel's local mappings on this CPU (`None` in a
+    /// build without them).
+    local: Option<quickmap::LocalStats>,
     /// Spin-lock acquisitions on this CPU.
     locks: u64,
     /// IPIs this CPU sent.
@@ -260,6 +276,10 @@ impl CpuCounters {
         let block = crate::cpu::cpu(cpu);
         CpuCounters {
             quickmap: quickmap_stats(cpu),
+            #[cfg(feature = "stats")]
+            local: Some(crate::vm::quick::local_quickmap().stats(cpu)),
+            #[cfg(not(feature = "stats"))]
+            local: None,
             locks: block.lock_acquisitions.load(Ordering::Relaxed),
             ipis: block.ipis_sent.load(Ordering::Relaxed),
         }

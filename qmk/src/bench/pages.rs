@@ -55,6 +55,13 @@ impl PageRing {
     }
 }
 
+impl PageRing {
+    /// Page `index` of the ring, as a [`HeldPage`].
+    pub fn held_page(&self, index: usize) -> Held<'_> {
+        Held(&self.pages[index])
+    }
+}
+
 impl Drop for PageRing {
     fn drop(&mut self) {
         for page in &self.pages {

@@ -9,16 +9,32 @@
 //! `qmk_deferred_enter_page` / `qmk_deferred_remove_page`: the code the static
 //! check disassembles (calling them here also keeps them linked). The guard
 //! variants inline quickmap's safe API (`quickmap().map(&page)`) into the loop.
+//!
+//! Local mappings: `local-window` calls the exported `qmk_local_enter_page` /
+//! `qmk_local_remove_page`, `local-guard` inlines `local_quickmap().map(&page)`.
+//! `local-switchK` measures the context switch itself: two threads bound to the
+//! CPU, each holding `K` local mappings (0, 1, or all 4 slots), hand the CPU to
+//! each other with `yield_now` (interrupts off, so that nothing else switches);
+//! a "pair" is one switch, with one switch-out and one switch-in hook of `K`
+//! slots each.
 
 use quickmap::untyped;
 use quickmap::PAGE_SIZE;
 
 use super::baselines::{GlobalWindow, ShootdownMap};
 use super::pages::{direct_address, touch, PageRing, Pages, RING};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::arch::interrupts::{disable_interrupts, enable_interrupts, interrupts_enabled};
 use crate::memory::frame_allocator::Zone;
+use crate::sched::JoinHandle;
+use crate::vm::page::VmPage;
 use crate::vm::quick::{
-    pmap_copy_page, pmap_quick_enter_page, pmap_quick_remove_page, pmap_zero_page,
-    qmk_deferred_enter_page, qmk_deferred_remove_page, quickmap, DEFERRED_WINDOWS_PER_CPU,
+    local_quickmap, pmap_copy_page, pmap_quick_enter_page, pmap_quick_remove_page, pmap_zero_page,
+    qmk_deferred_enter_page, qmk_deferred_remove_page, qmk_local_enter_page, qmk_local_remove_page,
+    quickmap, DEFERRED_WINDOWS_PER_CPU, LOCAL_SLOTS,
 };
 
 /// Pages in `deferred-window`'s ring: more than twice the deferred instance's
@@ -50,11 +66,16 @@ pub enum Variant {
     ZeroPageDirect,
     CopyPageQuickmap,
     CopyPageDirect,
+    LocalWindow,
+    LocalGuard,
+    LocalSwitch0,
+    LocalSwitch1,
+    LocalSwitch4,
 }
 
 impl Variant {
     /// Every reported variant, in the protocol's order.
-    pub const REPORTED: [Variant; 15] = [
+    pub const REPORTED: [Variant; 20] = [
         Variant::DirectRaw,
         Variant::QuickmapWindow,
         Variant::QuickmapDirect,
@@ -70,6 +91,11 @@ impl Variant {
         Variant::ZeroPageDirect,
         Variant::CopyPageQuickmap,
         Variant::CopyPageDirect,
+        Variant::LocalWindow,
+        Variant::LocalGuard,
+        Variant::LocalSwitch0,
+        Variant::LocalSwitch1,
+        Variant::LocalSwitch4,
     ];
 
     /// The protocol name.
@@ -91,6 +117,11 @@ impl Variant {
             Variant::ZeroPageDirect => "zero-page-direct",
             Variant::CopyPageQuickmap => "copy-page-quickmap",
             Variant::CopyPageDirect => "copy-page-direct",
+            Variant::LocalWindow => "local-window",
+            Variant::LocalGuard => "local-guard",
+            Variant::LocalSwitch0 => "local-switch0",
+            Variant::LocalSwitch1 => "local-switch1",
+            Variant::LocalSwitch4 => "local-switch4",
         }
     }
 
@@ -99,6 +130,8 @@ impl Variant {
         match self {
             Variant::QuickmapNested2 => 2,
             Variant::QuickmapNested4 => 4,
+            // Away to the partner and back.
+            _ if self.switch_held().is_some() => 2,
             _ => 1,
         }
     }
@@ -114,6 +147,8 @@ impl Variant {
             | Variant::CopyPageQuickmap
             | Variant::CopyPageDirect => 8,
             Variant::ShootdownMap => 64,
+            // A switch is a few thousand instructions.
+            _ if self.switch_held().is_some() => 8,
             _ => 1,
         }
     }
@@ -155,6 +190,29 @@ impl Variant {
         )
     }
 
+    /// Whether the variant's events are the kernel's local mappings' (its local
+    /// pairs, or the switch hooks of its held slots).
+    pub fn uses_local(self) -> bool {
+        matches!(self, Variant::LocalWindow | Variant::LocalGuard) || self.switch_held().is_some()
+    }
+
+    /// For a switch variant, the local mappings each of its two threads holds.
+    pub fn switch_held(self) -> Option<usize> {
+        match self {
+            Variant::LocalSwitch0 => Some(0),
+            Variant::LocalSwitch1 => Some(1),
+            Variant::LocalSwitch4 => Some(LOCAL_SLOTS),
+            _ => None,
+        }
+    }
+
+    /// What must run on the CPU before the variant's loop: a switch variant's
+    /// partner thread, bound to `cpu`, holding its local mappings and yielding
+    /// with interrupts off.
+    pub fn partner(self, cpu: usize) -> Option<Partner> {
+        self.switch_held().map(|held| Partner::start(cpu, held))
+    }
+
     /// Whether the variant uses the kernel's deferred instance (which exists on
     /// machines with at most `DEFERRED_MAX_CPUS` CPUs).
     pub fn uses_deferred(self) -> bool {
@@ -194,6 +252,11 @@ impl Variant {
             Variant::ZeroPageDirect => zero_page_direct(ring, iterations),
             Variant::CopyPageQuickmap => copy_page_quickmap(ring, iterations),
             Variant::CopyPageDirect => copy_page_direct(ring, iterations),
+            Variant::LocalWindow => local_pairs(ring, iterations),
+            Variant::LocalGuard => local_guard(ring, iterations),
+            Variant::LocalSwitch0 => local_switches::<0>(ring, iterations),
+            Variant::LocalSwitch1 => local_switches::<1>(ring, iterations),
+            Variant::LocalSwitch4 => local_switches::<LOCAL_SLOTS>(ring, iterations),
             Variant::DeferredWindow | Variant::DeferredPool => unreachable!(),
         }
     }
@@ -256,12 +319,30 @@ fn direct_raw(ring: Pages<RING>, iterations: usize) -> OwnCounts {
 
 #[inline(never)]
 fn quickmap_pairs(ring: Pages<RING>, iterations: usize) -> OwnCounts {
+    exported_pairs(
+        ring,
+        iterations,
+        pmap_quick_enter_page,
+        pmap_quick_remove_page,
+    )
+}
+
+/// `iterations` pairs of one of the kernel's exported enter/remove functions:
+/// enter the ring's next page, touch it, remove it. Inlined into each variant's
+/// own loop, so that the calls are direct.
+#[inline(always)]
+fn exported_pairs<const N: usize>(
+    ring: Pages<N>,
+    iterations: usize,
+    enter: extern "C" fn(&VmPage) -> usize,
+    remove: unsafe extern "C" fn(usize),
+) -> OwnCounts {
     each(iterations, |i| {
-        let va = pmap_quick_enter_page(ring.get(i));
+        let va = enter(ring.get(i));
         touch(va);
         // SAFETY: `va` was entered just now by this thread and is not used
-        // after the remove.
-        unsafe { pmap_quick_remove_page(va) };
+        // after the remove (the contract of each exported remove).
+        unsafe { remove(va) };
     });
     OwnCounts::default()
 }
@@ -299,14 +380,12 @@ fn deferred_pool(ring: Pages<POOL>, iterations: usize) -> OwnCounts {
 
 #[inline(always)]
 fn deferred_pairs<const N: usize>(ring: Pages<N>, iterations: usize) -> OwnCounts {
-    each(iterations, |i| {
-        let va = qmk_deferred_enter_page(ring.get(i));
-        touch(va);
-        // SAFETY: `va` was entered just now by this thread and is not used
-        // after the remove.
-        unsafe { qmk_deferred_remove_page(va) };
-    });
-    OwnCounts::default()
+    exported_pairs(
+        ring,
+        iterations,
+        qmk_deferred_enter_page,
+        qmk_deferred_remove_page,
+    )
 }
 
 /// `K` windows held at once; removed in the order entered (not LIFO:
@@ -382,4 +461,88 @@ fn copy_page_direct(ring: Pages<RING>, iterations: usize) -> OwnCounts {
         unsafe { untyped::copy(destination as *mut u8, source as *const u8, PAGE_SIZE) };
     });
     OwnCounts::default()
+}
+
+/// The exported `kmap_local_page`-style pair of the kernel's local mappings.
+#[inline(never)]
+fn local_pairs(ring: Pages<RING>, iterations: usize) -> OwnCounts {
+    exported_pairs(
+        ring,
+        iterations,
+        qmk_local_enter_page,
+        qmk_local_remove_page,
+    )
+}
+
+/// The local mappings' safe API, inlined: `map(&page)`, touch, drop (the instance
+/// fetched once, as for `quickmap-guard`).
+#[inline(never)]
+fn local_guard(ring: Pages<RING>, iterations: usize) -> OwnCounts {
+    let local = local_quickmap();
+    each(iterations, |i| {
+        let page = ring.held(i);
+        let mapping = local.map(&page);
+        touch(mapping.as_mut_ptr() as usize);
+        drop(mapping);
+    });
+    OwnCounts::default()
+}
+
+/// `K` local mappings held (the ring's first pages) while the CPU goes to the
+/// partner and back, `iterations` times: two switches per iteration.
+#[inline(never)]
+fn local_switches<const K: usize>(ring: Pages<RING>, iterations: usize) -> OwnCounts {
+    let local = local_quickmap();
+    let held: [_; K] = core::array::from_fn(|i| ring.held(i));
+    let mappings: Vec<_> = held.iter().map(|page| local.map(page)).collect();
+    each(iterations, |_| crate::sched::yield_now());
+    drop(mappings);
+    OwnCounts::default()
+}
+
+/// A switch variant's second thread on the CPU: it holds its own local mappings
+/// and hands the CPU back at once, with interrupts off, until told to stop.
+pub struct Partner {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Partner {
+    /// Starts the partner on `cpu` (the caller's CPU) holding `held` local
+    /// mappings, and returns once it is yielding.
+    fn start(cpu: usize, held: usize) -> Partner {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ready = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (stop, ready) = (stop.clone(), ready.clone());
+            crate::sched::spawn_pinned("bench-partner", cpu, move || {
+                let ring = PageRing::new(Zone::High, held.max(1));
+                let pages: Vec<_> = (0..held).map(|i| ring.held_page(i)).collect();
+                let mappings: Vec<_> = pages
+                    .iter()
+                    .map(|page| local_quickmap().map(page))
+                    .collect();
+                let were_enabled = interrupts_enabled();
+                disable_interrupts();
+                ready.store(true, Ordering::Release);
+                while !stop.load(Ordering::Acquire) {
+                    crate::sched::yield_now();
+                }
+                if were_enabled {
+                    enable_interrupts();
+                }
+                drop(mappings);
+            })
+        };
+        while !ready.load(Ordering::Acquire) {
+            crate::sched::yield_now();
+        }
+        Partner { stop, thread }
+    }
+
+    /// Stops the partner and waits for it (interrupts on: this may block).
+    pub fn finish(self) {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join();
+    }
 }

@@ -69,6 +69,18 @@ pub fn migrate_disable() {
     // SAFETY: a non-null current pointer names the running thread (us, or
     // the thread this handler interrupted), which the scheduler keeps alive
     // while it is current; it stays current until we return.
+    unsafe { migrate_disable_of(thread) }
+}
+
+/// [`migrate_disable`] of `thread`, the running one.
+///
+/// # Safety
+///
+/// `thread` names the running thread (or the one the calling handler
+/// interrupted), which stays current until the caller returns.
+#[inline(always)]
+pub(super) unsafe fn migrate_disable_of(thread: *const Thread) {
+    // SAFETY: the caller's contract.
     let count = unsafe { &(*thread).migrate_disable_count };
     // Only this thread writes its count (module docs, point 1): a plain
     // read-modify-write, which compiles to one `inc` on memory.
@@ -97,10 +109,23 @@ pub fn migrate_enable() {
     if thread.is_null() {
         return;
     }
+    // SAFETY: as in `migrate_disable`.
+    unsafe { migrate_enable_of(thread) }
+}
+
+/// [`migrate_enable`] of `thread`, the running one.
+///
+/// # Safety
+///
+/// As for [`migrate_disable_of`].
+#[inline(always)]
+#[track_caller]
+pub(super) unsafe fn migrate_enable_of(thread: *const Thread) {
     // SAFETY:
     // 1. `thread` names the running thread (us, or the thread a handler
     //    interrupted), alive while it is current, which it stays until we
-    //    return; the offset is that of its `AtomicU32` count.
+    //    return (the caller's contract); the offset is that of its `AtomicU32`
+    //    count.
     // 2. One `sub` on memory: an interrupt cannot split it, and only this
     //    thread writes its count (module docs, point 1), so no `lock`.
     // 3. A borrow (the count was 0) jumps to the label block, which does

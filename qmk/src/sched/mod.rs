@@ -39,7 +39,8 @@ pub use scheduler::{
     reschedule_ipis_received, set_tick_hook, sleep, yield_now, TICK_PERIOD_US,
 };
 pub use switch_work::{
-    add_switch_work, remove_switch_work, set_switch_hooks, SwitchHooks, SwitchWork,
+    add_switch_work, migrate_disable_with_switch_work, remove_switch_work,
+    remove_switch_work_and_migrate_enable, set_switch_hooks, SwitchHooks, SwitchWork,
 };
 pub use thread::{current_thread_id, spawn, spawn_pinned, JoinHandle, ThreadId};
 pub use wait::WaitQueue;

@@ -111,19 +111,77 @@ pub fn remove_switch_work(work: SwitchWork) {
     update_switch_work(|word| word & !work.bit());
 }
 
+/// [`super::migrate_disable`] and [`add_switch_work`] in one, with one look
+/// at the current thread: what a thread's first local mapping of quickmap
+/// asks (see `vm::quick`), whose slots then stay on this CPU and are saved
+/// and restored at its switches.
+///
+/// # Panics
+///
+/// In an interrupt handler.
+#[inline]
+pub fn migrate_disable_with_switch_work(work: SwitchWork) {
+    let Some(thread) = running_thread() else {
+        return;
+    };
+    // SAFETY: `running_thread` names the running thread, not a handler's.
+    unsafe {
+        super::migrate::migrate_disable_of(thread);
+        update_switch_work_of(thread, |word| word | work.bit());
+    }
+}
+
+/// [`remove_switch_work`] and [`super::migrate_enable`] in one: what a
+/// thread's last local mapping's removal asks.
+///
+/// # Panics
+///
+/// In an interrupt handler, and as `migrate_enable` does.
+#[inline]
+#[track_caller]
+pub fn remove_switch_work_and_migrate_enable(work: SwitchWork) {
+    let Some(thread) = running_thread() else {
+        return;
+    };
+    // SAFETY: as in `migrate_disable_with_switch_work`.
+    unsafe {
+        update_switch_work_of(thread, |word| word & !work.bit());
+        super::migrate::migrate_enable_of(thread);
+    }
+}
+
 #[inline]
 fn update_switch_work(update: impl FnOnce(u32) -> u32) {
+    if let Some(thread) = running_thread() {
+        // SAFETY: `running_thread` names the running thread.
+        unsafe { update_switch_work_of(thread, update) }
+    }
+}
+
+/// The running thread, whose switch work may change here: `None` before the
+/// scheduler runs (the boot context is never switched).
+///
+/// # Panics
+///
+/// In an interrupt handler (see the module docs).
+#[inline(always)]
+fn running_thread() -> Option<*const Thread> {
     if in_interrupt() {
         handler_changes_switch_work();
     }
     let thread = current_thread_pointer();
-    if thread.is_null() {
-        // The boot context before the scheduler runs is never switched.
-        return;
-    }
-    // SAFETY: a non-null current pointer names the running thread (us: not
-    // in a handler, checked above), which the scheduler keeps alive while
-    // it runs.
+    (!thread.is_null()).then_some(thread)
+}
+
+/// Changes the switch-work word of `thread`.
+///
+/// # Safety
+///
+/// `thread` names the running thread (not one a handler interrupted), which
+/// the scheduler keeps alive while it runs.
+#[inline(always)]
+unsafe fn update_switch_work_of(thread: *const Thread, update: impl FnOnce(u32) -> u32) {
+    // SAFETY: the caller's contract.
     let word = unsafe { &(*thread).switch_work };
     // One writer (this thread): a plain read-modify-write (module docs).
     word.store(update(word.load(Ordering::Relaxed)), Ordering::Relaxed);

@@ -6,11 +6,14 @@ use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
+use quickmap::LocalMappings;
+
 use crate::arch::interrupts::{InterruptFrame, SseState};
 use crate::arch::percpu::gs_read_u64;
 use crate::arch::stacks::StackBounds;
 use crate::cpu::offsets;
 use crate::sync::SpinLock;
+use crate::vm::quick::LOCAL_SLOTS;
 
 use super::wait::WaitQueue;
 
@@ -60,6 +63,10 @@ pub struct Thread {
     /// into this thread must call switch hooks. Same discipline as
     /// `migrate_disable_count` (see `switch_work.rs`).
     pub(crate) switch_work: AtomicU32,
+    /// quickmap's save area for the thread's local mappings (`vm::quick`):
+    /// written by quickmap on the thread itself and by the switch hooks while
+    /// the thread is switched out; it lives as long as the thread.
+    local_mappings: LocalMappings<LOCAL_SLOTS>,
     /// How often it was switched in on a different CPU than before.
     pub(crate) migrations: AtomicU64,
     /// How often it was preempted (tick or owed preemption).
@@ -98,6 +105,7 @@ impl Thread {
             last_cpu: AtomicUsize::new(usize::MAX),
             migrate_disable_count: AtomicU32::new(0),
             switch_work: AtomicU32::new(0),
+            local_mappings: LocalMappings::new(),
             migrations: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
             exited: AtomicBool::new(false),
@@ -124,6 +132,11 @@ impl Thread {
         self.migrations.load(Ordering::Relaxed)
     }
 
+    /// Times it was preempted (by a tick or an owed preemption).
+    pub fn preemptions(&self) -> u64 {
+        self.preemptions.load(Ordering::Relaxed)
+    }
+
     /// Its [`super::migrate_disable`] nesting. Exact for the running thread
     /// asking about itself, and for a thread that is not running; otherwise
     /// a snapshot.
@@ -135,6 +148,11 @@ impl Thread {
     /// [`Thread::migrate_disable_count`]).
     pub fn switch_work(&self) -> u32 {
         self.switch_work.load(Ordering::Relaxed)
+    }
+
+    /// Its save area for quickmap's local mappings (`vm::quick`).
+    pub fn local_mappings(&self) -> &LocalMappings<LOCAL_SLOTS> {
+        &self.local_mappings
     }
 
     pub(crate) fn state(&self) -> ThreadState {
@@ -287,6 +305,9 @@ pub(crate) extern "C" fn thread_start(body: *mut Box<dyn FnOnce() + Send>) -> ! 
     // argument register, and each thread starts exactly once.
     let body = unsafe { Box::from_raw(body) };
     (*body)();
+    // Local mappings first: they are why migration would still be disabled, and
+    // their rule names the mistake.
+    current_thread().local_mappings().check_thread_exit();
     super::migrate::check_exit();
     super::scheduler::exit_current()
 }

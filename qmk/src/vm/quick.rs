@@ -15,17 +15,27 @@
 //!   them ([`KernelView`]): `quickmap().map_pages(&wired)` for scattered pages,
 //!   `quickmap().map_range(&WiredRun::new(&wired))` for a contiguous run
 //!   ([`WiredRun`](super::page::WiredRun)).
+//! - Local mappings (Linux's `kmap_local_page`): [`local_quickmap`] maps up to
+//!   [`LOCAL_SLOTS`] pages per thread in a region of its own; the holder stays
+//!   on its CPU (`sched::migrate_disable`) but may be preempted and sleep. Each
+//!   thread's save area is in its `Thread`; the scheduler's switch hooks
+//!   ([`SwitchWork::LocalMappings`](crate::sched::SwitchWork), set while the
+//!   thread holds any) take its slots down and put them back; the thread-exit
+//!   path and the page-fault handler ask quickmap about them.
 
 use quickmap::arch::x86_64::{leaf_tables, X86Mmu};
 use quickmap::{
-    Config, CpuWindows, Deferred, DirectMap, ExecutionContext, HeldPage, Invalidation,
-    MemoryAttribute, Mmu, PhysAddr, Platform, QuickMap, VirtAddr, WindowLayout,
+    Config, CpuLocalSlots, CpuWindows, Deferred, DirectMap, ExecutionContext, HeldPage,
+    Invalidation, LocalMappings, LocalPlatform, LocalQuickMap, MemoryAttribute, Mmu, PhysAddr,
+    Platform, QuickMap, VirtAddr, WindowLayout,
 };
 use spin::Once;
 
 use super::page::VmPage;
 use crate::arch::paging::{self, DIRECT_MAP_BASE, LARGE_PAGE_SIZE, WINDOW_REGION};
 use crate::cpu::MAX_CPUS;
+use crate::sched::thread::Thread;
+use crate::sched::{SwitchHooks, SwitchWork};
 
 /// Windows per CPU: one for the thread's usual single page, one more for a
 /// page-to-page copy, and two for interrupt handlers that interrupt it.
@@ -66,6 +76,23 @@ static DEFERRED_QUICKMAP: Once<DeferredQuickMap> = Once::new();
 /// benchmark's global window (slot 8) leave alone.
 pub const DEFERRED_REGION_BASE: u64 = WINDOW_REGION.start + 6 * LARGE_PAGE_SIZE;
 
+/// Local mappings a thread holds at most (the `L` of its save area): with a
+/// guard page after each, a CPU's 4 slots fill one 64-byte line of the
+/// region's page table, and 64 CPUs' slots fill one page table exactly.
+pub const LOCAL_SLOTS: usize = 4;
+
+/// The kernel's local mappings (see the module documentation).
+pub type KernelLocalQuickMap<P = QmkPlatform> = LocalQuickMap<P, X86Mmu, LOCAL_SLOTS>;
+
+static CPU_LOCAL_SLOTS: [CpuLocalSlots; MAX_CPUS] = [const { CpuLocalSlots::new() }; MAX_CPUS];
+
+static LOCAL_QUICKMAP: Once<KernelLocalQuickMap> = Once::new();
+
+/// Where the local slots are: a 2 MiB slot of the window region no other
+/// instance uses (0: strict, 2 and 4: tests, 6: deferred, 8: the benchmark's
+/// global window, 10: the deferred teeth, 14: the local teeth).
+pub const LOCAL_REGION_BASE: u64 = WINDOW_REGION.start + 12 * LARGE_PAGE_SIZE;
+
 // Each instance's windows, for the most CPUs it serves, lie in the one page table
 // `build` gives it: checked when the kernel is compiled, not at boot on a big machine.
 const _: () = {
@@ -81,6 +108,11 @@ const _: () = {
     assert!(
         leaf_tables(deferred.base, deferred.region_len(DEFERRED_MAX_CPUS)) == 1,
         "the deferred instance's windows for DEFERRED_MAX_CPUS CPUs need more than one page table"
+    );
+    let local = WindowLayout::guarded(VirtAddr(LOCAL_REGION_BASE as usize), LOCAL_SLOTS);
+    assert!(
+        leaf_tables(local.base, local.region_len(MAX_CPUS)) == 1,
+        "the local slots for MAX_CPUS CPUs need more than one page table"
     );
 };
 
@@ -120,6 +152,52 @@ unsafe impl Platform for QmkPlatform {
     }
 }
 
+// SAFETY: 1. `local_mappings` is `None` in an interrupt handler (and before the
+// scheduler runs here); otherwise the running thread's own save area, a field
+// of its `Thread`, which the scheduler keeps alive (an `Arc`) until after its
+// last switch-out, and which only quickmap touches. 2. `migrate_disable` is
+// `sched::migrate_disable`: the scheduler runs the thread on no other CPU until
+// the matching `migrate_enable` (see `sched::migrate`). 3. `init` registers
+// `local_switch_out`/`local_switch_in` for `SwitchWork::LocalMappings`, which
+// `migrate_disable` below sets on the thread and `migrate_enable` clears: the
+// switch calls them, with interrupts off and the scheduler lock held, for every
+// thread that holds local mappings, before the incoming one resumes. 4. A
+// switch happens only at critical depth 0.
+unsafe impl LocalPlatform<LOCAL_SLOTS> for QmkPlatform {
+    #[inline]
+    fn local_mappings(&self) -> Option<&LocalMappings<LOCAL_SLOTS>> {
+        running_threads_local_mappings()
+    }
+
+    #[inline]
+    fn migrate_disable(&self) {
+        crate::sched::migrate_disable_with_switch_work(SwitchWork::LocalMappings);
+    }
+
+    #[inline]
+    fn migrate_enable(&self) {
+        crate::sched::remove_switch_work_and_migrate_enable(SwitchWork::LocalMappings);
+    }
+}
+
+/// The running thread's save area for local mappings: `None` in an interrupt
+/// handler (which has no thread of its own: the thread it interrupted would
+/// otherwise be lent a mapping it does not know of) and before the scheduler
+/// runs on this CPU.
+#[inline]
+pub fn running_threads_local_mappings<'t>() -> Option<&'t LocalMappings<LOCAL_SLOTS>> {
+    if crate::arch::interrupts::in_interrupt() {
+        return None;
+    }
+    let thread = crate::sched::thread::current_thread_pointer();
+    // SAFETY: a non-null current pointer names the running thread, which the
+    // scheduler keeps alive until it has been switched out for the last time;
+    // the caller is that thread (not a handler, checked above), and uses the
+    // area no longer than that (quickmap's guards are not `Send`, and the
+    // thread-exit check runs before the last switch-out).
+    unsafe { thread.as_ref() }.map(Thread::local_mappings)
+}
+
 /// Why quickmap could not be set up.
 #[derive(Debug)]
 pub enum QuickMapInitError {
@@ -149,8 +227,20 @@ pub fn build<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
     cpu_windows: &'static [CpuWindows<N>],
     backend: impl FnOnce(X86Mmu) -> M,
 ) -> Result<QuickMap<P, M, N, I>, QuickMapInitError> {
-    let layout = WindowLayout::guarded(VirtAddr(region_base as usize), N);
-    let region_bytes = layout.region_len(cpu_windows.len());
+    let (config, mmu) = region_backend(region_base, N, cpu_windows.len())?;
+    QuickMap::new(config, platform, backend(mmu), cpu_windows).map_err(QuickMapInitError::Config)
+}
+
+/// The configuration and x86_64 backend of a region of `per_cpu` guarded
+/// slots per CPU for `cpus` CPUs at `region_base` (2 MiB aligned, inside the
+/// window region), its page table created.
+fn region_backend(
+    region_base: u64,
+    per_cpu: usize,
+    cpus: usize,
+) -> Result<(Config, X86Mmu), QuickMapInitError> {
+    let layout = WindowLayout::guarded(VirtAddr(region_base as usize), per_cpu);
+    let region_bytes = layout.region_len(cpus);
     assert!(
         region_base.is_multiple_of(LARGE_PAGE_SIZE)
             && region_bytes as u64 <= LARGE_PAGE_SIZE
@@ -162,7 +252,7 @@ pub fn build<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
     let leaf = paging::ensure_leaf_table(crate::arch::VirtAddr::new(region_base))
         .map_err(QuickMapInitError::PageTable)?;
     let first_entry = leaf.entry_pointer(crate::arch::VirtAddr::new(region_base));
-    let region_pages = layout.region_pages(cpu_windows.len());
+    let region_pages = layout.region_pages(cpus);
     // SAFETY: 1. `first_entry` is the live leaf entry for `region_base`, and the
     // table (never freed) holds the entries of the following
     // `region_pages - 1` pages in order; 2. the window region is left
@@ -180,7 +270,7 @@ pub fn build<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
         }),
         phys_limit: physical_address_limit(),
     };
-    QuickMap::new(config, platform, backend(mmu), cpu_windows).map_err(QuickMapInitError::Config)
+    Ok((config, mmu))
 }
 
 /// Set up the kernel's quickmap for every CPU, once, on the bootstrap CPU after
@@ -205,8 +295,71 @@ pub fn init() -> Result<(), QuickMapInitError> {
         )?;
         DEFERRED_QUICKMAP.call_once(|| deferred);
     }
+    let local = build_local(QmkPlatform, LOCAL_REGION_BASE, &CPU_LOCAL_SLOTS[..cpus])?;
+    LOCAL_QUICKMAP.call_once(|| local);
+    crate::sched::set_switch_hooks(
+        SwitchWork::LocalMappings,
+        Some(SwitchHooks {
+            switch_out: qmk_local_switch_out,
+            switch_in: qmk_local_switch_in,
+        }),
+    );
+    // Local mappings need nothing here: they are not windows of the pinned
+    // instances, so a thread that holds only local mappings may sleep.
     crate::sched::register_might_sleep_check(assert_no_quick_mapping_held);
     Ok(())
+}
+
+/// Build local mappings over `slots.len()` CPUs with their slots at
+/// `region_base` (2 MiB aligned, inside the window region), as [`build`] does
+/// for windows; the kernel's own instance is made by [`init`], tests build
+/// others (over a platform that does not keep holders on their CPU).
+pub fn build_local<P: LocalPlatform<LOCAL_SLOTS>>(
+    platform: P,
+    region_base: u64,
+    slots: &'static [CpuLocalSlots],
+) -> Result<LocalQuickMap<P, X86Mmu, LOCAL_SLOTS>, QuickMapInitError> {
+    let (config, mmu) = region_backend(region_base, LOCAL_SLOTS, slots.len())?;
+    LocalQuickMap::new(config, platform, mmu, slots).map_err(QuickMapInitError::Config)
+}
+
+/// The kernel's local mappings.
+///
+/// # Panics
+///
+/// Before [`init`].
+#[inline]
+pub fn local_quickmap() -> &'static KernelLocalQuickMap {
+    match LOCAL_QUICKMAP.get() {
+        Some(local) => local,
+        None => used_before_init(),
+    }
+}
+
+/// The switch-out hook of [`SwitchWork::LocalMappings`]: `thread` stops running
+/// on this CPU (interrupts off). Exported under a fixed name for the static
+/// check of the kernel's machine code.
+#[no_mangle]
+#[inline(never)]
+pub fn qmk_local_switch_out(thread: &Thread) {
+    local_quickmap().switch_out(thread.local_mappings());
+}
+
+/// The switch-in hook of [`SwitchWork::LocalMappings`]: `thread` is about to
+/// run on this CPU (interrupts off).
+#[no_mangle]
+#[inline(never)]
+pub fn qmk_local_switch_in(thread: &Thread) {
+    local_quickmap().switch_in(thread.local_mappings());
+}
+
+/// Asked by the page-fault handler about a fault it cannot handle: panics
+/// with quickmap's rule when the address is a local slot (`local slot not
+/// restored`, `local slot not held`); returns otherwise.
+pub fn explain_local_slot_fault(address: u64) {
+    if let Some(local) = LOCAL_QUICKMAP.get() {
+        local.check_fault(VirtAddr(address as usize));
+    }
 }
 
 /// The kernel's quickmap.
@@ -485,4 +638,30 @@ pub extern "C" fn qmk_deferred_enter_page(page: &VmPage) -> usize {
 pub unsafe extern "C" fn qmk_deferred_remove_page(kva: usize) {
     // SAFETY: forwarded from this function's contract.
     unsafe { deferred_quickmap().remove(VirtAddr(kva)) }
+}
+
+/// Linux's `kmap_local_page` on the kernel's local mappings, FreeBSD-style: map
+/// `page` at a local slot of the calling thread and return its address. The
+/// thread stays on this CPU until [`qmk_local_remove_page`] of its last local
+/// mapping, and may be preempted and sleep meanwhile; it must not exit, nor let
+/// the page's wire or hold go, before the remove. Exported with the C ABI for
+/// C callers and for the static check of the kernel's machine code.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn qmk_local_enter_page(page: &VmPage) -> usize {
+    local_quickmap().enter(&check_resident(page)).0
+}
+
+/// `kunmap_local`: remove the local mapping at `kva`; the address faults from
+/// then on.
+///
+/// # Safety
+///
+/// `kva` was returned by [`qmk_local_enter_page`] to the calling thread and not
+/// removed since, and nothing uses it afterwards.
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn qmk_local_remove_page(kva: usize) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { local_quickmap().remove(VirtAddr(kva)) }
 }

@@ -9,6 +9,8 @@
 //! - [`zero_copy`]: pages zeroed into a shared free pool (`pmap_zero_page`)
 //!   and checked by their next user; copy-on-write copies (`pmap_copy_page`);
 //! - [`scrub`]: every page a worker owns read back against its checksum;
+//! - [`local`]: local mappings (Linux's `kmap_local_page`) held across a sleep
+//!   or a yield, while other workers use the same slots on the CPU;
 //! - [`interrupt`]: the timer tick maps, checks and rewrites a page per CPU.
 //!
 //! All of them go through one quickmap instance, chosen by `invalidation=`
@@ -30,6 +32,7 @@
 
 mod bounce;
 mod interrupt;
+mod local;
 mod pages;
 mod report;
 mod scrub;
@@ -122,6 +125,7 @@ pub fn run(options: &BootOptions) -> ! {
         .map(|cpu| (cpu, quickmap().windows_in_use(cpu)))
         .filter(|&(_, mask)| mask != 0)
         .collect();
+    let mapped_local_slot = local_slot_still_mapped(cpus);
 
     report::print_progress(cpus, target, run_ms, duration_ms);
     crate::println!(
@@ -135,6 +139,10 @@ pub fn run(options: &BootOptions) -> ! {
     // xtask never runs the workload on) has no counts to report.
     #[cfg(not(feature = "stats"))]
     let stats = quickmap::Stats::default();
+    #[cfg(feature = "stats")]
+    let local_stats = crate::vm::quick::local_quickmap().total_stats();
+    #[cfg(not(feature = "stats"))]
+    let local_stats = quickmap::LocalStats::default();
     report::print_summary(
         cpus,
         workers,
@@ -145,6 +153,9 @@ pub fn run(options: &BootOptions) -> ! {
             window_reuses: stats.window_reuses,
             invalidations: stats.invalidations,
             full_flushes: stats.full_flushes,
+            local_slot_maps: local_stats.slot_maps,
+            local_switch_outs: local_stats.switch_outs,
+            local_sleeps: local::sleeps_while_mapped(),
         },
     );
 
@@ -159,6 +170,22 @@ pub fn run(options: &BootOptions) -> ! {
         );
         qemu::exit(qemu::RunOutcome::Failure);
     }
+    if let Some((cpu, slot)) = mapped_local_slot {
+        crate::println!(
+            "qmk: run FAILED: local slot {slot} of CPU {cpu} is still mapped at the end (no thread \
+             holds local mappings any more)"
+        );
+        qemu::exit(qemu::RunOutcome::Failure);
+    }
     crate::println!("qmk: run ok");
     qemu::exit(qemu::RunOutcome::Success);
+}
+
+/// A local slot whose entry is still present, once every worker has ended (each
+/// holder's slots are cleared by its drops, and its last switch-out).
+fn local_slot_still_mapped(cpus: usize) -> Option<(usize, usize)> {
+    let local = crate::vm::quick::local_quickmap();
+    (0..cpus)
+        .flat_map(|cpu| (0..crate::vm::quick::LOCAL_SLOTS).map(move |slot| (cpu, slot)))
+        .find(|&(cpu, slot)| local.mmu().read_pte(local.layout().window_va(cpu, slot)) != 0)
 }

@@ -30,7 +30,7 @@ use crate::memory::frame_allocator::{self, Zone};
 use crate::vm::page::{VmPage, Wired};
 use crate::vm::quick::{
     self, DeferredQuickMap, KernelQuickMap, QmkPlatform, DEFERRED_MAX_CPUS,
-    DEFERRED_WINDOWS_PER_CPU, WINDOWS_PER_CPU,
+    DEFERRED_WINDOWS_PER_CPU, LOCAL_SLOTS, WINDOWS_PER_CPU,
 };
 
 /// The kernel's two quickmap instances as the workload drives them.
@@ -52,12 +52,20 @@ pub enum WorkloadQuickMap {
     Deferred(&'static DeferredInstance),
 }
 
-/// A live mapping made by [`WorkloadQuickMap::map`].
+/// A live mapping made by [`WorkloadQuickMap::map`], or a local one made by
+/// [`map_local`] (whatever `invalidation=` says: local slots are always strict).
 pub enum PageMapping<'p> {
     Strict(quickmap::Mapping<'static, 'p, QmkPlatform, X86Mmu, WINDOWS_PER_CPU>),
     Deferred(
         quickmap::Mapping<'static, 'p, QmkPlatform, X86Mmu, DEFERRED_WINDOWS_PER_CPU, Deferred>,
     ),
+    Local(quickmap::LocalMapping<'static, 'p, QmkPlatform, X86Mmu, LOCAL_SLOTS>),
+}
+
+/// Maps `page` with the kernel's local mappings until the returned guard drops:
+/// the holder may sleep meanwhile (see [`quick::local_quickmap`]).
+pub fn map_local<H: HeldPage + ?Sized>(page: &H) -> PageMapping<'_> {
+    PageMapping::Local(quick::local_quickmap().map(page))
 }
 
 /// Runs `$body` with `$q` bound to the instance (or mapping) inside `$value`,
@@ -76,6 +84,7 @@ macro_rules! either_mapping {
         match $value {
             PageMapping::Strict($m) => $body,
             PageMapping::Deferred($m) => $body,
+            PageMapping::Local($m) => $body,
         }
     };
 }

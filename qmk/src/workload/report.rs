@@ -22,17 +22,20 @@ pub enum Kind {
     Copy,
     Scrub,
     Interrupt,
+    /// Local mappings held across a sleep or a yield (`local.rs`).
+    Local,
 }
 
 impl Kind {
     /// Every kind, in summary order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::BouncePrewrite,
         Kind::BouncePostread,
         Kind::Zero,
         Kind::Copy,
         Kind::Scrub,
         Kind::Interrupt,
+        Kind::Local,
     ];
 
     /// The summary key of its operation count.
@@ -44,6 +47,7 @@ impl Kind {
             Kind::Copy => "copy",
             Kind::Scrub => "scrub",
             Kind::Interrupt => "interrupt_ops",
+            Kind::Local => "local",
         }
     }
 
@@ -274,6 +278,12 @@ pub struct QuickmapCounts {
     pub invalidations: u64,
     /// Local full TLB flushes (deferred only).
     pub full_flushes: u64,
+    /// Local mappings that took a slot.
+    pub local_slot_maps: u64,
+    /// Context switches away from a thread that held local mappings.
+    pub local_switch_outs: u64,
+    /// Sleeps taken while holding local mappings.
+    pub local_sleeps: u64,
 }
 
 /// The summary lines, one counter each.
@@ -296,6 +306,9 @@ pub fn print_summary(
         ("window_reuses", quickmap_counts.window_reuses),
         ("invalidations", quickmap_counts.invalidations),
         ("full_flushes", quickmap_counts.full_flushes),
+        ("local_slot_maps", quickmap_counts.local_slot_maps),
+        ("local_switch_outs", quickmap_counts.local_switch_outs),
+        ("local_sleeps", quickmap_counts.local_sleeps),
         ("mismatches", mismatches()),
         ("duration_ms", duration_ms),
         ("cpus", cpus as u64),

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::bounce::{BounceJob, BUFFER_PAGES};
+use super::local::{LocalJob, LOCAL_PAGES};
 use super::pages::{Generations, PageState, Rng};
 use super::report::{self, count_operation, count_work, Kind};
 use super::scrub::{check_page, Depth};
@@ -80,6 +81,7 @@ struct Worker {
     bounce: BounceJob,
     zero: ZeroJob,
     copy: CopyJob,
+    local: LocalJob,
     cold: Vec<PageState>,
     scrub_cursor: usize,
 }
@@ -95,6 +97,7 @@ impl Worker {
             bounce: BounceJob::new(&mut generations),
             zero: ZeroJob::new(&mut generations),
             copy: CopyJob::new(&mut generations),
+            local: LocalJob::new(&mut generations),
             cold,
             generations,
             scrub_cursor: 0,
@@ -127,6 +130,7 @@ impl Worker {
             .iter_mut()
             .chain(self.zero.owned.iter_mut())
             .chain(self.copy.pages.iter_mut())
+            .chain(self.local.pages.iter_mut())
             .chain(self.cold.iter_mut());
         (&mut self.generations, pages)
     }
@@ -134,7 +138,7 @@ impl Worker {
 
 /// Pages a worker owns and the scrubber checks (not the bounce pages: they
 /// hold nothing between transfers).
-const PAGES_PER_WORKER: usize = BUFFER_PAGES + ZERO_PAGES + COW_PAGES + COLD_PAGES;
+const PAGES_PER_WORKER: usize = BUFFER_PAGES + ZERO_PAGES + COW_PAGES + LOCAL_PAGES + COLD_PAGES;
 
 /// The body of worker thread `index`.
 pub fn run(index: usize, seed: u64, budget: &Budget) {
@@ -148,13 +152,15 @@ pub fn run(index: usize, seed: u64, budget: &Budget) {
             bounce,
             zero,
             copy,
+            local,
             ..
         } = &mut worker;
         match rng.below(100) {
             0..25 => bounce.prewrite(rng, thread),
             25..50 => bounce.postread(rng, generations, thread),
             50..65 => zero.zero(rng, generations, thread),
-            65..80 => copy.copy(rng, generations, thread),
+            65..78 => copy.copy(rng, generations, thread),
+            78..88 => local.hold_across_sleep(rng, generations, thread),
             _ => worker.scrub_next(thread),
         }
         let cpu = crate::cpu::current_cpu_index();

@@ -8,13 +8,17 @@
 //! back while it is in use.
 //!
 //! The entry is **not global**. A window never lives across a context switch (it pins
-//! its thread), so a global bit would buy nothing, while a non-global entry is also
-//! dropped by every CR3 write. With PCIDs this stays correct: the entry is present only
-//! between `enter` and `remove`, which run on one CPU in one address space, so any TLB
-//! entry for it is tagged with that address space's PCID, and the `invlpg` in `remove`
-//! (which invalidates the current PCID's entry and global entries for the address)
-//! removes it. Another CPU never touches this CPU's window addresses, so no
-//! shootdown is ever needed.
+//! its thread), and a local slot ([`LocalQuickMap`](crate::LocalQuickMap)) is present
+//! only while its thread runs (the switch takes it down), so a global bit would buy
+//! nothing, while a non-global entry is also dropped by every CR3 write. With PCIDs this
+//! stays correct: a window's entry is present only between `enter` and `remove`, which
+//! run on one CPU in one address space, so any TLB entry for it is tagged with that
+//! address space's PCID, and the `invlpg` in `remove` (which invalidates the current
+//! PCID's entry and global entries for the address) removes it. A local slot is
+//! invalidated the same way at its removal and at `switch_out`, which a kernel with
+//! PCIDs must call before it loads the next thread's address space (while the PCID
+//! the slot was used under is still current). Another CPU never touches this CPU's
+//! window or slot addresses, so no shootdown is ever needed.
 //!
 //! ## Memory types
 //!

@@ -3,8 +3,8 @@
 
 use std::cell::Cell;
 
-use quickmap::sim::SimMachine;
-use quickmap::{MemoryAttribute, Platform};
+use quickmap::sim::{SimLocalMappings, SimMachine, SimSwitchHooks, LOCAL_SLOTS};
+use quickmap::{LocalPlatform, MemoryAttribute, Platform};
 use quickmap::{Mmu, PhysAddr, VirtAddr, Window, PAGE_SIZE};
 
 /// A recognisable page content: every 8-byte word holds `(pfn, generation, word index)`.
@@ -250,4 +250,80 @@ unsafe impl<M: Mmu> Mmu for FlushesNothing<M> {
     }
     fn invalidate_all_local(&self) {}
     forward_byte_movers!(0);
+}
+
+/// A platform that does not keep a thread with local mappings on its CPU: its
+/// `migrate_disable` does nothing, so the (simulated) scheduler moves the thread.
+#[derive(Clone, Copy)]
+pub struct MigratesAnyway<P>(pub P);
+
+// SAFETY: test-only; forwards `Platform` unchanged.
+unsafe impl<P: Platform> Platform for MigratesAnyway<P> {
+    fn current_cpu(&self) -> usize {
+        self.0.current_cpu()
+    }
+    fn critical_enter(&self) {
+        self.0.critical_enter()
+    }
+    fn critical_exit(&self) {
+        self.0.critical_exit()
+    }
+}
+
+// SAFETY: test-only; deliberately breaks promise 2 of `LocalPlatform` to show the tests
+// notice.
+unsafe impl<P: LocalPlatform<LOCAL_SLOTS>> LocalPlatform<LOCAL_SLOTS> for MigratesAnyway<P> {
+    fn local_mappings(&self) -> Option<&SimLocalMappings> {
+        self.0.local_mappings()
+    }
+    fn migrate_disable(&self) {}
+    fn migrate_enable(&self) {}
+}
+
+/// A scheduler whose context switch skips the switch-in hook: a thread resumes without
+/// its local slots.
+pub struct SkipsSwitchIn<'h, H>(pub &'h H);
+
+impl<H: SimSwitchHooks> SimSwitchHooks for SkipsSwitchIn<'_, H> {
+    fn switch_out(&self, mappings: &SimLocalMappings) {
+        self.0.switch_out(mappings)
+    }
+    fn switch_in(&self, _mappings: &SimLocalMappings) {}
+}
+
+/// A scheduler whose context switch skips the switch-out hook: the outgoing thread's
+/// slots stay mapped for the next thread.
+pub struct SkipsSwitchOut<'h, H>(pub &'h H);
+
+impl<H: SimSwitchHooks> SimSwitchHooks for SkipsSwitchOut<'_, H> {
+    fn switch_out(&self, _mappings: &SimLocalMappings) {}
+    fn switch_in(&self, mappings: &SimLocalMappings) {
+        self.0.switch_in(mappings)
+    }
+}
+
+/// The memory of the property tests (`model.rs`, `local_model.rs`): pages
+/// `0..MODEL_DIRECT_PAGES` are direct-mapped...
+pub const MODEL_DIRECT_PAGES: usize = 8;
+/// ...and this one of them is write-combining: it takes a window (or a local slot)
+/// although it is in the direct map.
+pub const MODEL_WRITE_COMBINING: usize = 2;
+
+/// Page `index` of the property tests' memory, with its memory attribute.
+pub fn model_page(index: usize) -> quickmap::sim::SimPage {
+    let page = quickmap::sim::SimPage::new(index);
+    if index == MODEL_WRITE_COMBINING {
+        quickmap::sim::SimPage {
+            attribute: MemoryAttribute::WriteCombining,
+            ..page
+        }
+    } else {
+        page
+    }
+}
+
+/// Whether mapping page `p` of the property tests' memory takes a window or a slot
+/// (rather than returning its direct-map address).
+pub fn model_page_takes_slot(p: usize) -> bool {
+    p >= MODEL_DIRECT_PAGES || p == MODEL_WRITE_COMBINING
 }

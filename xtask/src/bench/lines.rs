@@ -8,7 +8,7 @@ use crate::kernel_build::KernelBuild;
 use crate::protocol::{parse_line, protocol_body};
 
 /// Every variant the kernel measures, in the order tables show them.
-pub const VARIANTS: [&str; 15] = [
+pub const VARIANTS: [&str; 20] = [
     "direct-raw",
     "quickmap-window",
     "quickmap-direct",
@@ -24,6 +24,11 @@ pub const VARIANTS: [&str; 15] = [
     "zero-page-direct",
     "copy-page-quickmap",
     "copy-page-direct",
+    "local-window",
+    "local-guard",
+    "local-switch0",
+    "local-switch1",
+    "local-switch4",
 ];
 
 /// The variants of the kernel's deferred quickmap instance, which it sets up (and

@@ -45,6 +45,20 @@ pub const MIN_SLOWDOWN: f64 = 5.0;
 pub const SHOOTDOWN_CPUS: [u32; 2] = [2, 4];
 /// The CPU count at which global-lock-window is compared with deferred-window.
 pub const GLOBAL_LOCK_CPUS: u32 = 4;
+/// The local mappings' safe API (Linux's `kmap_local_page`/`kunmap_local`).
+pub const LOCAL: &str = "local-guard";
+/// local-guard's instructions per pair beyond the touch, in the checked build: Linux's
+/// `kmap_local_page` takes about 270 on high memory.
+pub const MAX_LOCAL_INSTRUCTIONS: f64 = 120.0;
+/// Context switches between two threads that hold no local mappings.
+pub const SWITCH_NONE_HELD: &str = "local-switch0";
+/// Context switches between two threads that hold all their local mappings.
+pub const SWITCH_ALL_HELD: &str = "local-switch4";
+/// How many local mappings each thread of [`SWITCH_ALL_HELD`] holds.
+pub const SWITCH_HELD: f64 = 4.0;
+/// What a context switch costs more per local mapping the threads hold (one save at
+/// switch-out, one restore at switch-in), in the checked build.
+pub const MAX_SWITCH_PER_HELD_MAPPING: f64 = 100.0;
 
 /// How a target came out.
 #[derive(Debug, Clone, PartialEq)]
@@ -381,7 +395,41 @@ pub fn check_targets(figures: &[VariantFigures]) -> Vec<TargetCheck> {
             Bound::AtLeast,
         ));
     }
+
+    // Local mappings: the pair, and what holding them adds to a context switch.
+    checks.push(instruction_limit(
+        LOCAL,
+        Build::Checked,
+        MAX_LOCAL_INSTRUCTIONS,
+        Baseline::Touch,
+    ));
+    checks.push(check(
+        format!(
+            "context switch: at most {MAX_SWITCH_PER_HELD_MAPPING} instructions more per local \
+             mapping held ({SWITCH_ALL_HELD} over {SWITCH_NONE_HELD}, checked build)"
+        ),
+        switch_cost_per_held_mapping(figures),
+        MAX_SWITCH_PER_HELD_MAPPING,
+        Bound::AtMost,
+    ));
     checks
+}
+
+/// The instructions a context switch takes more per local mapping each thread holds:
+/// [`SWITCH_ALL_HELD`]'s per switch over [`SWITCH_NONE_HELD`]'s, over [`SWITCH_HELD`].
+fn switch_cost_per_held_mapping(figures: &[VariantFigures]) -> Measured {
+    let (extra, _) =
+        extra_instructions(figures, SWITCH_ALL_HELD, SWITCH_NONE_HELD, Build::Checked)?;
+    let none = cost_in(figures, SWITCH_NONE_HELD, Build::Checked)?.instructions_per_pair;
+    let per_mapping = extra / SWITCH_HELD;
+    Ok((
+        per_mapping,
+        format!(
+            "{per_mapping:.1} ({SWITCH_ALL_HELD} {:.1} - {SWITCH_NONE_HELD} {none:.1} per switch, \
+             over {SWITCH_HELD} held)",
+            none + extra
+        ),
+    ))
 }
 
 /// A rate in SI units: `950`, `12.3k`, `4.56M`, `1.20G`.
@@ -434,6 +482,11 @@ mod tests {
         deferred.checked.events_worst.full_flushes = Some(1.0 / 32.0);
         let mut pool = variant(POOL, 120.0, 110.0, &[(1, 4e5)]);
         pool.checked.events_worst.pte_writes = Some(0.0);
+        let local = [
+            variant(LOCAL, 130.0, 100.0, &[(1, 1e5)]),
+            variant(SWITCH_NONE_HELD, 1700.0, 1700.0, &[(1, 1e4)]),
+            variant(SWITCH_ALL_HELD, 2100.0, 2000.0, &[(1, 1e4)]),
+        ];
         vec![
             variant("direct-raw", 10.0, 10.0, &[(1, 1e6), (2, 2e6), (4, 4e6)]),
             variant(WINDOW, 90.0, 70.0, &[(1, 1e5), (2, 1.9e5), (4, 3.8e5)]),
@@ -450,12 +503,15 @@ mod tests {
                 &[(1, 1e4), (2, 3.8e4), (4, 7.6e4)],
             ),
         ]
+        .into_iter()
+        .chain(local)
+        .collect()
     }
 
     #[test]
     fn all_met_at_the_limits() {
         let checks = check_targets(&good());
-        assert_eq!(checks.len(), 16);
+        assert_eq!(checks.len(), 18);
         for c in &checks {
             assert_eq!(c.status, TargetStatus::Met, "{c:?}");
         }
@@ -500,6 +556,42 @@ mod tests {
             "shootdown-map: at least 5x slower than quickmap-window on 2 CPUs"
         );
         assert_eq!(checks[14].measured, "5.0x slower (38.0k vs 190.0k pairs/s)");
+        assert_eq!(
+            checks[16].requirement,
+            "local-guard (checked build): at most 120 instructions per pair beyond the touch \
+             (direct-raw)"
+        );
+        assert_eq!(
+            checks[16].measured,
+            "120.0 (local-guard 130.0 - direct-raw 10.0)"
+        );
+        assert_eq!(
+            checks[17].requirement,
+            "context switch: at most 100 instructions more per local mapping held \
+             (local-switch4 over local-switch0, checked build)"
+        );
+        assert_eq!(
+            checks[17].measured,
+            "100.0 (local-switch4 2100.0 - local-switch0 1700.0 per switch, over 4 held)"
+        );
+    }
+
+    #[test]
+    fn local_targets_miss_and_need_their_boots() {
+        let mut figures = good();
+        let switch = figures.len() - 1;
+        figures[switch].checked.instructions_per_pair = 2100.5;
+        assert_eq!(check_targets(&figures)[17].status, TargetStatus::Missed);
+        figures.truncate(figures.len() - 3);
+        let checks = check_targets(&figures);
+        assert_eq!(
+            checks[16].status,
+            TargetStatus::NotMeasured("no figures for local-guard".into())
+        );
+        assert_eq!(
+            checks[17].status,
+            TargetStatus::NotMeasured("no figures for local-switch4".into())
+        );
     }
 
     #[test]

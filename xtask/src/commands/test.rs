@@ -4,7 +4,8 @@
 //!    without quickmap's default `contract-checks` and with all features, the bare
 //!    library's build with warnings denied (host, `x86_64-unknown-none`,
 //!    `aarch64-unknown-none`), `cargo doc` with warnings denied, the packaged crate
-//!    unpacked and tested on its own, `cargo fmt --check`.
+//!    unpacked and tested on its own, the client crate outside the workspace
+//!    (`examples/bounce-client`) tested and linted, `cargo fmt --check`.
 //! 2. The kernel part:
 //!    - `static-check`: in the built ELF, the strict pair `pmap_quick_enter_page` /
 //!      `pmap_quick_remove_page` and the deferred pair `qmk_deferred_enter_page` /

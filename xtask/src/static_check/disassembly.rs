@@ -237,6 +237,46 @@ Disassembly of section .text:
   1002c0:\tmov    QWORD PTR [rcx+rdx*8],0x0
   1002c8:\tinvlpg BYTE PTR [rsi]
   1002cb:\tret
+
+0000000000100300 <qmk_local_enter_page>:
+  100300:\tmov    rax,QWORD PTR gs:0x30
+  100309:\ttest   rax,rax
+  10030c:\tje     100320 <qmk_local_enter_page+0x20>
+  10030e:\tmov    QWORD PTR [rdi+rax*8],rsi
+  100312:\tjmp    100080 <qmk::arch::critical_enter>
+  100320:\tcall   100400 <quickmap::local::LocalQuickMap<P,M,_>::cold_local_slots_exhausted>
+  100325:\tret
+
+0000000000100340 <qmk_local_remove_page>:
+  100340:\tmov    QWORD PTR [rdi],0x0
+  100347:\tinvlpg BYTE PTR [rsi]
+  10034a:\tret
+
+0000000000100360 <qmk_local_switch_out>:
+  100360:\tmov    eax,DWORD PTR [rdi+0x10]
+  100363:\ttest   eax,eax
+  100365:\tjne    100380 <quickmap::local::LocalQuickMap<P,M,_>::cold_save_local_slots>
+  100367:\tret
+
+0000000000100380 <quickmap::local::LocalQuickMap<P,M,_>::cold_save_local_slots>:
+  100380:\tmov    QWORD PTR [rcx+rdx*8],0x0
+  100388:\tinvlpg BYTE PTR [rsi]
+  10038b:\tjne    100380 <quickmap::local::LocalQuickMap<P,M,_>::cold_save_local_slots>
+  10038d:\tret
+
+00000000001003c0 <qmk_local_switch_in>:
+  1003c0:\tmov    eax,DWORD PTR [rdi+0x10]
+  1003c3:\ttest   eax,eax
+  1003c5:\tjne    1003e0 <quickmap::local::LocalQuickMap<P,M,_>::cold_restore_local_slots>
+  1003c7:\tret
+
+00000000001003e0 <quickmap::local::LocalQuickMap<P,M,_>::cold_restore_local_slots>:
+  1003e0:\tmov    QWORD PTR [rcx+rdx*8],rax
+  1003e4:\tret
+
+0000000000100400 <quickmap::local::LocalQuickMap<P,M,_>::cold_local_slots_exhausted>:
+  100400:\tsub    DWORD PTR gs:0x10,0x1
+  100408:\tret
 ";
 
     #[test]
@@ -261,6 +301,13 @@ Disassembly of section .text:
                 "qmk_deferred_remove_page",
                 "quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::\
                  cold_remove_uncached",
+                "qmk_local_enter_page",
+                "qmk_local_remove_page",
+                "qmk_local_switch_out",
+                "quickmap::local::LocalQuickMap<P,M,_>::cold_save_local_slots",
+                "qmk_local_switch_in",
+                "quickmap::local::LocalQuickMap<P,M,_>::cold_restore_local_slots",
+                "quickmap::local::LocalQuickMap<P,M,_>::cold_local_slots_exhausted",
             ]
         );
         assert_eq!(functions[0].address, 0x100000);

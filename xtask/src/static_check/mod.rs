@@ -1,6 +1,6 @@
 //! The static check of `cargo xtask test`: reads the built kernel's machine code and
 //! checks quickmap's promises that no test can observe directly (DESIGN.md §3.4), for
-//! the kernel's strict instance and its deferred one ([`ROOTS`]):
+//! the kernel's strict instance, its deferred one and its local mappings ([`ROOTS`]):
 //!
 //! - the hot path of each exported entry point (the function with everything it
 //!   reaches, cold panic paths and quickmap's named slow paths aside: see [`reach`])
@@ -9,7 +9,9 @@
 //! - each slow path it reaches (a `cold_*` function of quickmap, with what that
 //!   reaches) is checked on its own: the deferred remove's `cold_remove_uncached` has
 //!   exactly one `invlpg`, the deferred enter's `cold_flush_free_windows` writes CR3
-//!   and has no `invlpg`, and no slow path has a locked instruction.
+//!   and has no `invlpg`, the local switch-out hook's `cold_save_local_slots` has an
+//!   `invlpg` (one per held slot, in its loop) and the switch-in hook's
+//!   `cold_restore_local_slots` none, and no slow path has a locked instruction.
 //!
 //! The counts are of instructions in the code, not of executions: static, so they bound
 //! every path rather than sample the paths a test took.
@@ -91,10 +93,12 @@ const NO_INVALIDATION: PathExpectation = PathExpectation {
 };
 
 /// The entry points checked: the strict instance's FreeBSD pair, whose one local
-/// invalidation per pair is the remove's, and the deferred instance's pair, which
+/// invalidation per pair is the remove's; the deferred instance's pair, which
 /// invalidates only on its slow paths (an uncached window's remove; the full flush
-/// once the clean windows run out).
-pub const ROOTS: [RootSpec; 4] = [
+/// once the clean windows run out); and the local mappings' pair (one invalidation,
+/// the remove's) and context-switch hooks, which cost a load and a branch for a
+/// thread that holds none and invalidate only at switch-out.
+pub const ROOTS: [RootSpec; 8] = [
     RootSpec {
         name: "pmap_quick_enter_page",
         hot: NO_INVALIDATION,
@@ -128,6 +132,38 @@ pub const ROOTS: [RootSpec; 4] = [
                 invlpg: Count::Exactly(1),
                 cr3_writes: Count::Exactly(0),
             },
+        }],
+    },
+    RootSpec {
+        name: "qmk_local_enter_page",
+        hot: NO_INVALIDATION,
+        slow_paths: &[],
+    },
+    RootSpec {
+        name: "qmk_local_remove_page",
+        hot: PathExpectation {
+            invlpg: Count::Exactly(1),
+            cr3_writes: Count::Exactly(0),
+        },
+        slow_paths: &[],
+    },
+    RootSpec {
+        name: "qmk_local_switch_out",
+        hot: NO_INVALIDATION,
+        slow_paths: &[SlowPathSpec {
+            name_suffix: "::cold_save_local_slots",
+            expect: PathExpectation {
+                invlpg: Count::AtLeast(1),
+                cr3_writes: Count::Exactly(0),
+            },
+        }],
+    },
+    RootSpec {
+        name: "qmk_local_switch_in",
+        hot: NO_INVALIDATION,
+        slow_paths: &[SlowPathSpec {
+            name_suffix: "::cold_restore_local_slots",
+            expect: NO_INVALIDATION,
         }],
     },
 ];
@@ -423,6 +459,7 @@ mod tests {
         "quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::cold_flush_free_windows";
     const UNCACHED: &str =
         "quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::cold_remove_uncached";
+    const LOCAL: &str = "quickmap::local::LocalQuickMap<P,M,_>";
 
     /// SAMPLE with `from` (which must be in it) replaced by `to`.
     fn sample_with(from: &str, to: &str) -> String {
@@ -483,7 +520,86 @@ mod tests {
                      function(s) ({UNCACHED} 3); 1 invlpg, expected exactly 1 ({UNCACHED} at \
                      0x1002c8); 0 CR3 write(s), expected exactly 0; 0 locked"
                 ),
+                format!(
+                    "qmk_local_enter_page: hot path: 9 instructions in 2 function(s) \
+                     (qmk_local_enter_page 7, qmk::arch::critical_enter 2); 0 invlpg, expected \
+                     exactly 0; 0 CR3 write(s), expected exactly 0; 0 locked; cold slow paths \
+                     not followed: {LOCAL}::cold_local_slots_exhausted"
+                ),
+                format!(
+                    "qmk_local_enter_page: cold path {LOCAL}::cold_local_slots_exhausted: 2 \
+                     instructions in 1 function(s) ({LOCAL}::cold_local_slots_exhausted 2); 0 \
+                     invlpg; 0 CR3 write(s); 0 locked"
+                ),
+                "qmk_local_remove_page: hot path: 3 instructions in 1 function(s) \
+                 (qmk_local_remove_page 3); 1 invlpg, expected exactly 1 (qmk_local_remove_page \
+                 at 0x100347); 0 CR3 write(s), expected exactly 0; 0 locked"
+                    .to_string(),
+                format!(
+                    "qmk_local_switch_out: hot path: 4 instructions in 1 function(s) \
+                     (qmk_local_switch_out 4); 0 invlpg, expected exactly 0; 0 CR3 write(s), \
+                     expected exactly 0; 0 locked; cold slow paths not followed: \
+                     {LOCAL}::cold_save_local_slots"
+                ),
+                format!(
+                    "qmk_local_switch_out: cold path {LOCAL}::cold_save_local_slots: 4 \
+                     instructions in 1 function(s) ({LOCAL}::cold_save_local_slots 4); 1 invlpg, \
+                     expected at least 1 ({LOCAL}::cold_save_local_slots at 0x100388); 0 CR3 \
+                     write(s), expected exactly 0; 0 locked"
+                ),
+                format!(
+                    "qmk_local_switch_in: hot path: 4 instructions in 1 function(s) \
+                     (qmk_local_switch_in 4); 0 invlpg, expected exactly 0; 0 CR3 write(s), \
+                     expected exactly 0; 0 locked; cold slow paths not followed: \
+                     {LOCAL}::cold_restore_local_slots"
+                ),
+                format!(
+                    "qmk_local_switch_in: cold path {LOCAL}::cold_restore_local_slots: 2 \
+                     instructions in 1 function(s) ({LOCAL}::cold_restore_local_slots 2); 0 \
+                     invlpg, expected exactly 0; 0 CR3 write(s), expected exactly 0; 0 locked"
+                ),
             ]
+        );
+    }
+
+    #[test]
+    fn local_switch_hooks_invalidate_only_at_switch_out() {
+        // A switch-out that forgets to invalidate, and a switch-in that invalidates.
+        assert_problems(
+            "  100388:\tinvlpg BYTE PTR [rsi]",
+            "  100388:\tnop",
+            &[format!(
+                "qmk_local_switch_out: cold path {LOCAL}::cold_save_local_slots has 0 invlpg, \
+                 expected at least 1"
+            )],
+        );
+        assert_problems(
+            "  1003e0:\tmov    QWORD PTR [rcx+rdx*8],rax",
+            "  1003e0:\tinvlpg BYTE PTR [rsi]",
+            &[format!(
+                "qmk_local_switch_in: cold path {LOCAL}::cold_restore_local_slots has 1 invlpg, \
+                 expected exactly 0 ({LOCAL}::cold_restore_local_slots at 0x1003e0)"
+            )],
+        );
+        // The slot loop inlined into the hook: a thread without local mappings would
+        // pay for it at every switch.
+        assert_problems(
+            "  100365:\tjne    100380 <quickmap::local::LocalQuickMap<P,M,_>::cold_save_local_slots>",
+            "  100365:\tinvlpg BYTE PTR [rsi]",
+            &[
+                "qmk_local_switch_out: hot path has 1 invlpg, expected exactly 0 \
+                 (qmk_local_switch_out at 0x100365)"
+                    .to_string(),
+                "qmk_local_switch_out: reaches no cold path `…::cold_save_local_slots`, which \
+                 must hold at least 1 invlpg and exactly 0 CR3 write(s)"
+                    .to_string(),
+            ],
+        );
+        // The local remove must invalidate its slot.
+        assert_problems(
+            "  100347:\tinvlpg BYTE PTR [rsi]",
+            "  100347:\tnop",
+            &["qmk_local_remove_page: hot path has 0 invlpg, expected exactly 1"],
         );
     }
 
@@ -607,6 +723,8 @@ mod tests {
                  0x100080: lock add DWORD PTR [rip+0x10],0x1",
                 "qmk_deferred_enter_page: locked instruction in qmk::arch::critical_enter at \
                  0x100080: lock add DWORD PTR [rip+0x10],0x1",
+                "qmk_local_enter_page: locked instruction in qmk::arch::critical_enter at \
+                 0x100080: lock add DWORD PTR [rip+0x10],0x1",
             ],
         );
         // Both slow paths, in a function the slow path calls too.
@@ -673,12 +791,14 @@ mod tests {
     #[test]
     fn missing_symbols_fail_clearly() {
         let outcome = check_disassembly("0000000000000010 <kernel_main>:\n  10:\tret\n");
-        assert_eq!(outcome.problems.len(), 4);
+        assert_eq!(outcome.problems.len(), ROOTS.len());
         assert!(outcome.problems[0].starts_with("symbol `pmap_quick_enter_page` not found"));
         assert!(outcome.report.is_empty());
         // The deferred pair is dropped by the linker when nothing references it.
-        let deferred_dropped = &SAMPLE[..SAMPLE.find("00000000001001c0 <qmk_deferred").unwrap()];
-        let outcome = check_disassembly(deferred_dropped);
+        let deferred = SAMPLE.find("00000000001001c0 <qmk_deferred").unwrap()
+            ..SAMPLE.find("0000000000100300 <qmk_local").unwrap();
+        let deferred_dropped = SAMPLE.replace(&SAMPLE[deferred], "");
+        let outcome = check_disassembly(&deferred_dropped);
         assert_eq!(
             outcome.problems,
             [
@@ -690,7 +810,11 @@ mod tests {
                  static holding its address keeps it)",
             ]
         );
-        assert_eq!(outcome.report.len(), 2, "the strict pair is still checked");
+        assert_eq!(
+            outcome.report.len(),
+            9,
+            "the strict pair (2 lines) and the local mappings (7) are still checked"
+        );
     }
 
     #[test]

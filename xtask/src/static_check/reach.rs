@@ -244,7 +244,10 @@ mod tests {
         // Only the rule check, the panic and `page_not_resident` end without returning.
         assert_eq!(
             returns,
-            [true, true, true, true, true, false, false, false, true, true, true, true, true]
+            [
+                true, true, true, true, true, false, false, false, true, true, true, true, true,
+                true, true, true, true, true, true, true
+            ]
         );
         let text = "
 0000000000000010 <tail_call>:

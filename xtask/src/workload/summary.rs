@@ -8,13 +8,14 @@ use crate::protocol::parse_line;
 use crate::verdict::BootVerdict;
 
 /// The operation kinds, in the order the table shows them.
-pub const OPERATION_KINDS: [&str; 6] = [
+pub const OPERATION_KINDS: [&str; 7] = [
     "bounce_prewrite",
     "bounce_postread",
     "zero",
     "copy",
     "scrub",
     "interrupt_ops",
+    "local",
 ];
 
 /// Everything the verdict and the table need, gathered line by line.
@@ -166,6 +167,17 @@ impl WorkloadTally {
         if let Some(flushes) = count("full_flushes") {
             let _ = writeln!(table, "  {:<22} {:>14}", "full flushes", flushes);
         }
+        // Kernels with local mappings count the slots they took, the switches away from
+        // a thread that held some, and the sleeps taken while holding them.
+        for (key, name) in [
+            ("local_slot_maps", "local slot maps"),
+            ("local_switch_outs", "switches of holders"),
+            ("local_sleeps", "sleeps while mapped"),
+        ] {
+            if let Some(value) = count(key) {
+                let _ = writeln!(table, "  {name:<22} {value:>14}");
+            }
+        }
         let _ = writeln!(
             table,
             "  {:<22} {:>14}",
@@ -222,6 +234,7 @@ qmk: summary zero=20
 qmk: summary copy=40
 qmk: summary scrub=15
 qmk: summary interrupt_ops=5
+qmk: summary local=0
 qmk: summary pages_verified=100
 qmk: summary bytes_verified=409600
 qmk: summary bytes_moved=819200
@@ -255,6 +268,7 @@ workload summary: 4 CPU(s), 8 thread(s)
     copy                             40    40.0%
     scrub                            15    15.0%
     interrupt_ops                     5     5.0%
+    local                             0     0.0%
     total                           100
   pages verified                    100
   bytes verified         409600 (0.4 MB)
@@ -293,6 +307,24 @@ workload summary: 4 CPU(s), 8 thread(s)
             "{table}"
         );
         assert!(!tally(GOOD_RUN).render_table().contains("full flushes"));
+    }
+
+    #[test]
+    fn local_mapping_counters_get_rows_of_their_own() {
+        let local = GOOD_RUN.replace(
+            "qmk: summary mismatches=0",
+            "qmk: summary local_slot_maps=40\nqmk: summary local_switch_outs=12\n\
+             qmk: summary local_sleeps=3\nqmk: summary mismatches=0",
+        );
+        let table = tally(&local).render_table();
+        for row in [
+            "  local slot maps                    40\n",
+            "  switches of holders                12\n",
+            "  sleeps while mapped                 3\n",
+        ] {
+            assert!(table.contains(row), "{row:?} in {table}");
+        }
+        assert!(!tally(GOOD_RUN).render_table().contains("local slot maps"));
     }
 
     #[test]

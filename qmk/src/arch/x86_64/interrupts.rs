@@ -284,6 +284,10 @@ extern "C" fn qmk_interrupt_dispatch(frame: &mut InterruptFrame, sse_state: &mut
         if fault_probe::recover_expected_fault(frame, fault_address) {
             return;
         }
+        // A fault at a local slot has a quickmap rule that explains it (a slot
+        // not put back at switch-in, or used after its removal): that panic is
+        // the report.
+        crate::vm::quick::explain_local_slot_fault(fault_address);
         fatal_exception(frame, Some(fault_address));
     }
     if vector < FIRST_EXTERNAL_VECTOR {

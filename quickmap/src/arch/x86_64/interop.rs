@@ -8,7 +8,10 @@
 //!   (refused with the crate's `PhysAddrNotValid` when a bit from 52 up is set), and
 //!   `From<PhysFrame<S>> for PhysAddr` (the frame's first byte); on 64-bit targets,
 //!   `From<x86_64::VirtAddr> for VirtAddr` and `TryFrom<VirtAddr> for x86_64::VirtAddr`
-//!   (refused with `VirtAddrNotValid` when the address is not canonical);
+//!   (refused with `VirtAddrNotValid` when the address is not canonical). Those two
+//!   error types of the `x86_64` crate implement `Debug` only, not `Display` or
+//!   `Error`: to `?` one into a `Box<dyn Error>`, convert it first (e.g.
+//!   `.map_err(|error| format!("{error:?}"))?`);
 //! - **pages**: [`HeldFrame`], a 4 KiB `PhysFrame` that the kernel vouches for as held:
 //!   the [`HeldPage`] that [`QuickMap::map`](crate::QuickMap::map) takes;
 //! - **the backend**: [`X86Mmu::from_page_table`] builds the x86_64 backend from the
