@@ -1,0 +1,46 @@
+//! aarch64 support (QEMU `virt`, GICv3): boot at EL1 (dropping from EL2),
+//! exception vectors with decoded reports, fault probes, the PL011 console,
+//! the device tree, and ending the run through semihosting.
+//!
+//! Bring-up state (issue 13): this module does not yet provide every name
+//! the kernel core uses, so `build.rs` sets `cfg(qmk_arch_bringup)` and the
+//! core's modules stay out of the aarch64 build; `bringup` runs this
+//! module's own checks in the core's serial protocol meanwhile. What is
+//! missing is listed in `bringup`'s module documentation.
+
+mod address;
+mod boot;
+pub mod bringup;
+pub mod exceptions;
+pub mod fault_probe;
+pub mod firmware;
+pub mod paging;
+pub mod percpu;
+pub mod qemu_exit;
+pub mod serial;
+pub mod stacks;
+
+pub use address::{PhysAddr, VirtAddr};
+
+/// Stops this CPU for good: interrupts masked, then `wfi` in a loop.
+pub fn halt_forever() -> ! {
+    use aarch64_cpu::registers::Writeable;
+    aarch64_cpu::registers::DAIF.write(
+        aarch64_cpu::registers::DAIF::D::Masked
+            + aarch64_cpu::registers::DAIF::A::Masked
+            + aarch64_cpu::registers::DAIF::I::Masked
+            + aarch64_cpu::registers::DAIF::F::Masked,
+    );
+    loop {
+        aarch64_cpu::asm::wfi();
+    }
+}
+
+/// The bounds of the kernel image in physical memory (identity-mapped).
+pub fn kernel_image() -> core::ops::Range<PhysAddr> {
+    extern "C" {
+        static __kernel_start: u8;
+        static __kernel_end: u8;
+    }
+    PhysAddr::new((&raw const __kernel_start) as u64)..PhysAddr::new((&raw const __kernel_end) as u64)
+}
