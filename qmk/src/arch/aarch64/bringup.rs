@@ -27,8 +27,8 @@ use aarch64_cpu::registers::{Readable, Writeable, CurrentEL, DAIF};
 use super::fault_probe::{self, FaultExpectation};
 use super::firmware::{self, MachineDescription};
 use super::serial::SerialPort;
-use super::{qemu_exit, VirtAddr};
-use crate::boot_info::BootInfo;
+use super::{paging, qemu_exit, PhysAddr, VirtAddr};
+use crate::boot_info::{BootInfo, MemoryKind};
 use crate::boot_options::{BootMode, BootOptions};
 use crate::static_storage::StaticStorage;
 
@@ -124,6 +124,9 @@ impl Drop for PinnedToThisCpu {
     }
 }
 
+/// Physical RAM above the direct map.
+static HIGH_MEMORY: spin::Once<core::ops::Range<u64>> = spin::Once::new();
+
 static BOOT_INFO: StaticStorage<BootInfo> = StaticStorage::new(BootInfo::empty());
 
 /// One check of the arch code, reported as test `NAME`.
@@ -149,6 +152,22 @@ const CHECKS: &[Check] = &[
         name: "arch::fault_probe::expected_fault_is_recovered",
         run: expected_fault_is_recovered,
     },
+    Check {
+        name: "arch::paging::direct_map_reaches_low_memory",
+        run: direct_map_reaches_low_memory,
+    },
+    Check {
+        name: "arch::paging::high_memory_is_unmapped",
+        run: high_memory_is_unmapped,
+    },
+    Check {
+        name: "arch::paging::window_region_is_unmapped",
+        run: window_region_is_unmapped,
+    },
+    Check {
+        name: "arch::paging::kernel_text_is_read_only",
+        run: kernel_text_is_read_only,
+    },
 ];
 
 /// The bootstrap CPU's bring-up: read the device tree, then list or run the
@@ -171,6 +190,33 @@ pub fn boot_cpu_main(device_tree_from_x0: u64) -> ! {
             exit(EXIT_FAILURE);
         }
     };
+    let ram = boot_info
+        .memory_regions()
+        .iter()
+        .filter(|region| region.kind == MemoryKind::Usable)
+        .map(|region| region.start..region.end)
+        .min_by_key(|range| range.start);
+    let Some(ram) = ram else {
+        bringup_println!("qmk: error: the device tree lists no RAM");
+        exit(EXIT_FAILURE);
+    };
+    // As on x86_64, `dmap` MiB of low memory are direct-mapped (here counted
+    // from the start of RAM), the rest is high memory.
+    let direct_map_end = (ram.start + (options.direct_map_mib << 20)).min(ram.end);
+    let direct_map_end = direct_map_end & !(paging::LARGE_PAGE_SIZE - 1);
+    if let Err(error) = paging::init(PhysAddr::new(ram.start)..PhysAddr::new(direct_map_end)) {
+        bringup_println!("qmk: error: building the kernel page tables: {error}");
+        exit(EXIT_FAILURE);
+    }
+    bringup_println!(
+        "qmk: aarch64 bring-up: MMU on, direct map {:#x}..{:#x} at {:#x}, high memory {:#x}..{:#x} unmapped",
+        ram.start,
+        direct_map_end,
+        paging::DIRECT_MAP_BASE.as_u64() + ram.start,
+        direct_map_end,
+        ram.end
+    );
+    HIGH_MEMORY.call_once(|| direct_map_end..ram.end);
     bringup_println!(
         "qmk: aarch64 bring-up: EL{}, {} CPUs in the device tree, PSCI over {:?}, device tree at {:#x}",
         CurrentEL.read(CurrentEL::EL),
@@ -246,18 +292,86 @@ fn probe_reads_mapped_memory(_machine: &MachineDescription) {
 }
 
 fn expected_fault_is_recovered(_machine: &MachineDescription) {
-    // With the MMU off every address is physical; one beyond the CPU's
-    // physical address range faults (an address size fault). With the MMU
-    // on (TODO step 3) an unmapped kernel address is used instead.
-    let unreachable = VirtAddr::new(0x00ff_0000_0000_0000);
-    let record = fault_probe::expect_page_fault(unreachable..unreachable + 1, || {
-        // SAFETY: the address is not RAM or a device: the read has no effect
-        // beyond the fault it is expected to raise.
-        let result = unsafe { fault_probe::probe_read_u8(unreachable) };
-        assert!(result.is_err(), "the probe of {:#x} must fault", unreachable.as_u64());
-    });
-    assert_eq!(record.address, unreachable, "the recorded fault address is FAR");
+    let unmapped = VirtAddr::new(paging::SCRATCH_REGION.start);
+    let record = expect_unmapped(unmapped);
     assert!(!record.was_write(), "the probe read, but the syndrome says write");
+}
+
+/// Probes a read of `address`, which must fault for want of a translation.
+#[track_caller]
+fn expect_unmapped(address: VirtAddr) -> fault_probe::PageFaultRecord {
+    let record = fault_probe::expect_page_fault(address..address + 1, || {
+        // SAFETY: the address is meant to be unmapped; if it were mapped it
+        // would be kernel RAM, whose one-byte read has no effect.
+        let result = unsafe { fault_probe::probe_read_u8(address) };
+        assert!(result.is_err(), "the probe of {:#x} must fault", address.as_u64());
+    });
+    assert_eq!(record.address, address, "the recorded fault address is FAR");
+    assert!(
+        record.page_was_not_present(),
+        "{:#x} must fault for want of a translation, but the syndrome is {:#x}",
+        address.as_u64(),
+        record.error_code
+    );
+    record
+}
+
+fn direct_map_reaches_low_memory(_machine: &MachineDescription) {
+    static MARKER: u64 = 0x5157_4d41_5053_4b00;
+    let physical = PhysAddr::new(&raw const MARKER as u64);
+    let through_direct_map = paging::direct_map_address(physical)
+        .expect("the kernel image lies in low memory, inside the direct map");
+    // SAFETY: the direct map maps `physical` (checked above) as normal
+    // memory; the marker is an immutable static.
+    let value = unsafe { core::ptr::read_volatile(through_direct_map.as_ptr::<u64>()) };
+    assert_eq!(value, MARKER, "the direct map must show the same memory as the identity map");
+}
+
+fn high_memory_is_unmapped(_machine: &MachineDescription) {
+    let high = HIGH_MEMORY.get().expect("set at boot").clone();
+    if high.is_empty() {
+        return;
+    }
+    // The first and the last page of high memory, where the direct map would be.
+    for physical in [high.start, high.end - paging::PAGE_SIZE] {
+        expect_unmapped(paging::DIRECT_MAP_BASE + physical);
+    }
+}
+
+fn window_region_is_unmapped(_machine: &MachineDescription) {
+    // The leaf table exists (init made it), yet no window entry is valid.
+    let leaf = paging::window_leaf_table();
+    // SAFETY: the pointer is to a static table; entries are atomics.
+    let valid = unsafe { &*leaf }
+        .iter()
+        .filter(|entry| entry.load(Ordering::Relaxed) & 1 != 0)
+        .count();
+    assert_eq!(valid, 0, "no window is mapped before quickmap maps one");
+    expect_unmapped(VirtAddr::new(paging::WINDOW_REGION.start));
+}
+
+fn kernel_text_is_read_only(_machine: &MachineDescription) {
+    let text = VirtAddr::new(kernel_text_start());
+    let record = fault_probe::expect_page_fault(text..text + 1, || {
+        // SAFETY: kernel text is mapped read-only, so the write faults and
+        // changes nothing; were it writable, the check fails right after
+        // having overwritten the first byte of the boot code, which has run.
+        let result = unsafe { fault_probe::probe_write_u8(text, 0) };
+        assert!(result.is_err(), "a write to kernel text must fault");
+    });
+    assert!(record.was_write(), "the fault must be the write's");
+    assert!(
+        !record.page_was_not_present(),
+        "kernel text is mapped: the write must be a permission fault, not a translation fault (syndrome {:#x})",
+        record.error_code
+    );
+}
+
+fn kernel_text_start() -> u64 {
+    extern "C" {
+        static __text_start: u8;
+    }
+    (&raw const __text_start) as u64
 }
 
 /// Entry of a CPU started by PSCI (not yet used: TODO step 4).
