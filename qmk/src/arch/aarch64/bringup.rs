@@ -20,14 +20,14 @@
 //! region); and quickmap's `Mmu` for aarch64. Then this file goes.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use aarch64_cpu::registers::{Readable, Writeable, CurrentEL, DAIF};
+use aarch64_cpu::registers::{ReadWriteable, Readable, Writeable, CurrentEL, DAIF};
 
 use super::fault_probe::{self, FaultExpectation};
 use super::firmware::{self, MachineDescription};
 use super::serial::SerialPort;
-use super::{paging, qemu_exit, PhysAddr, VirtAddr};
+use super::{gic, paging, qemu_exit, smp_boot, timer, PhysAddr, VirtAddr};
 use crate::boot_info::{BootInfo, MemoryKind};
 use crate::boot_options::{BootMode, BootOptions};
 use crate::static_storage::StaticStorage;
@@ -168,6 +168,18 @@ const CHECKS: &[Check] = &[
         name: "arch::paging::kernel_text_is_read_only",
         run: kernel_text_is_read_only,
     },
+    Check {
+        name: "arch::smp::every_listed_cpu_is_online",
+        run: every_listed_cpu_is_online,
+    },
+    Check {
+        name: "arch::timer::ticks_arrive_on_every_cpu",
+        run: ticks_arrive_on_every_cpu,
+    },
+    Check {
+        name: "arch::gic::sgi_reaches_every_cpu",
+        run: sgi_reaches_every_cpu,
+    },
 ];
 
 /// The bootstrap CPU's bring-up: read the device tree, then list or run the
@@ -217,6 +229,33 @@ pub fn boot_cpu_main(device_tree_from_x0: u64) -> ! {
         ram.end
     );
     HIGH_MEMORY.call_once(|| direct_map_end..ram.end);
+    // SAFETY: the device tree names these GICv3 blocks; `paging` maps them
+    // identity as device memory; nothing else drives the GIC.
+    if let Err(error) =
+        unsafe { gic::init(machine.gic_distributor, machine.gic_redistributors, machine.cpu_count) }
+    {
+        bringup_println!("qmk: error: setting up the GICv3: {error}");
+        exit(EXIT_FAILURE);
+    }
+    gic::set_interrupt_handler(timer::TIMER_INTERRUPT_ID, on_tick);
+    gic::set_interrupt_handler(PING_SGI, on_ping);
+    start_interrupts_on_this_cpu(0);
+    if let Err(error) = smp_boot::start_other_cpus(&machine) {
+        bringup_println!("qmk: error: SMP start-up failed: {error}");
+        exit(EXIT_FAILURE);
+    }
+    if machine.cpu_count > smp_boot::MAX_BRINGUP_CPUS {
+        bringup_println!(
+            "qmk: note: the device tree lists {} CPUs; the bring-up starts the first {}",
+            machine.cpu_count,
+            smp_boot::MAX_BRINGUP_CPUS
+        );
+    }
+    bringup_println!(
+        "qmk: aarch64 bring-up: {} CPUs online, timer at {} Hz",
+        smp_boot::cpus_online(),
+        timer::hz()
+    );
     bringup_println!(
         "qmk: aarch64 bring-up: EL{}, {} CPUs in the device tree, PSCI over {:?}, device tree at {:#x}",
         CurrentEL.read(CurrentEL::EL),
@@ -374,8 +413,103 @@ fn kernel_text_start() -> u64 {
     (&raw const __text_start) as u64
 }
 
-/// Entry of a CPU started by PSCI (not yet used: TODO step 4).
+/// The first Rust code on a CPU started by PSCI (see `boot`, `smp_boot`):
+/// on its boot stack, MMU off, exceptions masked.
 #[no_mangle]
-extern "C" fn qmk_aarch64_secondary_cpu_entry(_argument: u64) -> ! {
-    super::halt_forever()
+extern "C" fn qmk_aarch64_secondary_cpu_entry(cpu_index: u64) -> ! {
+    let cpu_index = cpu_index as usize;
+    super::percpu::install_this_cpu_index(cpu_index);
+    super::exceptions::install_on_this_cpu();
+    paging::enable_on_this_cpu();
+    gic::init_this_cpu(cpu_index);
+    start_interrupts_on_this_cpu(cpu_index);
+    smp_boot::mark_this_cpu_online();
+    loop {
+        aarch64_cpu::asm::wfi();
+    }
+}
+
+/// The tick period of the bring-up timer.
+const TICK_PERIOD_US: u64 = 4000;
+/// The SGI the bring-up checks send.
+const PING_SGI: u32 = 1;
+/// Ticks and pings each CPU handled.
+static TICKS: [AtomicU64; smp_boot::MAX_BRINGUP_CPUS] =
+    [const { AtomicU64::new(0) }; smp_boot::MAX_BRINGUP_CPUS];
+static PINGS: [AtomicU64; smp_boot::MAX_BRINGUP_CPUS] =
+    [const { AtomicU64::new(0) }; smp_boot::MAX_BRINGUP_CPUS];
+
+fn on_tick(_frame: &mut super::exceptions::InterruptFrame) {
+    TICKS[super::percpu::cpu_index()].fetch_add(1, Ordering::Relaxed);
+    timer::rearm(TICK_PERIOD_US);
+}
+
+fn on_ping(_frame: &mut super::exceptions::InterruptFrame) {
+    PINGS[super::percpu::cpu_index()].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Enables this CPU's timer interrupt and the ping SGI, starts the tick and
+/// unmasks IRQs.
+fn start_interrupts_on_this_cpu(cpu_index: usize) {
+    for intid in [timer::TIMER_INTERRUPT_ID, PING_SGI] {
+        if let Err(error) = gic::enable_private_interrupt(intid, cpu_index) {
+            panic!("enabling interrupt {intid} on CPU {cpu_index}: {error}");
+        }
+    }
+    timer::start(TICK_PERIOD_US);
+    DAIF.modify(DAIF::I::Unmasked);
+}
+
+/// Waits up to `seconds` for `done`; false on time-out.
+fn wait_until(seconds: u64, done: impl Fn() -> bool) -> bool {
+    let deadline = timer::read() + seconds * timer::hz();
+    while !done() {
+        if timer::read() > deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
+
+fn every_listed_cpu_is_online(machine: &MachineDescription) {
+    let expected = machine.cpu_count.min(smp_boot::MAX_BRINGUP_CPUS);
+    assert_eq!(
+        smp_boot::cpus_online(),
+        expected,
+        "every CPU of the device tree (up to {}) must be online",
+        smp_boot::MAX_BRINGUP_CPUS
+    );
+}
+
+fn ticks_arrive_on_every_cpu(_machine: &MachineDescription) {
+    let cpus = smp_boot::cpus_online();
+    let start: [u64; smp_boot::MAX_BRINGUP_CPUS] =
+        core::array::from_fn(|index| TICKS[index].load(Ordering::Relaxed));
+    let all_ticked = wait_until(5, || {
+        (0..cpus).all(|index| TICKS[index].load(Ordering::Relaxed) >= start[index] + 3)
+    });
+    assert!(
+        all_ticked,
+        "every CPU must see 3 timer ticks within 5 s; ticks since the check began: {:?}",
+        core::array::from_fn::<u64, { smp_boot::MAX_BRINGUP_CPUS }, _>(|index| TICKS[index]
+            .load(Ordering::Relaxed)
+            - start[index])
+    );
+}
+
+fn sgi_reaches_every_cpu(_machine: &MachineDescription) {
+    let cpus = smp_boot::cpus_online();
+    for index in 0..cpus {
+        let before = PINGS[index].load(Ordering::Relaxed);
+        if let Err(error) = gic::send_sgi(PING_SGI, smp_boot::mpidr_of(index)) {
+            panic!("sending SGI {PING_SGI} to CPU {index}: {error}");
+        }
+        let arrived = wait_until(5, || PINGS[index].load(Ordering::Relaxed) > before);
+        assert!(
+            arrived,
+            "SGI {PING_SGI} sent to CPU {index} (MPIDR {:#x}) was not handled within 5 s",
+            smp_boot::mpidr_of(index)
+        );
+    }
 }

@@ -285,7 +285,12 @@ extern "C" fn qmk_exception_dispatch(frame: &mut InterruptFrame, _fp_state: &mut
             super::halt_forever();
         }
     }
-    // TODO(issue 13): IRQs (GICv3) and the scheduler's SVC.
+    if kind.class() == 1 {
+        super::gic::handle_irq(frame);
+        return;
+    }
+    // TODO(issue 13): the scheduler's switch request (SVC), and the switch
+    // on the way out of an IRQ (the core's `sched::interrupt_exit`).
     fatal_exception(frame)
 }
 

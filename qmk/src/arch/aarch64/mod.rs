@@ -1,6 +1,7 @@
 //! aarch64 support (QEMU `virt`, GICv3): boot at EL1 (dropping from EL2),
-//! exception vectors with decoded reports, fault probes, the PL011 console,
-//! the device tree, and ending the run through semihosting.
+//! exception vectors with decoded reports, fault probes, the MMU, the PL011
+//! console, the device tree, the GICv3 and SGIs, the generic timer, SMP
+//! through PSCI `CPU_ON`, and ending the run through semihosting.
 //!
 //! Bring-up state (issue 13): this module does not yet provide every name
 //! the kernel core uses, so `build.rs` sets `cfg(qmk_arch_bringup)` and the
@@ -14,11 +15,14 @@ pub mod bringup;
 pub mod exceptions;
 pub mod fault_probe;
 pub mod firmware;
+pub mod gic;
 pub mod paging;
 pub mod percpu;
 pub mod qemu_exit;
 pub mod serial;
+pub mod smp_boot;
 pub mod stacks;
+pub mod timer;
 
 pub use address::{PhysAddr, VirtAddr};
 
