@@ -22,7 +22,7 @@
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use aarch64_cpu::registers::{ReadWriteable, Readable, Writeable, CurrentEL, DAIF};
+use aarch64_cpu::registers::{CurrentEL, ReadWriteable, Readable, Writeable, DAIF};
 
 use super::fault_probe::{self, FaultExpectation};
 use super::firmware::{self, MachineDescription};
@@ -231,9 +231,13 @@ pub fn boot_cpu_main(device_tree_from_x0: u64) -> ! {
     HIGH_MEMORY.call_once(|| direct_map_end..ram.end);
     // SAFETY: the device tree names these GICv3 blocks; `paging` maps them
     // identity as device memory; nothing else drives the GIC.
-    if let Err(error) =
-        unsafe { gic::init(machine.gic_distributor, machine.gic_redistributors, machine.cpu_count) }
-    {
+    if let Err(error) = unsafe {
+        gic::init(
+            machine.gic_distributor,
+            machine.gic_redistributors,
+            machine.cpu_count,
+        )
+    } {
         bringup_println!("qmk: error: setting up the GICv3: {error}");
         exit(EXIT_FAILURE);
     }
@@ -293,7 +297,11 @@ fn run_checks(machine: &MachineDescription, filter: Option<&str>) -> ! {
         bringup_println!("qmk: 0 passed, 0 failed");
         exit(EXIT_FAILURE);
     }
-    for (index, check) in CHECKS.iter().enumerate().filter(|(_, check)| selected(check)) {
+    for (index, check) in CHECKS
+        .iter()
+        .enumerate()
+        .filter(|(_, check)| selected(check))
+    {
         CURRENT_CHECK.store(index + 1, Ordering::Release);
         (check.run)(machine);
         CURRENT_CHECK.store(0, Ordering::Release);
@@ -309,16 +317,19 @@ fn run_checks(machine: &MachineDescription, filter: Option<&str>) -> ! {
 
 fn runs_at_el1(_machine: &MachineDescription) {
     let level = CurrentEL.read(CurrentEL::EL);
-    assert_eq!(level, 1, "the kernel must run at EL1 (dropped from EL2 if entered there), but runs at EL{level}");
+    assert_eq!(
+        level, 1,
+        "the kernel must run at EL1 (dropped from EL2 if entered there), but runs at EL{level}"
+    );
 }
 
 fn device_tree_describes_the_machine(machine: &MachineDescription) {
-    assert!(
-        machine.cpu_count >= 1,
-        "the device tree lists no CPU"
-    );
+    assert!(machine.cpu_count >= 1, "the device tree lists no CPU");
     assert_ne!(machine.gic_distributor, 0, "no GIC distributor address");
-    assert_ne!(machine.gic_redistributors, 0, "no GIC redistributor address");
+    assert_ne!(
+        machine.gic_redistributors, 0,
+        "no GIC redistributor address"
+    );
 }
 
 fn probe_reads_mapped_memory(_machine: &MachineDescription) {
@@ -333,7 +344,10 @@ fn probe_reads_mapped_memory(_machine: &MachineDescription) {
 fn expected_fault_is_recovered(_machine: &MachineDescription) {
     let unmapped = VirtAddr::new(paging::SCRATCH_REGION.start);
     let record = expect_unmapped(unmapped);
-    assert!(!record.was_write(), "the probe read, but the syndrome says write");
+    assert!(
+        !record.was_write(),
+        "the probe read, but the syndrome says write"
+    );
 }
 
 /// Probes a read of `address`, which must fault for want of a translation.
@@ -343,7 +357,11 @@ fn expect_unmapped(address: VirtAddr) -> fault_probe::PageFaultRecord {
         // SAFETY: the address is meant to be unmapped; if it were mapped it
         // would be kernel RAM, whose one-byte read has no effect.
         let result = unsafe { fault_probe::probe_read_u8(address) };
-        assert!(result.is_err(), "the probe of {:#x} must fault", address.as_u64());
+        assert!(
+            result.is_err(),
+            "the probe of {:#x} must fault",
+            address.as_u64()
+        );
     });
     assert_eq!(record.address, address, "the recorded fault address is FAR");
     assert!(
@@ -363,7 +381,10 @@ fn direct_map_reaches_low_memory(_machine: &MachineDescription) {
     // SAFETY: the direct map maps `physical` (checked above) as normal
     // memory; the marker is an immutable static.
     let value = unsafe { core::ptr::read_volatile(through_direct_map.as_ptr::<u64>()) };
-    assert_eq!(value, MARKER, "the direct map must show the same memory as the identity map");
+    assert_eq!(
+        value, MARKER,
+        "the direct map must show the same memory as the identity map"
+    );
 }
 
 fn high_memory_is_unmapped(_machine: &MachineDescription) {
@@ -500,12 +521,12 @@ fn ticks_arrive_on_every_cpu(_machine: &MachineDescription) {
 
 fn sgi_reaches_every_cpu(_machine: &MachineDescription) {
     let cpus = smp_boot::cpus_online();
-    for index in 0..cpus {
-        let before = PINGS[index].load(Ordering::Relaxed);
+    for (index, pings) in PINGS.iter().enumerate().take(cpus) {
+        let before = pings.load(Ordering::Relaxed);
         if let Err(error) = gic::send_sgi(PING_SGI, smp_boot::mpidr_of(index)) {
             panic!("sending SGI {PING_SGI} to CPU {index}: {error}");
         }
-        let arrived = wait_until(5, || PINGS[index].load(Ordering::Relaxed) > before);
+        let arrived = wait_until(5, || pings.load(Ordering::Relaxed) > before);
         assert!(
             arrived,
             "SGI {PING_SGI} sent to CPU {index} (MPIDR {:#x}) was not handled within 5 s",

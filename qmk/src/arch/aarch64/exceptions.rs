@@ -25,7 +25,7 @@ pub const SAVED_CONTEXT_SIZE: usize = FRAME_SIZE + FP_STATE_SIZE;
 
 const _: () = assert!(core::mem::size_of::<InterruptFrame>() == FRAME_SIZE);
 const _: () = assert!(core::mem::size_of::<FpState>() == FP_STATE_SIZE);
-const _: () = assert!(SAVED_CONTEXT_SIZE % 16 == 0);
+const _: () = assert!(SAVED_CONTEXT_SIZE.is_multiple_of(16));
 
 core::arch::global_asm!(
     r#"
@@ -328,8 +328,7 @@ impl Syndrome {
 
     /// FAR_EL1 holds the faulting address (ISS.FnV clear, aborts only).
     fn far_is_valid(&self) -> bool {
-        self.is_abort() && self.0 & (1 << 10) == 0
-            || matches!(self.class(), 0x22 | 0x34 | 0x35)
+        self.is_abort() && self.0 & (1 << 10) == 0 || matches!(self.class(), 0x22 | 0x34 | 0x35)
     }
 
     fn class_name(&self) -> &'static str {

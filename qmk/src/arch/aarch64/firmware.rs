@@ -73,7 +73,7 @@ impl fmt::Display for FirmwareError {
 ///
 /// `address`, if non-zero, is readable memory (RAM) for 4 bytes.
 unsafe fn holds_device_tree(address: u64) -> bool {
-    if address == 0 || address % 8 != 0 {
+    if address == 0 || !address.is_multiple_of(8) {
         return false;
     }
     // SAFETY: readable RAM (caller's contract), aligned.

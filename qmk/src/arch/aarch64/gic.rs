@@ -43,7 +43,11 @@ static GIC: spin::Mutex<Option<Gic>> = spin::Mutex::new(None);
 /// 1. `distributor` and `redistributors` are the GICv3 register blocks the
 ///    device tree names, mapped as device memory at these addresses.
 /// 2. Nothing else drives them; called once.
-pub unsafe fn init(distributor: u64, redistributors: u64, cpu_count: usize) -> Result<(), GicError> {
+pub unsafe fn init(
+    distributor: u64,
+    redistributors: u64,
+    cpu_count: usize,
+) -> Result<(), GicError> {
     let distributor =
         NonNull::new(distributor as *mut Gicd).expect("the device tree gives a GIC distributor");
     let redistributors = NonNull::new(redistributors as *mut GicrSgi)
@@ -62,7 +66,9 @@ pub unsafe fn init(distributor: u64, redistributors: u64, cpu_count: usize) -> R
 /// Wakes this CPU's redistributor and enables its CPU interface.
 pub fn init_this_cpu(cpu_index: usize) {
     let mut gic = GIC.lock();
-    let gic = gic.as_mut().expect("gic::init runs on the bootstrap CPU first");
+    let gic = gic
+        .as_mut()
+        .expect("gic::init runs on the bootstrap CPU first");
     gic.0.init_cpu(cpu_index);
     GicCpuInterface::enable_group1(true);
     GicCpuInterface::set_priority_mask(0xff);
@@ -70,10 +76,12 @@ pub fn init_this_cpu(cpu_index: usize) {
 
 /// Enables private interrupt `intid` (an SGI or PPI) on CPU `cpu_index`.
 pub fn enable_private_interrupt(intid: u32, cpu_index: usize) -> Result<(), GicError> {
-    let intid = IntId::try_from(intid).map_err(|_| GicError::InvalidGicCpuIntid(IntId::SPECIAL_NONE))?;
+    let intid =
+        IntId::try_from(intid).map_err(|_| GicError::InvalidGicCpuIntid(IntId::SPECIAL_NONE))?;
     let mut gic = GIC.lock();
     let gic = gic.as_mut().expect("gic::init ran");
-    gic.0.set_interrupt_priority(intid, Some(cpu_index), PRIORITY)?;
+    gic.0
+        .set_interrupt_priority(intid, Some(cpu_index), PRIORITY)?;
     gic.0.enable_interrupt(intid, Some(cpu_index), true)
 }
 

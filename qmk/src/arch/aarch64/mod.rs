@@ -46,5 +46,6 @@ pub fn kernel_image() -> core::ops::Range<PhysAddr> {
         static __kernel_start: u8;
         static __kernel_end: u8;
     }
-    PhysAddr::new((&raw const __kernel_start) as u64)..PhysAddr::new((&raw const __kernel_end) as u64)
+    PhysAddr::new((&raw const __kernel_start) as u64)
+        ..PhysAddr::new((&raw const __kernel_end) as u64)
 }

@@ -37,7 +37,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
-    ReadWriteable, Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL1, SCTLR_EL1, TCR_EL1, TTBR0_EL1, TTBR1_EL1,
+    ReadWriteable, Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL1, SCTLR_EL1, TCR_EL1, TTBR0_EL1,
+    TTBR1_EL1,
 };
 
 use super::{PhysAddr, VirtAddr};
@@ -258,7 +259,10 @@ pub fn init(direct_map: Range<PhysAddr>) -> Result<(), MapError> {
     );
     {
         let _structure = STRUCTURE_LOCK.lock();
-        assert!(ROOTS.get().is_none(), "the kernel page tables are built once");
+        assert!(
+            ROOTS.get().is_none(),
+            "the kernel page tables are built once"
+        );
         let identity = allocate_table()?;
         let kernel = allocate_table()?;
         for (section, attributes) in kernel_sections() {
@@ -270,7 +274,12 @@ pub fn init(direct_map: Range<PhysAddr>) -> Result<(), MapError> {
             map_block_in(identity, address, address, DEVICE)?;
         }
         for physical in (start..end).step_by(LARGE_PAGE_SIZE as usize) {
-            map_block_in(kernel, DIRECT_MAP_BASE.as_u64() + physical, physical, KERNEL_DATA)?;
+            map_block_in(
+                kernel,
+                DIRECT_MAP_BASE.as_u64() + physical,
+                physical,
+                KERNEL_DATA,
+            )?;
         }
         // The window region's leaf table exists from the start, so that
         // quickmap never creates tables (it takes no lock).

@@ -92,15 +92,24 @@ pub fn mark_this_cpu_online() {
 /// Why a CPU did not start.
 #[derive(Debug)]
 pub enum CpuStartError {
-    Psci { mpidr: u64, error: psci::error::Error },
-    NeverCameOnline { mpidr: u64, index: usize },
+    Psci {
+        mpidr: u64,
+        error: psci::error::Error,
+    },
+    NeverCameOnline {
+        mpidr: u64,
+        index: usize,
+    },
 }
 
 impl core::fmt::Display for CpuStartError {
     fn fmt(&self, formatter: &mut core::fmt::Formatter) -> core::fmt::Result {
         match self {
             Self::Psci { mpidr, error } => {
-                write!(formatter, "PSCI CPU_ON for MPIDR {mpidr:#x} failed: {error:?}")
+                write!(
+                    formatter,
+                    "PSCI CPU_ON for MPIDR {mpidr:#x} failed: {error:?}"
+                )
             }
             Self::NeverCameOnline { mpidr, index } => write!(
                 formatter,
@@ -126,7 +135,9 @@ pub fn start_other_cpus(machine: &MachineDescription) -> Result<(), CpuStartErro
         let index = offset + 1;
         CPU_MPIDRS[index].store(mpidr, Ordering::Relaxed);
         let block = &START_BLOCKS[index];
-        block.stack_top.store(SECONDARY_STACKS[index].top(), Ordering::Relaxed);
+        block
+            .stack_top
+            .store(SECONDARY_STACKS[index].top(), Ordering::Relaxed);
         block
             .exception_stack_top
             .store(EXCEPTION_STACKS[index].top(), Ordering::Relaxed);

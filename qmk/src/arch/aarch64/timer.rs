@@ -1,7 +1,9 @@
 //! The generic timer: the clock (CNTPCT_EL0 at CNTFRQ_EL0) and the
 //! per-CPU tick (the EL1 physical timer, re-armed on every tick).
 
-use aarch64_cpu::registers::{Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTP_CTL_EL0, CNTP_TVAL_EL0};
+use aarch64_cpu::registers::{
+    Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTP_CTL_EL0, CNTP_TVAL_EL0,
+};
 
 /// The EL1 physical timer's interrupt: PPI 14, interrupt id 30 (QEMU
 /// `virt`'s device tree lists it as the non-secure physical timer).
