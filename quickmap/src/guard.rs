@@ -3,6 +3,7 @@
 use core::fmt;
 use core::marker::PhantomData;
 
+use crate::access::byte_accessors;
 use crate::addr::{VirtAddr, PAGE_SIZE};
 use crate::invalidation::{Invalidation, Strict};
 use crate::mmu::Mmu;
@@ -38,10 +39,10 @@ pub struct Mapping<'q, 'p, P: Platform, M: Mmu, const N: usize, I: Invalidation 
     _pinned_to_this_cpu: PhantomData<*const ()>,
 }
 
-/// The first byte that differs in [`Mapping::compare`].
+/// The first byte that differs in [`Mapping::compare`] (or [`View::compare`](crate::View::compare)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mismatch {
-    /// Offset in the page.
+    /// Offset in the page (of a view: in the view).
     pub offset: usize,
     /// The byte expected there.
     pub expected: u8,
@@ -60,87 +61,6 @@ impl fmt::Display for Mismatch {
 }
 
 impl core::error::Error for Mismatch {}
-
-/// The integer accessors of [`Mapping`]: one `read_*` and one `write_*` method per type
-/// and byte order, all through [`Mapping::read`] and [`Mapping::write`].
-macro_rules! integer_accessors {
-    ($(
-        $ty:ident: $read:ident / $write:ident,
-        $from_bytes:ident / $to_bytes:ident,
-        $order:literal,
-        $bytes_doc:literal;
-    )*) => {$(
-        #[doc = concat!("Read the ", $order, " `", stringify!($ty), "` at `offset`.")]
-        ///
-        #[doc = concat!(
-            "Bytes `offset .. offset + size_of::<", stringify!($ty), ">()` of the page, ",
-            "read ", $bytes_doc, " (as [`", stringify!($ty), "::", stringify!($from_bytes), "`] reads them). ",
-            "Any offset at which they fit will do: no alignment is needed."
-        )]
-        /// The bytes are copied like [`read`](Self::read) copies them (volatile, through
-        /// the [`Mmu`]'s byte movers), so this is **not** one access of the integer's width:
-        /// it is not atomic with respect to other CPUs or devices, and is not meant for
-        /// device registers that must be read at a given width.
-        ///
-        /// # Panics
-        ///
-        #[doc = concat!(
-            "With `quickmap: access outside the page` unless `offset + size_of::<",
-            stringify!($ty), ">() <= PAGE_SIZE`."
-        )]
-        ///
-        /// # Example
-        ///
-        /// ```
-        /// # #[cfg(feature = "sim")] {
-        /// use quickmap::sim::{SimConfig, SimMachine, SimPage};
-        /// use quickmap::PAGE_SIZE;
-        ///
-        /// let machine = SimMachine::new(SimConfig::default());
-        /// let quickmap = machine.quickmap::<4>();
-        /// let page = SimPage::high_memory(&machine, 0);
-        /// let mapping = quickmap.map(&page);
-        #[doc = concat!("let size = core::mem::size_of::<", stringify!($ty), ">();")]
-        #[doc = concat!("let value: ", stringify!($ty), " = 0x0123_4567_89ab_cdef_u64 as ", stringify!($ty), ";")]
-        /// // The last bytes of the page, and an odd offset: any offset that fits.
-        #[doc = concat!("mapping.", stringify!($write), "(PAGE_SIZE - size, value);")]
-        #[doc = concat!("mapping.", stringify!($write), "(3, value);")]
-        #[doc = concat!("assert_eq!(mapping.", stringify!($read), "(PAGE_SIZE - size), value);")]
-        #[doc = concat!("assert_eq!(mapping.", stringify!($read), "(3), value);")]
-        /// let mut bytes = [0u8; 8];
-        /// mapping.read(3, &mut bytes[..size]);
-        #[doc = concat!("assert_eq!(bytes[..size], value.", stringify!($to_bytes), "());")]
-        /// # }
-        /// ```
-        #[track_caller]
-        pub fn $read(&self, offset: usize) -> $ty {
-            let mut bytes = [0u8; core::mem::size_of::<$ty>()];
-            self.read(offset, &mut bytes);
-            $ty::$from_bytes(bytes)
-        }
-
-        #[doc = concat!("Write `value` as a ", $order, " `", stringify!($ty), "` at `offset`.")]
-        ///
-        #[doc = concat!(
-            "Bytes `offset .. offset + size_of::<", stringify!($ty), ">()` of the page, ",
-            "written ", $bytes_doc, " (as [`", stringify!($ty), "::", stringify!($to_bytes), "`] writes them). ",
-            "Any offset at which they fit will do: no alignment is needed."
-        )]
-        /// Like [`write`](Self::write), this is a volatile byte copy, not one access of
-        #[doc = concat!("the integer's width (see [`", stringify!($read), "`](Self::", stringify!($read), "), which has an example).")]
-        ///
-        /// # Panics
-        ///
-        #[doc = concat!(
-            "With `quickmap: access outside the page` unless `offset + size_of::<",
-            stringify!($ty), ">() <= PAGE_SIZE`."
-        )]
-        #[track_caller]
-        pub fn $write(&self, offset: usize, value: $ty) {
-            self.write(offset, &value.$to_bytes());
-        }
-    )*};
-}
 
 impl<'q, 'p, P: Platform, M: Mmu, const N: usize, I: Invalidation> Mapping<'q, 'p, P, M, N, I> {
     /// # Safety
@@ -280,49 +200,6 @@ impl<'q, 'p, P: Platform, M: Mmu, const N: usize, I: Invalidation> Mapping<'q, '
         unsafe { core::slice::from_raw_parts_mut(self.va.as_mut_ptr(), PAGE_SIZE) }
     }
 
-    /// Copy `dst.len()` bytes from the page, starting at `offset`.
-    ///
-    /// # Panics
-    ///
-    /// With `quickmap: access outside the page` unless `offset + dst.len() <= PAGE_SIZE`.
-    #[track_caller]
-    pub fn read(&self, offset: usize, dst: &mut [u8]) {
-        let va = self.checked_range(offset, dst.len());
-        // SAFETY: the page is mapped at `self.va` until the guard drops, and the range
-        // lies inside it.
-        unsafe { self.quickmap.mmu().read_bytes(va, dst) }
-    }
-
-    /// Copy `src` into the page, starting at `offset`.
-    ///
-    /// # Panics
-    ///
-    /// With `quickmap: access outside the page` unless `offset + src.len() <= PAGE_SIZE`.
-    #[track_caller]
-    pub fn write(&self, offset: usize, src: &[u8]) {
-        let va = self.checked_range(offset, src.len());
-        // SAFETY: as in `read`; window mappings are writable.
-        unsafe { self.quickmap.mmu().write_bytes(va, src) }
-    }
-
-    /// Set `len` bytes from `offset` to `byte`.
-    ///
-    /// # Panics
-    ///
-    /// With `quickmap: access outside the page` unless `offset + len <= PAGE_SIZE`.
-    #[track_caller]
-    pub fn fill(&self, offset: usize, len: usize, byte: u8) {
-        let va = self.checked_range(offset, len);
-        // SAFETY: as in `write`.
-        unsafe { self.quickmap.mmu().fill_bytes(va, len, byte) }
-    }
-
-    /// Zero the whole page.
-    #[track_caller]
-    pub fn zero(&self) {
-        self.fill(0, PAGE_SIZE, 0);
-    }
-
     /// Copy the whole page from another mapping.
     pub fn copy_from(&self, source: &Mapping<'_, '_, P, M, N, I>) {
         // SAFETY: both pages are mapped while their guards live, and two live mappings
@@ -334,137 +211,38 @@ impl<'q, 'p, P: Platform, M: Mmu, const N: usize, I: Invalidation> Mapping<'q, '
         }
     }
 
-    integer_accessors! {
-        u16: read_u16 / write_u16, from_ne_bytes / to_ne_bytes, "native-endian",
-            "in the target's byte order";
-        u32: read_u32 / write_u32, from_ne_bytes / to_ne_bytes, "native-endian",
-            "in the target's byte order";
-        u64: read_u64 / write_u64, from_ne_bytes / to_ne_bytes, "native-endian",
-            "in the target's byte order";
-        u16: read_le_u16 / write_le_u16, from_le_bytes / to_le_bytes, "little-endian",
-            "least significant byte first on every target";
-        u32: read_le_u32 / write_le_u32, from_le_bytes / to_le_bytes, "little-endian",
-            "least significant byte first on every target";
-        u64: read_le_u64 / write_le_u64, from_le_bytes / to_le_bytes, "little-endian",
-            "least significant byte first on every target";
+    byte_accessors! {
+        span: "page",
+        bound: "PAGE_SIZE",
+        rule: "access outside the page",
+        setup: "use quickmap::sim::{SimConfig, SimMachine, SimPage};
+use quickmap::PAGE_SIZE;
+
+let machine = SimMachine::new(SimConfig::default());
+let quickmap = machine.quickmap::<4>();
+let page = SimPage::high_memory(&machine, 0);
+let mapping = quickmap.map(&page);",
+        guard: "mapping",
+        end: "PAGE_SIZE",
+        odd: "3",
     }
 
-    /// Read a `T` from bytes `offset .. offset + size_of::<T>()` of the page (feature
-    /// `zerocopy`).
-    ///
-    /// The bytes are copied into a new `T` as [`read`](Self::read) copies them: no
-    /// reference into the page is made, and `offset` need not be aligned for `T`.
-    /// [`FromBytes`](zerocopy::FromBytes) makes any bytes a valid `T`;
-    /// [`IntoBytes`](zerocopy::IntoBytes) (no padding) lets the copy land in the `T`
-    /// without `unsafe` code. Derive both for a `#[repr(C)]` struct in your own crate,
-    /// with zerocopy's `derive` feature, or use zerocopy's
-    /// [`byteorder`](zerocopy::byteorder) types for fields of a fixed byte order.
-    ///
-    /// # Panics
-    ///
-    /// With `quickmap: access outside the page` unless
-    /// `offset + size_of::<T>() <= PAGE_SIZE`.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # #[cfg(feature = "sim")] {
-    /// use quickmap::sim::{SimConfig, SimMachine, SimPage};
-    /// use zerocopy::byteorder::network_endian::U16;
-    ///
-    /// let machine = SimMachine::new(SimConfig::default());
-    /// let quickmap = machine.quickmap::<4>();
-    /// let page = SimPage::high_memory(&machine, 0);
-    /// let mapping = quickmap.map(&page);
-    /// // Three big-endian 16-bit fields at an odd offset.
-    /// mapping.write(101, &[0x12, 0x34, 0xab, 0xcd, 0x00, 0x2a]);
-    /// let fields: [U16; 3] = mapping.read_obj(101);
-    /// assert_eq!(fields.map(|field| field.get()), [0x1234, 0xabcd, 42]);
-    /// # }
-    /// ```
-    #[cfg(feature = "zerocopy")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "zerocopy")))]
-    #[track_caller]
-    pub fn read_obj<T: zerocopy::FromBytes + zerocopy::IntoBytes>(&self, offset: usize) -> T {
-        let mut value = T::new_zeroed();
-        self.read(offset, value.as_mut_bytes());
-        value
+    /// Where the accessors' bytes start.
+    #[inline(always)]
+    fn span_va(&self) -> VirtAddr {
+        self.va
     }
 
-    /// Write the bytes of `value` to `offset .. offset + size_of::<T>()` of the page
-    /// (feature `zerocopy`).
-    ///
-    /// A copy, as [`write`](Self::write) makes it; `offset` need not be aligned for `T`.
-    /// [`IntoBytes`](zerocopy::IntoBytes) (no padding) and
-    /// [`Immutable`](zerocopy::Immutable) (no interior mutability) make `value`'s bytes
-    /// readable as a `&[u8]`.
-    ///
-    /// # Panics
-    ///
-    /// With `quickmap: access outside the page` unless
-    /// `offset + size_of::<T>() <= PAGE_SIZE`.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # #[cfg(feature = "sim")] {
-    /// use quickmap::sim::{SimConfig, SimMachine, SimPage};
-    ///
-    /// let machine = SimMachine::new(SimConfig::default());
-    /// let quickmap = machine.quickmap::<4>();
-    /// let page = SimPage::high_memory(&machine, 0);
-    /// let mapping = quickmap.map(&page);
-    /// let record: [u32; 3] = [7, 0xdead_beef, u32::MAX];
-    /// mapping.write_obj(4084, &record); // the last 12 bytes of the page
-    /// mapping.write_obj(13, &record); // not aligned for `u32`, which is fine
-    /// assert_eq!(mapping.read_obj::<[u32; 3]>(4084), record);
-    /// assert_eq!(mapping.read_obj::<[u32; 3]>(13), record);
-    /// # }
-    /// ```
-    #[cfg(feature = "zerocopy")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "zerocopy")))]
-    #[track_caller]
-    pub fn write_obj<T: zerocopy::IntoBytes + zerocopy::Immutable>(
-        &self,
-        offset: usize,
-        value: &T,
-    ) {
-        self.write(offset, value.as_bytes());
+    /// One page: a constant, so the accessors' bound checks compare with an immediate.
+    #[inline(always)]
+    fn span_len(&self) -> usize {
+        PAGE_SIZE
     }
 
-    /// Compare the page from `offset` with `expected`; the first differing byte, if any.
-    ///
-    /// # Panics
-    ///
-    /// With `quickmap: access outside the page` unless
-    /// `offset + expected.len() <= PAGE_SIZE`.
+    #[inline(always)]
     #[track_caller]
-    pub fn compare(&self, offset: usize, expected: &[u8]) -> Result<(), Mismatch> {
-        self.checked_range(offset, expected.len());
-        let mut chunk = [0u8; 256];
-        for (index, want) in expected.chunks(chunk.len()).enumerate() {
-            let start = offset + index * chunk.len();
-            let got = &mut chunk[..want.len()];
-            self.read(start, got);
-            if let Some(at) = want.iter().zip(got.iter()).position(|(w, g)| w != g) {
-                return Err(Mismatch {
-                    offset: start + at,
-                    expected: want[at],
-                    found: got[at],
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The address of `offset .. offset + len` in the page: the rule `access outside
-    /// the page` is that the whole range lies in the one page mapped.
-    #[track_caller]
-    fn checked_range(&self, offset: usize, len: usize) -> VirtAddr {
-        if offset > PAGE_SIZE || len > PAGE_SIZE - offset {
-            rules::access_outside_page(offset, len);
-        }
-        self.va.add(offset)
+    fn refuse_access(&self, offset: usize, len: usize) -> ! {
+        rules::access_outside_page(offset, len)
     }
 }
 

@@ -16,12 +16,43 @@ pub const PTES_PER_CACHE_LINE: usize = 8;
 /// quickmap always uses the [`guarded`](WindowLayout::guarded) layout, whose strides
 /// follow from the number of windows per CPU alone: they are compile-time powers of two,
 /// so `remove` finds the CPU and window of an address with shifts by constants.
+///
+/// ## Views: several pages side by side
+///
+/// A [`View`](crate::View) maps `K` pages at consecutive addresses, and the guarded
+/// layout has no two consecutive window pages. So a view lays its pages over windows
+/// **and the guard pages between them**: a view from window `w` of a CPU puts its page
+/// `i` at `window_va(cpu, w) + i * PAGE_SIZE`, which is the page of window `w + i / 2`
+/// for an even `i` and that window's guard page for an odd `i`:
+///
+/// ```text
+/// window         w             w + 1           w + 2
+/// page     | 2w   | 2w+1 | 2w+2 | 2w+3 | 2w+4 | 2w+5 |
+/// K = 3    | 0    | 1    | 2    | ---- |                 holds w, w + 1
+/// K = 4    | 0    | 1    | 2    | 3    | ---- |          holds w, w + 1, w + 2
+/// ```
+///
+/// The view holds windows `w ..= w + K / 2`, `K / 2 + 1` adjacent windows in all
+/// ([`windows_for_view`](Self::windows_for_view)): every window its pages touch and,
+/// for an even `K`, the next one, whose page it leaves unmapped. So the page after a
+/// view (`----`) is always unmapped and nobody else can map it while the view lives:
+/// the last held window's guard page (odd `K`) or that window's own page (even `K`).
+/// An overrun of a view faults as an overrun of a window does; so does an underrun,
+/// since the page before window `w` is a guard page that no view holds. The strides
+/// stay as they are. What changes is that a guard page between two windows that one
+/// view holds is mapped, by that view, and cleared and invalidated with it; every
+/// other guard page, the one after each CPU's last window included, stays unmapped
+/// always. A view fits in one CPU's windows, so it maps at most `2 * N - 1` pages
+/// ([`max_view_pages`](Self::max_view_pages)), and its last page is at most the last
+/// window's page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WindowLayout {
     /// Address of CPU 0's first window; aligned to `cpu_stride`.
     pub base: VirtAddr,
     /// Distance between two windows of one CPU. `2 * PAGE_SIZE` leaves an unmapped guard
-    /// page after each window, so running off the end of a window faults.
+    /// page after each window, so running off the end of a window faults (a view maps
+    /// the guard pages between the windows it holds: see
+    /// [Views](Self#views-several-pages-side-by-side)).
     pub window_stride: usize,
     /// Distance between the windows of two consecutive CPUs.
     pub cpu_stride: usize,
@@ -57,6 +88,75 @@ impl WindowLayout {
     /// Kernel virtual address of window `slot` of `cpu`.
     pub const fn window_va(&self, cpu: usize, slot: usize) -> VirtAddr {
         VirtAddr(self.base.0 + cpu * self.cpu_stride + slot * self.window_stride)
+    }
+
+    /// How many adjacent windows a view of `pages` pages holds: `pages / 2 + 1` (see
+    /// [Views](Self#views-several-pages-side-by-side)).
+    ///
+    /// ```
+    /// use quickmap::WindowLayout;
+    /// assert_eq!(WindowLayout::windows_for_view(1), 1); // a window and its guard page
+    /// assert_eq!(WindowLayout::windows_for_view(2), 2); // the next window is the guard
+    /// assert_eq!(WindowLayout::windows_for_view(3), 2);
+    /// assert_eq!(WindowLayout::windows_for_view(7), 4);
+    /// ```
+    pub const fn windows_for_view(pages: usize) -> usize {
+        pages / 2 + 1
+    }
+
+    /// The most pages one view can map with `windows_per_cpu` windows per CPU, all of
+    /// them free: `2 * windows_per_cpu - 1`.
+    ///
+    /// ```
+    /// use quickmap::WindowLayout;
+    /// assert_eq!(WindowLayout::max_view_pages(4), 7);
+    /// assert_eq!(WindowLayout::windows_for_view(WindowLayout::max_view_pages(32)), 32);
+    /// ```
+    pub const fn max_view_pages(windows_per_cpu: usize) -> usize {
+        2 * windows_per_cpu - 1
+    }
+
+    /// Bytes of the window region of `cpus` CPUs, from [`base`](Self::base): every
+    /// window, the guard page after it, and each CPU's padding. It is the span
+    /// [`QuickMap::new`](crate::QuickMap::new) keeps the direct map out of, and the span
+    /// whose last-level page-table entries a kernel reserves for quickmap (clear, and
+    /// written by nothing else). CPU `cpus`, if there were one, would start right after
+    /// it.
+    ///
+    /// A `const fn`, so a kernel can check at compile time that its windows fit the page
+    /// tables it allocates (`N` windows per CPU give the layout
+    /// `WindowLayout::guarded(base, N)`):
+    ///
+    /// ```
+    /// use quickmap::{VirtAddr, WindowLayout, PAGE_SIZE};
+    /// const WINDOWS: WindowLayout = WindowLayout::guarded(VirtAddr(0xffff_c000_0000_0000), 32);
+    /// // 8 CPUs with 32 guarded windows each fill one 2 MiB page table exactly.
+    /// const _: () = assert!(WINDOWS.region_len(8) == 2 << 20);
+    /// assert_eq!(WINDOWS.region_pages(8), 512);
+    /// assert_eq!(WINDOWS.window_va(8, 0), WINDOWS.base.add(WINDOWS.region_len(8)));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the length does not fit in a `usize` (at compile time, in a constant).
+    pub const fn region_len(&self, cpus: usize) -> usize {
+        match cpus.checked_mul(self.cpu_stride) {
+            Some(len) => len,
+            None => panic!("quickmap: the window region's length overflows a usize"),
+        }
+    }
+
+    /// Pages of the window region of `cpus` CPUs: [`region_len`](Self::region_len) in
+    /// pages, so the number of last-level page-table entries it takes (the
+    /// `region_pages` of an MMU backend such as
+    /// [`X86Mmu`](crate::arch::x86_64::X86Mmu)). A window's
+    /// [`region_page`](crate::Window::region_page) is always below it.
+    ///
+    /// # Panics
+    ///
+    /// As [`region_len`](Self::region_len).
+    pub const fn region_pages(&self, cpus: usize) -> usize {
+        self.region_len(cpus) / PAGE_SIZE
     }
 
     pub(crate) fn validate(&self, cpus: usize) -> Result<(), ConfigError> {
@@ -187,6 +287,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_largest_view_ends_on_the_last_window_before_the_cpus_last_guard_page() {
+        for windows in 1..=32 {
+            let layout = WindowLayout::guarded(VirtAddr(0), windows);
+            let pages = WindowLayout::max_view_pages(windows);
+            assert_eq!(WindowLayout::windows_for_view(pages), windows);
+            assert_eq!(WindowLayout::windows_for_view(pages + 1), windows + 1);
+            // From window 0, its last page is the last window's page...
+            assert_eq!(
+                layout.window_va(0, 0).add((pages - 1) * PAGE_SIZE),
+                layout.window_va(0, windows - 1)
+            );
+            // ...and every page a view holds lies inside its CPU's stride.
+            assert!(pages * PAGE_SIZE < layout.cpu_stride);
+        }
+    }
+
+    #[test]
     fn guarded_layouts_give_each_cpu_whole_cache_lines_of_entries() {
         for windows in 1..=32 {
             let layout = WindowLayout::guarded(VirtAddr(0), windows);
@@ -205,5 +322,39 @@ mod tests {
                 "a guard page after each window"
             );
         }
+    }
+
+    #[test]
+    fn the_region_ends_right_after_the_last_cpus_last_guard_page_and_padding() {
+        let base = VirtAddr(0xffff_c000_0000_0000);
+        for windows in 1..=32 {
+            let layout = WindowLayout::guarded(base, windows);
+            for cpus in 1..=9 {
+                let len = layout.region_len(cpus);
+                let end = base.add(len);
+                let last = layout.window_va(cpus - 1, windows - 1);
+                // The last window and its guard page lie inside the region...
+                assert!(
+                    last.add(2 * PAGE_SIZE) <= end,
+                    "{cpus} CPUs x {windows} windows: the last guard page ends past {end}"
+                );
+                // ...and the region is not a page longer than the CPUs' strides: a
+                // next CPU would start exactly at its end.
+                assert_eq!(layout.window_va(cpus, 0), end, "{cpus} CPUs x {windows}");
+                assert_eq!(layout.region_pages(cpus) * PAGE_SIZE, len);
+                assert_eq!(len % PAGE_SIZE, 0);
+            }
+        }
+        assert_eq!(
+            WindowLayout::guarded(base, 4).region_len(16),
+            128 * PAGE_SIZE
+        );
+        assert_eq!(WindowLayout::guarded(base, 32).region_pages(8), 512);
+    }
+
+    #[test]
+    #[should_panic(expected = "quickmap: the window region's length overflows a usize")]
+    fn a_region_longer_than_the_address_space_is_refused() {
+        let _ = WindowLayout::guarded(VirtAddr(0), 4).region_len(usize::MAX / 4);
     }
 }

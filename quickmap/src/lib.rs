@@ -56,6 +56,15 @@
 //!    [`QuickMap::copy_to_pages`] and [`QuickMap::copy_from_pages`] (`uiomove_fromphys`,
 //!    busdma bounce copies).
 //!
+//! Beyond one page: [`QuickMap::map_pages`] (scattered held pages) and
+//! [`QuickMap::map_range`] (a physically contiguous [`HeldRange`]) return a [`View`]:
+//! `K` pages at consecutive addresses of this CPU (up to `2 * N - 1` of them), with an
+//! unmapped guard page after the last, pinned and removed as one, like COCONUT-SVSM's
+//! `PerCPUPageMappingGuard`. A view lays its pages over adjacent windows and the guard
+//! pages between them (the layout is unchanged; see
+//! [`WindowLayout`](WindowLayout#views-several-pages-side-by-side)), and exists on
+//! [`Strict`] instances only (see [`View`]).
+//!
 //! ## Example
 //!
 //! On the host, the simulated machine of [`sim`] (feature `sim`) stands in for a kernel:
@@ -92,11 +101,13 @@
 //! - [`Platform`]: the current CPU and nestable critical sections (and, optionally, what
 //!   context it is in and which [`ContextPolicy`] it wants);
 //! - [`Mmu`]: set and clear a window's page-table entry, invalidate one address locally,
-//!   and (for [`Deferred`] instances) flush the local TLB (an x86_64 backend is in
-//!   [`arch::x86_64`]);
+//!   and (for [`Deferred`] instances) flush the local TLB (backends for x86_64 and
+//!   aarch64 are in [`arch::x86_64`] and [`arch::aarch64`]);
 //! - a [`Config`]: where the window region starts (its layout, with a guard page after
-//!   each window, follows from `N`: see [`WindowLayout::guarded`]), the direct map if
-//!   any, the physical address limit;
+//!   each window, follows from `N`: see [`WindowLayout::guarded`]; its size for a CPU
+//!   count is [`WindowLayout::region_len`]), the direct map if any, the physical address
+//!   limit; the [`Mmu`] must write the entries of the guard
+//!   pages too, which [`View`]s map;
 //! - per-CPU state: a `static` array of [`CpuWindows`].
 //!
 //! ## Rules
@@ -104,13 +115,15 @@
 //! Each rule that can be broken at run time is one function in `src/rules.rs`, and its
 //! panic message starts with `quickmap: <rule>`: `nesting beyond capacity`, `sleep while
 //! mapped`, `unaligned page`, `page out of range`, `access outside the page`, `copy_page
-//! needs two windows`, the two context rules of [`ContextPolicy::FreeBsd`], and, with
+//! needs two windows`, for views `view size`, `no room for the view` and `access outside
+//! the view`, the two context rules of [`ContextPolicy::FreeBsd`], and, with
 //! `contract-checks`, the rules of the unsafe contracts: `double remove`, `remove on
 //! another CPU`, `remove of a foreign address`, `unknown CPU`. Each message ends with what
 //! the caller should do, and each panicking entry point is `#[track_caller]`, so the
 //! message points at the caller's line. A caller that can fall back when its CPU's
 //! windows are all in use calls [`QuickMap::try_map`] or [`QuickMap::try_enter`], which
-//! return [`EnterError`] instead of panicking.
+//! return [`EnterError`] instead of panicking ([`QuickMap::try_map_pages`] and
+//! [`QuickMap::try_map_range`] return [`ViewError`]).
 //!
 //! ## Features
 //!
@@ -122,6 +135,10 @@
 //! - `sim` (implies `std`): the simulated machine for host tests.
 //! - `zerocopy`: [`Mapping::read_obj`] and [`Mapping::write_obj`] for plain-data types
 //!   (zerocopy's `FromBytes` and `IntoBytes`); `no_std`, no allocation.
+//! - `x86_64`: [interoperation] with the `x86_64` crate: its `PhysAddr`, `VirtAddr` and
+//!   `PhysFrame` convert to quickmap's addresses, a held `PhysFrame` is a [`HeldPage`]
+//!   (`HeldFrame`), and the x86_64 backend is built from the window region's
+//!   `&'static mut PageTable`; `no_std`, stable, none of that crate's instructions.
 //! - `std`: links `std` (only `sim` needs it).
 //!
 //! The example above needs `sim`, quickmap's integration tests `sim` and `stats`:
@@ -140,11 +157,17 @@
     doc = "[`Mapping::write_obj`]: Mapping::write_obj"
 )]
 #![cfg_attr(not(feature = "zerocopy"), doc = "[`Mapping::write_obj`]: #features")]
+#![cfg_attr(
+    feature = "x86_64",
+    doc = "[interoperation]: crate::arch::x86_64::interop"
+)]
+#![cfg_attr(not(feature = "x86_64"), doc = "[interoperation]: #features")]
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod access;
 mod addr;
 pub mod arch;
 mod deferred;
@@ -163,14 +186,16 @@ mod rules;
 pub mod sim;
 mod stats;
 pub mod untyped;
+mod view;
 
 pub use addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 pub use guard::{Mapping, Mismatch};
 pub use invalidation::{Deferred, Invalidation, Strict};
 pub use layout::{ConfigError, DirectMap, WindowLayout, PTES_PER_CACHE_LINE};
 pub use mmu::{Mmu, Window};
-pub use page::{HeldPage, MemoryAttribute};
+pub use page::{HeldPage, HeldRange, MemoryAttribute};
 pub use percpu::CpuWindows;
 pub use platform::{ContextPolicy, ExecutionContext, Platform};
 pub use quick_map::{Config, EnterError, QuickMap};
 pub use stats::Stats;
+pub use view::{View, ViewError};

@@ -6,11 +6,17 @@ use crate::page::MemoryAttribute;
 use crate::untyped;
 
 /// One window: a page of kernel virtual address space reserved for one CPU.
+///
+/// A [`View`](crate::View) also maps the guard pages between the windows it holds:
+/// for such a page, `va` and `region_page` are the guard page's, and `slot` is the
+/// window it guards. Backends address an entry by `va` or `region_page`, never by
+/// `slot` alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
     /// The CPU that owns the window; only that CPU writes its page-table entry.
     pub cpu: usize,
-    /// The window's index among its CPU's windows.
+    /// The window's index among its CPU's windows (for a guard page a view maps, the
+    /// index of the window before it).
     pub slot: usize,
     /// The window's kernel virtual address.
     pub va: VirtAddr,
@@ -24,6 +30,31 @@ pub struct Window {
 /// quickmap calls these with preemption disabled, on the CPU that owns the window.
 /// None of them may sleep, take a lock or send an interrupt to another CPU: that is the
 /// whole point of a per-CPU window.
+///
+/// ## The byte movers: override all four unless the addresses are real
+///
+/// Every byte that [`Mapping`](crate::Mapping) and the page work
+/// ([`QuickMap::zero_page`](crate::QuickMap::zero_page) and friends) move goes through
+/// four methods: [`read_bytes`](Self::read_bytes), [`write_bytes`](Self::write_bytes),
+/// [`fill_bytes`](Self::fill_bytes) and [`copy_bytes`](Self::copy_bytes). Their
+/// defaults **dereference the kernel virtual address** they are given (volatile
+/// accesses through raw pointers, never a reference: see [`untyped`](crate::untyped)).
+/// That is right for a kernel backend, whose windows and direct map are mappings of
+/// the address space the code runs in, and wrong for any backend whose addresses are
+/// not:
+///
+/// - a host-side or simulated MMU (like [`sim`](crate#features)'s `SimMmu`) must
+///   override all four to translate each address itself (window entry, or its model of
+///   the TLB) and move the bytes in its model of physical memory. A default left in
+///   place dereferences an address such as `0xffff_c000_0000_0000` in the host
+///   process: a crash at best, undefined behaviour at worst (promise 3 below);
+/// - a wrapper around another backend (one that counts or breaks invalidations, say)
+///   must forward all four to the inner backend, or it silently swaps the inner
+///   backend's byte movers for the dereferencing defaults.
+///
+/// The defaults are `unsafe` to call, not to override: an override keeps the same
+/// contracts (the caller promises the range is mapped for the call) and must honour
+/// promise 3.
 ///
 /// # Safety
 ///

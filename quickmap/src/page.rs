@@ -74,3 +74,71 @@ unsafe impl<H: HeldPage + ?Sized> HeldPage for &H {
         (**self).memory_attribute()
     }
 }
+
+/// A run of physically contiguous pages that stays resident for as long as it is
+/// borrowed: what [`QuickMap::map_range`](crate::QuickMap::map_range) maps as one
+/// [`View`](crate::View).
+///
+/// [`HeldPage`] for a run: a contiguous allocation, a DMA buffer, a device's memory
+/// window. One proof covers the whole run, and one memory attribute applies to every
+/// page of it (pages with attributes of their own are mapped with
+/// [`QuickMap::map_pages`](crate::QuickMap::map_pages)).
+///
+/// ```
+/// use quickmap::{HeldRange, MemoryAttribute, PhysAddr, PAGE_SIZE};
+///
+/// /// A frame buffer that the firmware set up and nobody ever frees.
+/// struct FrameBuffer;
+///
+/// // SAFETY: the frame buffer's memory is device memory, fixed at boot and never
+/// // reused; write-combining is how it may be mapped.
+/// unsafe impl HeldRange for FrameBuffer {
+///     fn phys_addr(&self) -> PhysAddr {
+///         PhysAddr(0xfd00_0000)
+///     }
+///     fn pages(&self) -> usize {
+///         3
+///     }
+///     fn memory_attribute(&self) -> MemoryAttribute {
+///         MemoryAttribute::WriteCombining
+///     }
+/// }
+/// assert_eq!(FrameBuffer.pages() * PAGE_SIZE, 12288);
+/// ```
+///
+/// # Safety
+///
+/// Implementors promise, for as long as any shared borrow of `self` lives:
+/// 1. [`phys_addr`](Self::phys_addr) and [`pages`](Self::pages) return the same values
+///    every time, and the address is page-aligned;
+/// 2. none of the `pages()` frames from that address on is freed, swapped out, or
+///    handed to another owner (they are wired, held, or unmanaged device memory);
+/// 3. [`memory_attribute`](Self::memory_attribute) is an attribute under which every
+///    one of those frames may be mapped.
+pub unsafe trait HeldRange {
+    /// Physical address of the first byte of the first page.
+    fn phys_addr(&self) -> PhysAddr;
+
+    /// How many pages the run has.
+    fn pages(&self) -> usize;
+
+    /// How mappings of the run's pages may be cached.
+    fn memory_attribute(&self) -> MemoryAttribute {
+        MemoryAttribute::WriteBack
+    }
+}
+
+// SAFETY: as for `HeldPage`: a shared borrow of a held run keeps it held.
+unsafe impl<R: HeldRange + ?Sized> HeldRange for &R {
+    fn phys_addr(&self) -> PhysAddr {
+        (**self).phys_addr()
+    }
+
+    fn pages(&self) -> usize {
+        (**self).pages()
+    }
+
+    fn memory_attribute(&self) -> MemoryAttribute {
+        (**self).memory_attribute()
+    }
+}

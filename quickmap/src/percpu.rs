@@ -58,6 +58,10 @@ pub struct CpuWindows<const N: usize> {
     entries: [AtomicU64; N],
     /// Deferred instances: the window that last mapped a frame, by a hash of the frame.
     hints: [AtomicU8; HINT_BUCKETS],
+    /// Bit `w` is set while window `w` is held by a [`View`](crate::View), so that
+    /// `remove` can refuse an address inside a view (feature `contract-checks`).
+    #[cfg(feature = "contract-checks")]
+    views: AtomicU32,
     #[cfg(feature = "stats")]
     pub(crate) counters: CpuCounters<N>,
 }
@@ -115,6 +119,13 @@ impl WindowEntry {
     }
 }
 
+/// The bits of the `count` windows from `first` (`count` from 1 to 32, the run inside
+/// the 32 bits).
+#[inline]
+fn run_mask(first: usize, count: usize) -> u32 {
+    (u32::MAX >> (32 - count)) << first
+}
+
 /// The hint bucket of the page at `pa` (Fibonacci hashing of the frame number, so
 /// that runs of frames and strided frames spread over the buckets).
 #[inline]
@@ -132,6 +143,8 @@ impl<const N: usize> CpuWindows<N> {
             flush_epoch: AtomicU64::new(1),
             entries: [const { AtomicU64::new(0) }; N],
             hints: [const { AtomicU8::new(0) }; HINT_BUCKETS],
+            #[cfg(feature = "contract-checks")]
+            views: AtomicU32::new(0),
             #[cfg(feature = "stats")]
             counters: CpuCounters::new(),
         }
@@ -169,6 +182,55 @@ impl<const N: usize> CpuWindows<N> {
         }
         self.store_claimed(free & !(1 << slot));
         true
+    }
+
+    /// Claim the lowest run of `count` adjacent free windows (`1 ..= N` of them) and
+    /// return the first one's index; `None` when there is no such run. One load and one
+    /// store, like [`claim`](Self::claim), so the same argument keeps it exact (see the
+    /// module documentation).
+    #[inline]
+    pub(crate) fn claim_run(&self, count: usize) -> Option<usize> {
+        let free = self.free.load(Ordering::Relaxed);
+        // Bit `w` of `starts` survives while windows `w .. w + shift + 1` are all free;
+        // `free` has no bit at or above `N`, so no run reaches past the last window.
+        let mut starts = free;
+        for shift in 1..count {
+            starts &= free >> shift;
+        }
+        if starts == 0 {
+            return None;
+        }
+        let first = starts.trailing_zeros() as usize;
+        self.store_claimed(free & !run_mask(first, count));
+        Some(first)
+    }
+
+    /// Release the `count` windows from `first` that [`claim_run`](Self::claim_run)
+    /// claimed, once their entries are clear and invalidated.
+    #[inline]
+    pub(crate) fn release_run(&self, first: usize, count: usize) {
+        compiler_fence(Ordering::SeqCst);
+        let free = self.free.load(Ordering::Relaxed);
+        self.free
+            .store(free | run_mask(first, count), Ordering::Relaxed);
+    }
+
+    /// Mark the `count` windows from `first` as held by a view, or as no longer held by
+    /// one; only while the caller has them claimed.
+    #[cfg(feature = "contract-checks")]
+    #[inline]
+    pub(crate) fn set_view(&self, first: usize, count: usize, held: bool) {
+        let views = self.views.load(Ordering::Relaxed);
+        let run = run_mask(first, count);
+        let views = if held { views | run } else { views & !run };
+        self.views.store(views, Ordering::Relaxed);
+    }
+
+    /// Whether window `slot` is held by a view.
+    #[cfg(feature = "contract-checks")]
+    #[inline]
+    pub(crate) fn is_in_view(&self, slot: usize) -> bool {
+        self.views.load(Ordering::Relaxed) & 1 << slot != 0
     }
 
     #[inline]
@@ -317,5 +379,35 @@ mod tests {
         windows.release(1);
         assert_eq!(windows.in_use_mask(), 0b101);
         assert!(windows.is_claimed(0) && !windows.is_claimed(1));
+    }
+
+    #[test]
+    fn runs_take_the_lowest_adjacent_free_windows_only() {
+        let windows = CpuWindows::<6>::new();
+        assert!(windows.claim_slot(1) && windows.claim_slot(4));
+        // Free: 0, 2, 3, 5.
+        assert_eq!(windows.claim_run(3), None, "no three adjacent free windows");
+        assert_eq!(windows.claim_run(2), Some(2));
+        assert_eq!(windows.in_use_mask(), 0b011110);
+        assert_eq!(
+            windows.claim_run(2),
+            None,
+            "0 and 5 are free but not adjacent"
+        );
+        assert_eq!(windows.claim_run(1), Some(0));
+        windows.release_run(2, 2);
+        assert_eq!(windows.in_use_mask(), 0b010011);
+        windows.release_run(4, 1);
+        assert_eq!(
+            windows.claim_run(4),
+            Some(2),
+            "a run may end at the last window"
+        );
+        assert_eq!(windows.in_use_mask(), 0b111111);
+        let all = CpuWindows::<32>::new();
+        assert_eq!(all.claim_run(32), Some(0));
+        assert_eq!(all.in_use_mask(), u32::MAX);
+        all.release_run(0, 32);
+        assert_eq!(all.in_use_mask(), 0);
     }
 }

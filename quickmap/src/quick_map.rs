@@ -217,7 +217,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         }
         let layout = WindowLayout::guarded(config.window_base, N);
         layout.validate(cpus.len())?;
-        let region_len = cpus.len() * layout.cpu_stride;
+        let region_len = layout.region_len(cpus.len());
         if let Some(direct_map) = config.direct_map {
             let aligned =
                 direct_map.phys_start.is_page_aligned() && direct_map.virt_start.0 % PAGE_SIZE == 0;
@@ -484,6 +484,12 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         if !self.cpus[owner].is_claimed(slot) {
             rules::double_remove(cpu, slot, va);
         }
+        if self.cpus[owner].is_in_view(slot) {
+            rules::remove_of_foreign_address(
+                va,
+                "is a window of a view, which is removed as one when its guard drops",
+            );
+        }
     }
 
     /// Give back `held`, which the calling context entered on this CPU.
@@ -633,7 +639,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     /// The current CPU and its windows; valid only with preemption disabled.
     #[inline(always)]
     #[track_caller]
-    fn this_cpu(&self) -> (usize, &'static CpuWindows<N>) {
+    pub(crate) fn this_cpu(&self) -> (usize, &'static CpuWindows<N>) {
         let cpu = self.platform.current_cpu();
         #[cfg(feature = "contract-checks")]
         let windows = match self.cpus.get(cpu) {
@@ -654,6 +660,14 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     #[inline(never)]
     #[track_caller]
     fn check_page_outside_direct_span(&self, pa: PhysAddr) {
+        self.check_window_page(pa);
+    }
+
+    /// Refuse `pa` unless it is the first byte of a page below the limit: what every
+    /// page that takes a window must be (a view's pages all do).
+    #[inline]
+    #[track_caller]
+    pub(crate) fn check_window_page(&self, pa: PhysAddr) {
         if pa.0.rotate_right(PAGE_SHIFT) >= self.frame_limit {
             self.refuse_page(pa);
         }
@@ -673,7 +687,7 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
     #[cold]
     #[inline(never)]
     #[track_caller]
-    fn check_freebsd_context(&self) {
+    pub(crate) fn check_freebsd_context(&self) {
         let context = self.platform.execution_context();
         if context.spin_locks_held > 0 {
             rules::under_spin_lock(context.spin_locks_held);

@@ -178,3 +178,53 @@ pub(crate) fn copy_outside_pages(offset: usize, len: usize, pages: usize) -> ! {
         pages * PAGE_SIZE
     )
 }
+
+/// A view of `pages` pages takes `⌊pages / 2⌋ + 1` adjacent windows of one CPU (see
+/// [`View`](crate::View)), so an instance with `capacity` windows per CPU maps 1 to
+/// `2 * capacity - 1` pages in one view; any other size could never be mapped, on
+/// any CPU, so it is a bug (not an error to handle).
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn view_size(pages: usize, capacity: usize) -> ! {
+    panic!(
+        "quickmap: view size: a view of {pages} page(s) cannot be mapped: with {capacity} windows \
+         per CPU a view maps 1 to {} pages (one of K pages takes K / 2 + 1 adjacent windows); \
+         split the work into views of at most that many pages",
+        2 * capacity - 1
+    )
+}
+
+/// *"calls to pmap_quick_enter_page() must not be nested"*, for views: the calling CPU
+/// has no run of `needed` adjacent free windows for a view of `pages` pages (a
+/// [`ViewError`](crate::ViewError) from `try_map_pages` and `try_map_range`).
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn no_room_for_view(
+    cpu: usize,
+    pages: usize,
+    needed: usize,
+    in_use: u32,
+    capacity: usize,
+) -> ! {
+    panic!(
+        "quickmap: no room for the view: a view of {pages} page(s) needs {needed} adjacent free \
+         windows, but CPU {cpu} has windows {in_use:#b} of its {capacity} in use; remove mappings \
+         of this CPU first, or map fewer pages at once (or use `try_map_pages`/`try_map_range` \
+         where running out is expected)"
+    )
+}
+
+/// A byte access through a view must stay inside the view's pages: the page after the
+/// view is its guard page.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn access_outside_view(offset: usize, len: usize, view_len: usize) -> ! {
+    panic!(
+        "quickmap: access outside the view: {len} bytes at offset {offset} run past the \
+         {view_len}-byte view ({} page(s)); keep offset + length within the view",
+        view_len / PAGE_SIZE
+    )
+}

@@ -9,7 +9,15 @@
 //!   address nor another CPU's invalidation replaces it. A backend that forgets an
 //!   invalidation therefore reads stale data, and the tests see it;
 //! - threads that run on CPUs, critical sections that forbid preempting or migrating
-//!   them, and interrupts that nest on the CPU they arrive on.
+//!   them, and interrupts that nest on the CPU they arrive on;
+//! - what context the code runs in (an interrupt handler or a thread, how many spin
+//!   locks its CPU holds), so that either [`ContextPolicy`] runs: the default
+//!   ([`SimMachine::platform`]) or FreeBSD's
+//!   ([`SimMachine::platform_with_policy`]`::<`[`FreeBsdPolicy`]`>`).
+//!
+//! Its [`SimMmu`] moves bytes in the simulated memory: it overrides all four byte
+//! movers of [`Mmu`], whose defaults would dereference the simulated kernel addresses
+//! in the host process (see [`Mmu`]'s documentation).
 //!
 //! The machine is deterministic: the test says which CPU executes next
 //! ([`SimMachine::on_cpu`]), when a thread is preempted or migrated, and when an
@@ -34,6 +42,7 @@
 
 extern crate std;
 
+use core::marker::PhantomData;
 use std::boxed::Box;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -47,7 +56,7 @@ use crate::layout::DirectMap;
 use crate::mmu::{Mmu, Window};
 use crate::page::{HeldPage, MemoryAttribute};
 use crate::percpu::CpuWindows;
-use crate::platform::{ExecutionContext, Platform};
+use crate::platform::{ContextPolicy, ExecutionContext, Platform};
 use crate::quick_map::{Config, QuickMap};
 
 /// Where the simulated kernel keeps its windows.
@@ -107,6 +116,8 @@ impl fmt::Display for SchedError {
     }
 }
 
+impl std::error::Error for SchedError {}
+
 /// What the simulated hardware did, for tests that count events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SimCounters {
@@ -137,6 +148,8 @@ struct SimCpu {
     running: ThreadId,
     /// Critical depth of each interrupt frame active on this CPU, innermost last.
     interrupt_frames: Vec<u32>,
+    /// Spin locks held by what executes on this CPU (see `set_spin_locks_held`).
+    spin_locks_held: u32,
     tlb: HashMap<usize, Translation>,
 }
 
@@ -146,7 +159,6 @@ struct State {
     cpus: Vec<SimCpu>,
     threads: Vec<SimThread>,
     executing: usize,
-    spin_locks_held: u32,
     counters: SimCounters,
 }
 
@@ -208,6 +220,7 @@ impl SimMachine {
             .map(|cpu| SimCpu {
                 running: ThreadId(cpu),
                 interrupt_frames: Vec::new(),
+                spin_locks_held: 0,
                 tlb: HashMap::new(),
             })
             .collect();
@@ -226,7 +239,6 @@ impl SimMachine {
                 cpus,
                 threads,
                 executing: 0,
-                spin_locks_held: 0,
                 counters: SimCounters::default(),
             }),
         }
@@ -279,9 +291,19 @@ impl SimMachine {
         QuickMap::new(config, platform, mmu, windows).unwrap_or_else(|error| panic!("{error}"))
     }
 
-    /// The platform side (CPU identity, critical sections).
+    /// The platform side (CPU identity, critical sections), with the default
+    /// [`ContextPolicy::Anywhere`].
     pub fn platform(&self) -> SimPlatform<'_> {
-        SimPlatform { machine: self }
+        self.platform_with_policy()
+    }
+
+    /// The platform side with the context policy `C`: [`FreeBsdPolicy`] for a kernel
+    /// that enforces the man page's context rules (see [`SimPlatform`]).
+    pub fn platform_with_policy<C: SimContextPolicy>(&self) -> SimPlatform<'_, C> {
+        SimPlatform {
+            machine: self,
+            _policy: PhantomData,
+        }
     }
 
     /// The MMU side.
@@ -405,9 +427,16 @@ impl SimMachine {
         result
     }
 
-    /// Take or drop a simulated spin lock (only counted, for context checks).
+    /// Set how many spin locks the code on the executing CPU holds: only counted,
+    /// for the checks of [`ContextPolicy::FreeBsd`] (see [`FreeBsdPolicy`]). The count
+    /// is the CPU's: other CPUs do not see it, and since a spin lock's holder is neither
+    /// preempted nor interrupted before it lets go, a test that switches threads or
+    /// delivers an interrupt on the CPU while it is not zero models what a kernel does
+    /// not do.
     pub fn set_spin_locks_held(&self, held: u32) {
-        self.state.borrow_mut().spin_locks_held = held;
+        let mut state = self.state.borrow_mut();
+        let cpu = state.executing;
+        state.cpus[cpu].spin_locks_held = held;
     }
 
     /// Critical-section depth of `thread`.
@@ -546,15 +575,73 @@ fn page_number(va: VirtAddr) -> usize {
     va.0 / PAGE_SIZE
 }
 
-/// The simulated CPU identity and critical sections.
-#[derive(Clone, Copy)]
-pub struct SimPlatform<'m> {
+/// The simulated CPU identity and critical sections, and the [`ContextPolicy`] `C`
+/// chooses: the default [`AnywherePolicy`], or [`FreeBsdPolicy`]
+/// ([`SimMachine::platform_with_policy`]).
+///
+/// It reports the context as [`ExecutionContext`]: every handler that
+/// [`SimMachine::interrupt`] runs is primary interrupt context, and the spin locks are
+/// those [`SimMachine::set_spin_locks_held`] gave the executing CPU. A FreeBSD interrupt
+/// thread is a thread: [`spawn`](SimMachine::spawn) one and
+/// [`switch_to`](SimMachine::switch_to) it.
+///
+/// ```should_panic
+/// use quickmap::sim::{FreeBsdPolicy, SimConfig, SimMachine, SimPage};
+///
+/// let machine = SimMachine::new(SimConfig::default());
+/// let quickmap = machine.quickmap_with::<_, _, 4, quickmap::Strict>(
+///     machine.quickmap_config(),
+///     machine.platform_with_policy::<FreeBsdPolicy>(),
+///     machine.mmu(),
+/// );
+/// let page = SimPage::high_memory(&machine, 0);
+/// quickmap.map(&page).write_u64(0, 1); // a thread, no spin lock: allowed
+/// // "in all thread contexts except primary interrupt context": panics.
+/// machine.interrupt(|| quickmap.map(&page).write_u64(0, 2));
+/// ```
+pub struct SimPlatform<'m, C = AnywherePolicy> {
     machine: &'m SimMachine,
+    _policy: PhantomData<C>,
+}
+
+impl<C> Clone for SimPlatform<'_, C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C> Copy for SimPlatform<'_, C> {}
+
+/// A [`ContextPolicy`] chosen by a type, so that [`SimPlatform`] can have either (the
+/// policy is an associated constant of [`Platform`]).
+pub trait SimContextPolicy {
+    /// The policy.
+    const POLICY: ContextPolicy;
+}
+
+/// [`ContextPolicy::Anywhere`], the default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AnywherePolicy;
+
+impl SimContextPolicy for AnywherePolicy {
+    const POLICY: ContextPolicy = ContextPolicy::Anywhere;
+}
+
+/// [`ContextPolicy::FreeBsd`]: `enter` (and `map`, and the page work on top) panics in
+/// primary interrupt context and under a spin lock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FreeBsdPolicy;
+
+impl SimContextPolicy for FreeBsdPolicy {
+    const POLICY: ContextPolicy = ContextPolicy::FreeBsd;
 }
 
 // SAFETY: the simulated scheduler refuses to preempt or migrate a thread whose critical
 // depth is not zero, and interrupt frames are strictly nested by `SimMachine::interrupt`.
-unsafe impl Platform for SimPlatform<'_> {
+// The policy changes only which contexts quickmap refuses.
+unsafe impl<C: SimContextPolicy> Platform for SimPlatform<'_, C> {
+    const CONTEXT_POLICY: ContextPolicy = C::POLICY;
+
     fn current_cpu(&self) -> usize {
         self.machine.executing_cpu()
     }
@@ -589,9 +676,10 @@ unsafe impl Platform for SimPlatform<'_> {
 
     fn execution_context(&self) -> ExecutionContext {
         let state = self.machine.state.borrow();
+        let cpu = &state.cpus[state.executing];
         ExecutionContext {
-            in_primary_interrupt: !state.cpus[state.executing].interrupt_frames.is_empty(),
-            spin_locks_held: state.spin_locks_held,
+            in_primary_interrupt: !cpu.interrupt_frames.is_empty(),
+            spin_locks_held: cpu.spin_locks_held,
         }
     }
 }

@@ -21,13 +21,15 @@ pub struct Stats {
     /// `enter` calls that returned a direct-map address: no page-table write. (May
     /// undercount under races; see the module documentation.)
     pub direct_map_hits: u64,
-    /// `enter` calls that mapped a window: one page-table write each.
+    /// `enter` calls that mapped a window: one page-table write each. A view counts
+    /// one for each of its pages.
     pub window_maps: u64,
     /// `enter` calls that took back a window whose entry still mapped the page (deferred
     /// instances): no page-table write, no invalidation.
     pub window_reuses: u64,
-    /// Local single-page TLB invalidations (strict: one per window `remove`; deferred:
-    /// one per `remove` of a page that is not write-back).
+    /// Local single-page TLB invalidations (strict: one per window `remove`, and one per
+    /// page of a view when it drops; deferred: one per `remove` of a page that is not
+    /// write-back).
     pub invalidations: u64,
     /// Local full TLB flushes (deferred instances: one each time a CPU runs out of
     /// clean windows). May undercount under a race (see the module documentation).

@@ -194,7 +194,7 @@ fn freebsd_policy_forbids_spin_locks() {
     let machine = machine();
     let quickmap = machine.quickmap_with::<_, _, 4, quickmap::Strict>(
         machine.quickmap_config(),
-        common::FreeBsdRules(machine.platform()),
+        machine.platform_with_policy::<quickmap::sim::FreeBsdPolicy>(),
         machine.mmu(),
     );
     machine.set_spin_locks_held(1);
@@ -211,7 +211,7 @@ fn freebsd_policy_forbids_primary_interrupt_context() {
     let machine = machine();
     let quickmap = machine.quickmap_with::<_, _, 4, quickmap::Strict>(
         machine.quickmap_config(),
-        common::FreeBsdRules(machine.platform()),
+        machine.platform_with_policy::<quickmap::sim::FreeBsdPolicy>(),
         machine.mmu(),
     );
     machine.interrupt(|| drop(quickmap.map(&SimPage::high_memory(&machine, 0))));
@@ -579,7 +579,7 @@ fn rule_panics_of_the_freebsd_context_policy_point_at_the_caller() {
     let machine = machine();
     let qm = machine.quickmap_with::<_, _, 4, quickmap::Strict>(
         machine.quickmap_config(),
-        common::FreeBsdRules(machine.platform()),
+        machine.platform_with_policy::<quickmap::sim::FreeBsdPolicy>(),
         machine.mmu(),
     );
     let page = SimPage::high_memory(&machine, 0);
@@ -620,4 +620,29 @@ fn rule_panics_of_an_unknown_cpu_point_at_the_caller() {
     assert_rule!(qm.try_map(&page), "unknown CPU");
     assert_rule!(qm.flush_local(), "unknown CPU");
     assert_rule!(qm.assert_may_sleep(), "unknown CPU");
+}
+
+#[test]
+fn rule_panics_of_views_point_at_the_caller() {
+    let machine = machine();
+    let qm = machine.quickmap::<2>();
+    let page = |i| SimPage::high_memory(&machine, i);
+    let pages = [page(0), page(1), page(2), page(3)];
+    let beyond = [page(0), SimPage::new(64)];
+    assert_rule!(qm.map_pages(&pages), "view size");
+    assert_rule!(qm.try_map_pages(&pages[..0]), "view size");
+    assert_rule!(qm.map_pages(&beyond), "page out of range");
+    let view = qm.map_pages(&pages[..2]); // both windows: 2 pages and the guard
+    assert_rule!(view.read_u32(2 * PAGE_SIZE - 2), "access outside the view");
+    assert_rule!(qm.map_pages(&pages[2..3]), "no room for the view");
+    assert_rule!(qm.assert_may_sleep(), "sleep while mapped");
+    drop(view);
+    let freebsd = machine.quickmap_with::<_, _, 4, quickmap::Strict>(
+        machine.quickmap_config(),
+        machine.platform_with_policy::<quickmap::sim::FreeBsdPolicy>(),
+        machine.mmu(),
+    );
+    machine.set_spin_locks_held(1);
+    assert_rule!(freebsd.map_pages(&pages), "called under a spin lock");
+    machine.set_spin_locks_held(0);
 }

@@ -1,120 +1,53 @@
 //! Command-line parsing: turns `cargo xtask <command> [options]` into a validated
-//! [`Command`], or a [`UsageError`] whose message fits on one line.
+//! [`Command`], or one line that says what is wrong with it.
 //!
-//! Hand-written rather than `clap`: the tool promises ONE error line and exit status 2
-//! for any bad input, and a dozen options do not justify a dependency plus the
-//! configuration needed to tame clap's multi-line usage output.
+//! clap reads the line ([`Cli`]): the commands, their options and defaults, the options
+//! that exclude each other, and each value through a small parser that says what is
+//! wrong with it (`--cpus 0: must be between 1 and 16`). What depends on two options
+//! (a direct map within the guest memory, `--icount` on one CPU, `--invalidation
+//! deferred` on at most 8) is checked after parsing, by the `validate` functions.
+//!
+//! The tool promises ONE error line and exit status 2 for a bad command line, where
+//! clap prints its message, a usage line and a tip over several lines. So a clap error
+//! is rendered here ([`error_line`]) from its kind and context, naming the option as
+//! the user typed it; `help`, `--help` and `-h` keep clap's full text.
 
-use std::fmt;
+use std::error::Error as _;
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Text printed by `cargo xtask help`.
-pub const USAGE: &str = "\
-usage: cargo xtask <command> [options]
-
-commands:
-  build              build the qmk kernel and print the ELF path
-  run                build the kernel and run its page workload (mode=run) with a live
-                     progress bar, then print a summary table
-  test               run every test: host (cargo test, fmt, clippy), then the kernel
-                     part: static check of the ELF, the kernel suite, a short workload
-  bench              boot the benchmark (mode=bench): the checked and the lean kernel
-                     once each with icount on 1 CPU, the checked one once per CPU count;
-                     print tables, check targets, write bench.json and throughput.svg
-  help               print this text
-
-options for run, test and bench:
-  --cpus N           CPUs to boot, 1..=16 (run: default 4); `test` and `bench` take a
-                     list, e.g. 1,2,4 (test: default 1,2,4,8, or 1 with --icount, one
-                     kernel suite per count; bench: default 1,2,4, one throughput boot
-                     per count)
-  --memory MiB       guest memory, at least 128 (default 2048)
-  --dmap MiB         size of the kernel's direct map: even, at least 32, at most --memory
-                     (default 64 for run and bench, so most memory is high memory; 256
-                     for test)
-  --timeout SECONDS  kill QEMU after this long, per boot (default 300)
-  --seed N           seed (u64) passed to the kernel
-  --verbose          show the QEMU command line (and, for test, all serial output)
-
-options for run and test:
-  --icount           deterministic instruction counting (-icount shift=0); 1 CPU, TCG only
-  --kvm              use KVM instead of TCG (opt-in; TCG is the supported accelerator)
-
-options for run only:
-  --ops N            stop the workload after N operations in all (ops=N)
-  --secs N           stop the workload after N seconds of guest time (secs=N); give
-                     --ops or --secs, not both (neither: the kernel's default)
-  --invalidation MODE
-                     the kernel's quickmap instance the workload drives (invalidation=
-                     MODE): strict (default; every remove invalidates) or deferred
-                     (removed windows stay mapped until a local full flush; needs
-                     --cpus 8 or fewer)
-
-options for test only:
-  --test FILTER      run only kernel tests whose name contains FILTER (exact name wins);
-                     skips the static check and the workload
-  --host-only        run only the host tests
-  --kernel-only      run only the kernel part
-  --no-workload      skip the short workload boots after the kernel suites (run-workload:
-                     mode=run ops=10000 on 4 CPUs, 1 with --icount; once with each
-                     invalidation, strict and deferred)
-
-options for bench only:
-  --pairs N          enter+access+remove pairs per variant (pairs=N; default: the
-                     kernel's)
-  --out DIR          where bench.json and throughput.svg go (default target/bench)
-
-options for build:
-  --verbose          show the cargo command
-
-environment:
-  QMK_QEMU=PATH      QEMU binary to use (default: qemu-system-x86_64 from PATH)
-  QMK_KERNEL=PATH    boot this ELF instead of building qmk/
-  QMK_OBJDUMP=PATH   objdump for the static check (default: objdump from PATH)
-  QMK_LOG_DIR=DIR    where serial logs go (default: target/qmk-logs)
-
-exit status: 0 success, 1 a build, boot or test failed (run: the workload failed or
-found a mismatch; bench: a boot failed or a variant is missing, while a missed target
-is reported but not a failure), 2 bad command line";
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// Fewest and most CPUs a boot may have; 16 is what the kernel's per-CPU tables hold.
-pub const CPU_RANGE: std::ops::RangeInclusive<u32> = 1..=16;
+const CPU_RANGE: std::ops::RangeInclusive<u32> = 1..=16;
 /// Smallest guest memory (MiB) the kernel is expected to boot in.
-pub const MIN_MEMORY_MIB: u32 = 128;
+const MIN_MEMORY_MIB: u32 = 128;
 /// Largest guest memory (MiB) accepted: a sanity bound against typos, not a QEMU limit.
-pub const MAX_MEMORY_MIB: u32 = 1024 * 1024;
+const MAX_MEMORY_MIB: u32 = 1024 * 1024;
 /// Default guest memory (MiB): large enough that most of it lies above the direct map.
-pub const DEFAULT_MEMORY_MIB: u32 = 2048;
+const DEFAULT_MEMORY_MIB: u32 = 2048;
 /// Default direct-map size (MiB) for `test`; memory above it is reachable only through
 /// quickmap.
-pub const DEFAULT_DMAP_MIB: u32 = 256;
+const DEFAULT_DMAP_MIB: u32 = 256;
 /// Default direct-map size (MiB) for `run` and `bench`: small, so that most of the
 /// guest's memory is high memory and the window path does most of the work.
-pub const DEFAULT_WORKLOAD_DMAP_MIB: u32 = 64;
+const DEFAULT_WORKLOAD_DMAP_MIB: u32 = 64;
 /// Smallest direct map (MiB) the kernel accepts (`docs/kernel-protocol.md`).
-pub const MIN_DMAP_MIB: u32 = 32;
+const MIN_DMAP_MIB: u32 = 32;
 /// Default CPUs of `cargo xtask run`: enough for the per-CPU windows to matter.
-pub const DEFAULT_RUN_CPUS: u32 = 4;
+const DEFAULT_RUN_CPUS: u32 = 4;
 /// Default CPU counts of `cargo xtask test`: one kernel suite each, so SMP,
 /// migration and shootdowns are exercised at every scale the kernel is tested at.
-pub const DEFAULT_TEST_CPUS: [u32; 4] = [1, 2, 4, 8];
+const DEFAULT_TEST_CPUS: [u32; 4] = [1, 2, 4, 8];
 /// Default CPU counts of the benchmark's throughput boots.
-pub const DEFAULT_BENCH_CPUS: [u32; 3] = [1, 2, 4];
-/// Default per-boot timeout: generous, because TCG with many CPUs is slow.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_BENCH_CPUS: [u32; 3] = [1, 2, 4];
+/// Default per-boot timeout in seconds: generous, because TCG with many CPUs is slow.
+const DEFAULT_TIMEOUT_SECS: u64 = 300;
 /// Most CPUs the kernel's deferred quickmap instance serves (its windows fill one page
 /// table; `DEFERRED_MAX_CPUS` in `qmk/src/vm/quick.rs`).
-pub const DEFERRED_MAX_CPUS: u32 = 8;
-
-/// A bad command line. The message names the option and the problem, on one line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageError(pub String);
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+const DEFERRED_MAX_CPUS: u32 = 8;
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,8 +60,6 @@ pub enum Command {
     Test(TestOptions),
     /// `cargo xtask bench`.
     Bench(BenchOptions),
-    /// `cargo xtask help` (or `--help`, `-h`).
-    Help,
 }
 
 /// Options of `cargo xtask build`.
@@ -153,12 +84,13 @@ pub struct RunOptions {
 
 /// Which of the kernel's quickmap instances the workload drives (`invalidation=` on the
 /// kernel command line; `docs/kernel-protocol.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum Invalidation {
     /// Every remove invalidates (the kernel's default).
     #[default]
     Strict,
-    /// Removed write-back windows stay mapped until the CPU's next local full flush.
+    /// Removed write-back windows stay mapped until the CPU's next local full flush;
+    /// needs --cpus 8 or fewer.
     Deferred,
 }
 
@@ -210,7 +142,7 @@ pub struct BenchOptions {
     /// `pairs=` for the kernel; `None` leaves it to the kernel.
     pub pairs: Option<u64>,
     /// Directory for `bench.json` and `throughput.svg`; `None` means `target/bench`.
-    pub out_dir: Option<std::path::PathBuf>,
+    pub out_dir: Option<PathBuf>,
 }
 
 /// Options of `cargo xtask test`.
@@ -280,564 +212,635 @@ pub struct MachineOptions {
     pub verbose: bool,
 }
 
-/// Every option the tool knows, whichever command accepts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OptionName {
-    Cpus,
-    Memory,
-    Dmap,
-    Timeout,
-    Icount,
-    Test,
-    Seed,
-    Kvm,
-    Verbose,
-    HostOnly,
-    KernelOnly,
-    NoWorkload,
-    Ops,
-    Secs,
-    Pairs,
-    Out,
-    Invalidation,
+/// Why the command line gives nothing to run.
+#[derive(Debug)]
+pub enum CliError {
+    /// `help`, `--help` or `-h`, of the tool or of a command: clap's help text, which
+    /// [`clap::Error::print`] writes to stdout. Exit status 0.
+    Help(clap::Error),
+    /// A bad command line: what is wrong, on one line. Exit status 2.
+    Usage(String),
 }
 
-impl OptionName {
-    const ALL: [OptionName; 17] = [
-        OptionName::Cpus,
-        OptionName::Memory,
-        OptionName::Dmap,
-        OptionName::Timeout,
-        OptionName::Icount,
-        OptionName::Test,
-        OptionName::Seed,
-        OptionName::Kvm,
-        OptionName::Verbose,
-        OptionName::HostOnly,
-        OptionName::KernelOnly,
-        OptionName::NoWorkload,
-        OptionName::Ops,
-        OptionName::Secs,
-        OptionName::Pairs,
-        OptionName::Out,
-        OptionName::Invalidation,
-    ];
-
-    fn spelling(self) -> &'static str {
-        match self {
-            OptionName::Cpus => "--cpus",
-            OptionName::Memory => "--memory",
-            OptionName::Dmap => "--dmap",
-            OptionName::Timeout => "--timeout",
-            OptionName::Icount => "--icount",
-            OptionName::Test => "--test",
-            OptionName::Seed => "--seed",
-            OptionName::Kvm => "--kvm",
-            OptionName::Verbose => "--verbose",
-            OptionName::HostOnly => "--host-only",
-            OptionName::KernelOnly => "--kernel-only",
-            OptionName::NoWorkload => "--no-workload",
-            OptionName::Ops => "--ops",
-            OptionName::Secs => "--secs",
-            OptionName::Pairs => "--pairs",
-            OptionName::Out => "--out",
-            OptionName::Invalidation => "--invalidation",
-        }
-    }
-
-    fn takes_value(self) -> bool {
-        matches!(
-            self,
-            OptionName::Cpus
-                | OptionName::Memory
-                | OptionName::Dmap
-                | OptionName::Timeout
-                | OptionName::Test
-                | OptionName::Seed
-                | OptionName::Ops
-                | OptionName::Secs
-                | OptionName::Pairs
-                | OptionName::Out
-                | OptionName::Invalidation
-        )
-    }
-
-    fn from_spelling(spelling: &str) -> Option<OptionName> {
-        Self::ALL.into_iter().find(|o| o.spelling() == spelling)
-    }
-}
-
-/// The commands that take options, used to say which options each accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CommandName {
-    Build,
-    Run,
-    Test,
-    Bench,
-}
-
-impl CommandName {
-    fn accepts(self, option: OptionName) -> bool {
-        use OptionName::*;
-        let machine = matches!(option, Cpus | Memory | Dmap | Timeout | Seed | Verbose);
-        match self {
-            CommandName::Build => option == Verbose,
-            CommandName::Run => {
-                machine || matches!(option, Icount | Kvm | Ops | Secs | Invalidation)
-            }
-            CommandName::Test => {
-                machine
-                    || matches!(
-                        option,
-                        Icount | Kvm | Test | HostOnly | KernelOnly | NoWorkload
-                    )
-            }
-            // Bench chooses icount per boot itself, and its throughput figures are
-            // TCG figures (DESIGN.md §5), so neither --icount nor --kvm applies.
-            CommandName::Bench => machine || matches!(option, Pairs | Out),
-        }
-    }
-
-    fn spelling(self) -> &'static str {
-        match self {
-            CommandName::Build => "build",
-            CommandName::Run => "run",
-            CommandName::Test => "test",
-            CommandName::Bench => "bench",
-        }
-    }
-}
-
-/// Options as typed, before validation: value options keep their text so that error
-/// messages can quote it.
-#[derive(Debug, Default)]
-struct RawOptions {
-    values: Vec<(OptionName, String)>,
-    flags: Vec<OptionName>,
-}
-
-impl RawOptions {
-    fn value(&self, name: OptionName) -> Option<&str> {
-        self.values
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn flag(&self, name: OptionName) -> bool {
-        self.flags.contains(&name)
-    }
-
-    fn seen(&self, name: OptionName) -> bool {
-        self.flag(name) || self.value(name).is_some()
-    }
-}
-
-/// Parses the arguments after `cargo xtask` (program name excluded).
-pub fn parse_args<I, S>(args: I) -> Result<Command, UsageError>
+/// Parses the command line, program name first (as [`std::env::args_os`] gives it).
+pub fn parse_args<I, T>(args: I) -> Result<Command, CliError>
 where
-    I: IntoIterator<Item = S>,
-    S: Into<String>,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
 {
-    let mut args = args.into_iter().map(Into::into);
-    let command = match args.next().as_deref() {
-        None => {
-            return Err(usage(
-                "missing command (expected build, run, test, bench or help; see `cargo xtask \
-                 help`)",
-            ))
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = Cli::try_parse_from(&args).map_err(|error| match error.kind() {
+        ErrorKind::DisplayHelp => CliError::Help(error),
+        _ => CliError::Usage(error_line(&error, command_name(&args).as_deref())),
+    })?;
+    cli.command.validate().map_err(CliError::Usage)
+}
+
+/// Builds, boots and tests the qmk kernel, the proving ground of quickmap.
+#[derive(Debug, Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    max_term_width = 100,
+    // No command is an error line like any other, not the help text on stderr.
+    arg_required_else_help = false,
+    after_help = "\
+Environment:
+  QMK_QEMU=PATH     QEMU binary to use (default: qemu-system-x86_64 from PATH)
+  QMK_KERNEL=PATH   boot this ELF instead of building qmk/
+  QMK_OBJDUMP=PATH  objdump for the static check (default: objdump from PATH)
+  QMK_LOG_DIR=DIR   where serial logs go (default: target/qmk-logs)
+
+Exit status: 0 success, 1 a build, boot or test failed (run: the workload failed or
+found a mismatch; bench: a boot failed or a variant is missing, while a missed target
+is reported but not a failure), 2 bad command line.
+
+`cargo xtask help <command>` lists a command's options."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: CommandArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum CommandArgs {
+    /// Build the qmk kernel and print the ELF path.
+    Build(BuildArgs),
+    /// Build the kernel and run its page workload (mode=run) with a live progress bar,
+    /// then print a summary table.
+    Run(RunArgs),
+    /// Run every test: host (cargo test, fmt, clippy), then the kernel part: static
+    /// check of the ELF, the kernel suite, a short workload.
+    Test(TestArgs),
+    /// Boot the benchmark (mode=bench): the checked and the lean kernel once each with
+    /// icount on 1 CPU, the checked one once per CPU count; print tables, check
+    /// targets, write bench.json and throughput.svg.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// Show the cargo command.
+    #[arg(long)]
+    verbose: bool,
+}
+
+// Here and in `TestArgs` and `BenchArgs`, numeric options take `-1` as their value, so
+// that it is reported as not a whole number rather than as an unknown option `-1`.
+#[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
+struct RunArgs {
+    /// CPUs to boot, 1..=16.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RUN_CPUS,
+          value_parser = one_cpu_count)]
+    cpus: u32,
+    #[command(flatten)]
+    machine: MachineArgs,
+    #[command(flatten)]
+    accel: AccelArgs,
+    /// Stop the workload after N operations in all (ops=N).
+    #[arg(long, value_name = "N", value_parser = at_least_one, conflicts_with = "secs")]
+    ops: Option<u64>,
+    /// Stop the workload after N seconds of guest time (secs=N). Neither --ops nor
+    /// --secs: the kernel's default.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    secs: Option<u64>,
+    /// The kernel's quickmap instance the workload drives (invalidation=MODE).
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = Invalidation::Strict)]
+    invalidation: Invalidation,
+}
+
+#[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
+struct TestArgs {
+    /// CPU counts, one kernel suite each, e.g. 1,2,4 [default: 1,2,4,8, or 1 with
+    /// --icount].
+    #[arg(long, value_name = "LIST", value_parser = cpu_list)]
+    cpus: Option<CpuList>,
+    #[command(flatten)]
+    machine: MachineArgs,
+    #[command(flatten)]
+    accel: AccelArgs,
+    /// Run only kernel tests whose name contains FILTER (exact name wins); skips the
+    /// static check and the workload.
+    #[arg(long = "test", value_name = "FILTER", value_parser = kernel_test_filter,
+          conflicts_with = "host_only")]
+    filter: Option<String>,
+    /// Run only the host tests.
+    #[arg(long, conflicts_with = "kernel_only")]
+    host_only: bool,
+    /// Run only the kernel part.
+    #[arg(long)]
+    kernel_only: bool,
+    /// Skip the short workload boots after the kernel suites (run-workload: mode=run
+    /// ops=10000 on 4 CPUs, 1 with --icount; once with each invalidation, strict and
+    /// deferred).
+    #[arg(long, conflicts_with = "host_only")]
+    no_workload: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
+struct BenchArgs {
+    /// CPU counts of the throughput boots, one boot each, e.g. 1,2,4 [default: 1,2,4].
+    #[arg(long, value_name = "LIST", value_parser = cpu_list)]
+    cpus: Option<CpuList>,
+    #[command(flatten)]
+    machine: MachineArgs,
+    /// Enter+access+remove pairs per variant (pairs=N) [default: the kernel's].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pairs: Option<u64>,
+    /// Where bench.json and throughput.svg go [default: target/bench].
+    #[arg(long = "out", value_name = "DIR", value_parser = out_dir)]
+    out_dir: Option<PathBuf>,
+}
+
+/// The options of every command that boots the kernel.
+#[derive(Debug, Args)]
+struct MachineArgs {
+    /// Guest memory in MiB, at least 128.
+    #[arg(long, value_name = "MiB", default_value_t = DEFAULT_MEMORY_MIB,
+          value_parser = memory_mib)]
+    memory: u32,
+    /// Size of the kernel's direct map in MiB: even, at least 32, at most --memory
+    /// [default: 64 for run and bench, so that most memory is high memory; 256 for
+    /// test].
+    #[arg(long, value_name = "MiB", value_parser = dmap_mib)]
+    dmap: Option<u32>,
+    /// Kill QEMU after this long, per boot.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TIMEOUT_SECS,
+          value_parser = timeout_seconds)]
+    timeout: u64,
+    /// Seed (u64) passed to the kernel.
+    #[arg(long, value_name = "N", value_parser = whole_number::<u64>)]
+    seed: Option<u64>,
+    /// Show the QEMU command line (and, for test, all serial output).
+    #[arg(long)]
+    verbose: bool,
+}
+
+/// How QEMU runs the CPUs, for `run` and `test` (`bench` chooses icount per boot
+/// itself, and its throughput figures are TCG figures, DESIGN.md §5).
+#[derive(Debug, Args, Default)]
+struct AccelArgs {
+    /// Deterministic instruction counting (-icount shift=0); 1 CPU, TCG only.
+    #[arg(long, conflicts_with = "kvm")]
+    icount: bool,
+    /// Use KVM instead of TCG (opt-in; TCG is the supported accelerator).
+    #[arg(long)]
+    kvm: bool,
+}
+
+/// The value of `--cpus` for `test` and `bench`: CPU counts, in order, no repeats.
+#[derive(Debug, Clone)]
+struct CpuList(Vec<u32>);
+
+/// The options that exclude each other (`conflicts_with` above) and why: clap knows
+/// only that they do, and the error line should say why.
+const CONFLICTS: [(&str, &str, &str); 5] = [
+    ("--host-only", "--kernel-only", "give neither to run both"),
+    (
+        "--test",
+        "--host-only",
+        "the filter selects kernel tests, and --host-only skips the kernel suite",
+    ),
+    (
+        "--no-workload",
+        "--host-only",
+        "the workload is part of the kernel half, which --host-only skips already",
+    ),
+    (
+        "--ops",
+        "--secs",
+        "give a number of operations or a duration, not both",
+    ),
+    ("--icount", "--kvm", "instruction counting is a TCG feature"),
+];
+
+impl CommandArgs {
+    /// The checks clap cannot express: those between two options' values.
+    fn validate(self) -> Result<Command, String> {
+        match self {
+            CommandArgs::Build(args) => Ok(Command::Build(BuildOptions {
+                verbose: args.verbose,
+            })),
+            CommandArgs::Run(args) => args.validate().map(Command::Run),
+            CommandArgs::Test(args) => args.validate().map(Command::Test),
+            CommandArgs::Bench(args) => args.validate().map(Command::Bench),
         }
-        Some("help" | "--help" | "-h") => return Ok(Command::Help),
-        Some("build") => CommandName::Build,
-        Some("run") => CommandName::Run,
-        Some("test") => CommandName::Test,
-        Some("bench") => CommandName::Bench,
-        Some(other) => {
-            return Err(usage(format!(
-                "unknown command '{other}' (expected build, run, test, bench or help)"
-            )))
-        }
-    };
-    let raw = collect_options(command, args)?;
-    match command {
-        CommandName::Build => Ok(Command::Build(BuildOptions {
-            verbose: raw.flag(OptionName::Verbose),
-        })),
-        CommandName::Run => validate_run(&raw).map(Command::Run),
-        CommandName::Test => validate_test(&raw).map(Command::Test),
-        CommandName::Bench => validate_bench(&raw).map(Command::Bench),
     }
 }
 
-fn usage(message: impl Into<String>) -> UsageError {
-    UsageError(message.into())
+impl RunArgs {
+    fn validate(self) -> Result<RunOptions, String> {
+        let machine =
+            self.machine
+                .validate(&[self.cpus], &self.accel, DEFAULT_WORKLOAD_DMAP_MIB)?;
+        if self.invalidation == Invalidation::Deferred && self.cpus > DEFERRED_MAX_CPUS {
+            return Err(format!(
+                "--invalidation deferred: needs --cpus {DEFERRED_MAX_CPUS} or fewer (the \
+                 kernel's deferred quickmap instance serves at most {DEFERRED_MAX_CPUS} CPUs; \
+                 {} asked)",
+                self.cpus
+            ));
+        }
+        Ok(RunOptions {
+            cpus: self.cpus,
+            machine,
+            // clap lets one of the two through at most.
+            stop: self
+                .ops
+                .map(WorkloadStop::Ops)
+                .or(self.secs.map(WorkloadStop::Secs)),
+            invalidation: self.invalidation,
+        })
+    }
 }
 
-/// Splits `--name value` / `--name=value` / `--flag`, rejecting unknown, misplaced and
-/// repeated options.
-fn collect_options(
-    command: CommandName,
-    mut args: impl Iterator<Item = String>,
-) -> Result<RawOptions, UsageError> {
-    let mut raw = RawOptions::default();
-    while let Some(arg) = args.next() {
-        if arg == "-h" || arg == "--help" {
-            return Err(usage(format!(
-                "{arg}: use `cargo xtask help` for the list of options"
-            )));
-        }
-        if !arg.starts_with("--") {
-            return Err(usage(format!(
-                "unexpected argument '{arg}' for `cargo xtask {}` (options start with --)",
-                command.spelling()
-            )));
-        }
-        let (spelling, inline_value) = match arg.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_string())),
-            None => (arg.as_str(), None),
+impl TestArgs {
+    fn validate(self) -> Result<TestOptions, String> {
+        // icount runs on one CPU only (QEMU 7.2 hangs starting a second one), so
+        // `--icount` without `--cpus` means one CPU rather than an error.
+        let cpu_counts = match self.cpus {
+            Some(CpuList(counts)) => counts,
+            None if self.accel.icount => vec![1],
+            None => DEFAULT_TEST_CPUS.to_vec(),
         };
-        let Some(name) = OptionName::from_spelling(spelling) else {
-            return Err(usage(format!(
-                "unknown option '{spelling}' for `cargo xtask {}`",
-                command.spelling()
-            )));
+        let machine = self
+            .machine
+            .validate(&cpu_counts, &self.accel, DEFAULT_DMAP_MIB)?;
+        // clap lets one of the two through at most.
+        let scope = match (self.host_only, self.kernel_only) {
+            (true, _) => TestScope::HostOnly,
+            (_, true) => TestScope::KernelOnly,
+            _ => TestScope::All,
         };
-        if !command.accepts(name) {
-            return Err(usage(format!(
-                "{spelling}: not an option of `cargo xtask {}`",
-                command.spelling()
-            )));
-        }
-        if raw.seen(name) {
-            return Err(usage(format!("{spelling}: given more than once")));
-        }
-        if name.takes_value() {
-            let value = match inline_value {
-                Some(value) => value,
-                None => match args.next() {
-                    Some(value) if !value.starts_with("--") => value,
-                    _ => return Err(usage(format!("{spelling}: needs a value"))),
-                },
-            };
-            raw.values.push((name, value));
-        } else {
-            if inline_value.is_some() {
-                return Err(usage(format!("{spelling}: takes no value")));
+        Ok(TestOptions {
+            cpu_counts,
+            machine,
+            filter: self.filter,
+            scope,
+            workload: !self.no_workload,
+        })
+    }
+}
+
+impl BenchArgs {
+    fn validate(self) -> Result<BenchOptions, String> {
+        let cpu_counts = self
+            .cpus
+            .map_or_else(|| DEFAULT_BENCH_CPUS.to_vec(), |CpuList(counts)| counts);
+        let machine = self.machine.validate(
+            &cpu_counts,
+            &AccelArgs::default(),
+            DEFAULT_WORKLOAD_DMAP_MIB,
+        )?;
+        Ok(BenchOptions {
+            cpu_counts,
+            machine,
+            pairs: self.pairs,
+            out_dir: self.out_dir,
+        })
+    }
+}
+
+impl MachineArgs {
+    /// The machine of boots with `cpu_counts` CPUs; `default_dmap_mib` is the
+    /// command's direct map when `--dmap` is not given.
+    fn validate(
+        self,
+        cpu_counts: &[u32],
+        accel: &AccelArgs,
+        default_dmap_mib: u32,
+    ) -> Result<MachineOptions, String> {
+        let memory_mib = self.memory;
+        let dmap_mib = match self.dmap {
+            None if default_dmap_mib <= memory_mib => default_dmap_mib,
+            // --memory below the default direct map: map all of memory directly
+            // (rounded down to even, as the kernel maps 2 MiB pages).
+            None => memory_mib & !1,
+            Some(mib) if mib > memory_mib => {
+                return Err(format!(
+                    "--dmap {mib}: must not exceed the guest memory ({memory_mib} MiB)"
+                ))
             }
-            raw.flags.push(name);
+            Some(mib) => mib,
+        };
+        if accel.icount && cpu_counts.iter().any(|&cpus| cpus != 1) {
+            let why = "QEMU 7.2 hangs starting a second CPU under -icount shift=0, DESIGN.md §5";
+            return Err(format!("--icount: needs --cpus 1 ({why})"));
         }
+        Ok(MachineOptions {
+            memory_mib,
+            dmap_mib,
+            timeout: Duration::from_secs(self.timeout),
+            icount: accel.icount,
+            seed: self.seed,
+            accel: if accel.kvm { Accel::Kvm } else { Accel::Tcg },
+            verbose: self.verbose,
+        })
     }
-    Ok(raw)
 }
 
-fn validate_run(raw: &RawOptions) -> Result<RunOptions, UsageError> {
-    let cpu_counts = parse_cpu_counts(raw.value(OptionName::Cpus), &[DEFAULT_RUN_CPUS])?;
-    let [cpus] = cpu_counts[..] else {
-        return Err(usage(format!(
-            "--cpus {}: `run` boots one machine, give a single CPU count",
-            raw.value(OptionName::Cpus).unwrap_or_default()
-        )));
-    };
-    let machine = validate_machine(raw, &cpu_counts, DEFAULT_WORKLOAD_DMAP_MIB)?;
-    let ops = positive(raw, OptionName::Ops)?;
-    let secs = positive(raw, OptionName::Secs)?;
-    let stop = match (ops, secs) {
-        (Some(_), Some(_)) => {
-            return Err(usage(
-                "--ops and --secs exclude each other (give a number of operations or a \
-                 duration, not both)",
-            ))
-        }
-        (Some(ops), None) => Some(WorkloadStop::Ops(ops)),
-        (None, Some(secs)) => Some(WorkloadStop::Secs(secs)),
-        (None, None) => None,
-    };
-    let invalidation = parse_invalidation(raw.value(OptionName::Invalidation), cpus)?;
-    Ok(RunOptions {
-        cpus,
-        machine,
-        stop,
-        invalidation,
-    })
+// The value parsers. Each error says what is wrong with the value; [`error_line`]
+// puts the option and the value in front of it.
+
+fn whole_number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| "not a non-negative whole number".to_string())
 }
 
-/// Parses `--invalidation` (strict when absent); deferred needs at most
-/// [`DEFERRED_MAX_CPUS`] CPUs.
-fn parse_invalidation(text: Option<&str>, cpus: u32) -> Result<Invalidation, UsageError> {
-    let invalidation = match text {
-        None | Some("strict") => Invalidation::Strict,
-        Some("deferred") => Invalidation::Deferred,
-        Some(other) => {
-            return Err(usage(format!(
-                "--invalidation {other}: must be strict or deferred"
-            )))
-        }
-    };
-    if invalidation == Invalidation::Deferred && cpus > DEFERRED_MAX_CPUS {
-        return Err(usage(format!(
-            "--invalidation deferred: needs --cpus {DEFERRED_MAX_CPUS} or fewer (the kernel's \
-             deferred quickmap instance serves at most {DEFERRED_MAX_CPUS} CPUs; {cpus} asked)"
-        )));
+/// `--ops`, `--secs`, `--pairs`.
+fn at_least_one(text: &str) -> Result<u64, String> {
+    match whole_number(text)? {
+        0 => Err("must be at least 1".to_string()),
+        value => Ok(value),
     }
-    Ok(invalidation)
 }
 
-fn validate_bench(raw: &RawOptions) -> Result<BenchOptions, UsageError> {
-    let cpu_counts = parse_cpu_counts(raw.value(OptionName::Cpus), &DEFAULT_BENCH_CPUS)?;
-    let machine = validate_machine(raw, &cpu_counts, DEFAULT_WORKLOAD_DMAP_MIB)?;
-    let pairs = positive(raw, OptionName::Pairs)?;
-    let out_dir = match raw.value(OptionName::Out) {
-        None => None,
-        Some("") => return Err(usage("--out: the directory must not be empty")),
-        Some(dir) => Some(std::path::PathBuf::from(dir)),
-    };
-    Ok(BenchOptions {
-        cpu_counts,
-        machine,
-        pairs,
-        out_dir,
-    })
-}
-
-/// A count option that must be at least 1 when given (`--ops`, `--secs`, `--pairs`).
-fn positive(raw: &RawOptions, name: OptionName) -> Result<Option<u64>, UsageError> {
-    let Some(text) = raw.value(name) else {
-        return Ok(None);
-    };
-    let value = parse_number::<u64>(name.spelling(), text)?;
-    if value == 0 {
-        return Err(usage(format!(
-            "{} {text}: must be at least 1",
-            name.spelling()
-        )));
-    }
-    Ok(Some(value))
-}
-
-fn validate_test(raw: &RawOptions) -> Result<TestOptions, UsageError> {
-    // icount runs on one CPU only (QEMU 7.2 hangs starting a second one), so
-    // `--icount` without `--cpus` means one CPU rather than an error.
-    let default_cpus: &[u32] = if raw.flag(OptionName::Icount) {
-        &[1]
-    } else {
-        &DEFAULT_TEST_CPUS
-    };
-    let cpu_counts = parse_cpu_counts(raw.value(OptionName::Cpus), default_cpus)?;
-    let machine = validate_machine(raw, &cpu_counts, DEFAULT_DMAP_MIB)?;
-    let scope = match (
-        raw.flag(OptionName::HostOnly),
-        raw.flag(OptionName::KernelOnly),
-    ) {
-        (true, true) => {
-            return Err(usage(
-                "--host-only and --kernel-only exclude each other (give neither to run both)",
-            ))
-        }
-        (true, false) => TestScope::HostOnly,
-        (false, true) => TestScope::KernelOnly,
-        (false, false) => TestScope::All,
-    };
-    let filter = match raw.value(OptionName::Test) {
-        None => None,
-        Some(filter) => Some(parse_filter(filter, scope)?),
-    };
-    if raw.flag(OptionName::NoWorkload) && scope == TestScope::HostOnly {
-        return Err(usage(
-            "--no-workload: the workload is part of the kernel half, which --host-only \
-             skips already",
+fn cpu_count(item: &str) -> Result<u32, String> {
+    let cpus = item
+        .parse()
+        .map_err(|_| format!("'{item}' is not a number (give e.g. 4 or 1,2,4)"))?;
+    if !CPU_RANGE.contains(&cpus) {
+        return Err(format!(
+            "must be between {} and {}",
+            CPU_RANGE.start(),
+            CPU_RANGE.end()
         ));
     }
-    Ok(TestOptions {
-        cpu_counts,
-        machine,
-        filter,
-        scope,
-        workload: !raw.flag(OptionName::NoWorkload),
-    })
+    Ok(cpus)
 }
 
-/// Checks the options that describe the machine; `cpu_counts` is already valid.
-/// `default_dmap_mib` is the command's direct map when `--dmap` is not given.
-fn validate_machine(
-    raw: &RawOptions,
-    cpu_counts: &[u32],
-    default_dmap_mib: u32,
-) -> Result<MachineOptions, UsageError> {
-    let memory_mib = match raw.value(OptionName::Memory) {
-        None => DEFAULT_MEMORY_MIB,
-        Some(text) => {
-            let mib = parse_number::<u32>("--memory", text)?;
-            if mib < MIN_MEMORY_MIB {
-                return Err(usage(format!(
-                    "--memory {text}: must be at least {MIN_MEMORY_MIB} (MiB)"
-                )));
-            }
-            if mib > MAX_MEMORY_MIB {
-                return Err(usage(format!(
-                    "--memory {text}: must be at most {MAX_MEMORY_MIB} (MiB)"
-                )));
-            }
-            mib
-        }
-    };
-    let dmap_mib = match raw.value(OptionName::Dmap) {
-        None if default_dmap_mib <= memory_mib => default_dmap_mib,
-        // --memory below the default direct map: map all of memory directly (rounded
-        // down to even, as the kernel maps 2 MiB pages).
-        None => memory_mib & !1,
-        Some(text) => {
-            let mib = parse_number::<u32>("--dmap", text)?;
-            if mib < MIN_DMAP_MIB {
-                return Err(usage(format!(
-                    "--dmap {text}: must be at least {MIN_DMAP_MIB} (MiB), the kernel's minimum"
-                )));
-            }
-            if mib % 2 != 0 {
-                return Err(usage(format!(
-                    "--dmap {text}: must be even (the kernel maps it with 2 MiB pages)"
-                )));
-            }
-            if mib > memory_mib {
-                return Err(usage(format!(
-                    "--dmap {text}: must not exceed the guest memory ({memory_mib} MiB)"
-                )));
-            }
-            mib
-        }
-    };
-    let timeout = match raw.value(OptionName::Timeout) {
-        None => DEFAULT_TIMEOUT,
-        Some(text) => {
-            let seconds = parse_number::<u64>("--timeout", text)?;
-            if seconds == 0 {
-                return Err(usage(format!(
-                    "--timeout {text}: must be at least 1 (seconds)"
-                )));
-            }
-            Duration::from_secs(seconds)
-        }
-    };
-    let seed = raw
-        .value(OptionName::Seed)
-        .map(|text| parse_number::<u64>("--seed", text))
-        .transpose()?;
-    let accel = if raw.flag(OptionName::Kvm) {
-        Accel::Kvm
-    } else {
-        Accel::Tcg
-    };
-    let icount = raw.flag(OptionName::Icount);
-    if icount {
-        if cpu_counts.iter().any(|&cpus| cpus != 1) {
-            return Err(usage(
-                "--icount: needs --cpus 1 (QEMU 7.2 hangs starting a second CPU under \
-                 -icount shift=0, DESIGN.md §5)",
-            ));
-        }
-        if accel == Accel::Kvm {
-            return Err(usage(
-                "--icount: cannot be combined with --kvm (instruction counting is a TCG feature)",
-            ));
-        }
+/// `--cpus` of `run`.
+fn one_cpu_count(text: &str) -> Result<u32, String> {
+    if text.contains(',') {
+        return Err("`run` boots one machine, give a single CPU count".to_string());
     }
-    Ok(MachineOptions {
-        memory_mib,
-        dmap_mib,
-        timeout,
-        icount,
-        seed,
-        accel,
-        verbose: raw.flag(OptionName::Verbose),
-    })
+    cpu_count(text)
 }
 
-/// Parses `--cpus`: one count, or a comma-separated list without repeats; `default`
-/// when the option is absent.
-fn parse_cpu_counts(text: Option<&str>, default: &[u32]) -> Result<Vec<u32>, UsageError> {
-    let Some(text) = text else {
-        return Ok(default.to_vec());
-    };
+/// `--cpus` of `test` and `bench`: one count, or a comma-separated list without repeats.
+fn cpu_list(text: &str) -> Result<CpuList, String> {
     let mut counts = Vec::new();
     for item in text.split(',') {
-        let cpus = parse_number::<u32>("--cpus", item).map_err(|_| {
-            usage(format!(
-                "--cpus {text}: '{item}' is not a number (give e.g. 4 or 1,2,4)"
-            ))
-        })?;
-        if !CPU_RANGE.contains(&cpus) {
-            return Err(usage(format!(
-                "--cpus {text}: must be between {} and {}",
-                CPU_RANGE.start(),
-                CPU_RANGE.end()
-            )));
-        }
+        let cpus = cpu_count(item)?;
         if counts.contains(&cpus) {
-            return Err(usage(format!("--cpus {text}: {cpus} is listed twice")));
+            return Err(format!("{cpus} is listed twice"));
         }
         counts.push(cpus);
     }
-    Ok(counts)
+    Ok(CpuList(counts))
+}
+
+fn memory_mib(text: &str) -> Result<u32, String> {
+    let mib = whole_number(text)?;
+    if mib < MIN_MEMORY_MIB {
+        return Err(format!("must be at least {MIN_MEMORY_MIB} (MiB)"));
+    }
+    if mib > MAX_MEMORY_MIB {
+        return Err(format!("must be at most {MAX_MEMORY_MIB} (MiB)"));
+    }
+    Ok(mib)
+}
+
+/// `--dmap`, as far as it does not depend on `--memory`.
+fn dmap_mib(text: &str) -> Result<u32, String> {
+    let mib = whole_number(text)?;
+    if mib < MIN_DMAP_MIB {
+        return Err(format!(
+            "must be at least {MIN_DMAP_MIB} (MiB), the kernel's minimum"
+        ));
+    }
+    if mib % 2 != 0 {
+        return Err("must be even (the kernel maps it with 2 MiB pages)".to_string());
+    }
+    Ok(mib)
+}
+
+fn timeout_seconds(text: &str) -> Result<u64, String> {
+    match whole_number(text)? {
+        0 => Err("must be at least 1 (seconds)".to_string()),
+        seconds => Ok(seconds),
+    }
 }
 
 /// The filter becomes one `test=FILTER` word of the kernel command line, so it cannot
 /// hold a space (word separator) or `=` (key separator).
-fn parse_filter(filter: &str, scope: TestScope) -> Result<String, UsageError> {
-    if scope == TestScope::HostOnly {
-        return Err(usage(
-            "--test: filters kernel tests, but --host-only skips the kernel suite",
-        ));
+fn kernel_test_filter(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("the filter must not be empty".to_string());
     }
-    if filter.is_empty() {
-        return Err(usage("--test: the filter must not be empty"));
+    if text.chars().any(|c| c.is_whitespace() || c == '=') {
+        let why = "it goes on the kernel command line";
+        return Err(format!("must be one word without spaces or '=' ({why})"));
     }
-    if filter.chars().any(|c| c.is_whitespace() || c == '=') {
-        return Err(usage(format!(
-            "--test '{filter}': must be one word without spaces or '=' (it goes on the \
-             kernel command line)"
-        )));
-    }
-    Ok(filter.to_string())
+    Ok(text.to_string())
 }
 
-fn parse_number<T: std::str::FromStr>(option: &str, text: &str) -> Result<T, UsageError> {
-    text.parse()
-        .map_err(|_| usage(format!("{option} {text}: not a non-negative whole number")))
+fn out_dir(text: &str) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        return Err("the directory must not be empty".to_string());
+    }
+    Ok(PathBuf::from(text))
+}
+
+/// The command the arguments name, if the first one names one: error lines say which
+/// command an option is wrong for.
+fn command_name(args: &[OsString]) -> Option<String> {
+    let name = args.get(1)?.to_str()?;
+    Cli::command()
+        .find_subcommand(name)
+        .map(|command| command.get_name().to_string())
+}
+
+/// One line for a clap error, from its kind and context: clap's own rendering spans
+/// several lines (message, usage, tip).
+fn error_line(error: &clap::Error, command: Option<&str>) -> String {
+    let context = |kind| match error.get(kind) {
+        Some(ContextValue::String(text)) => text.as_str(),
+        Some(ContextValue::Strings(texts)) => texts.first().map_or("", String::as_str),
+        _ => "",
+    };
+    let strings = |kind| match error.get(kind) {
+        Some(ContextValue::Strings(texts)) => texts.clone(),
+        _ => Vec::new(),
+    };
+    // clap names an option with its value, as in `--cpus <N>`: keep the option.
+    let option = context(ContextKind::InvalidArg)
+        .split(' ')
+        .next()
+        .unwrap_or_default();
+    let value = context(ContextKind::InvalidValue);
+    match error.kind() {
+        ErrorKind::ValueValidation => {
+            let why = error.source().map(ToString::to_string).unwrap_or_default();
+            match value {
+                "" => format!("{option}: {why}"),
+                value if value.contains(char::is_whitespace) => {
+                    format!("{option} '{value}': {why}")
+                }
+                value => format!("{option} {value}: {why}"),
+            }
+        }
+        ErrorKind::InvalidValue if value.is_empty() => format!("{option}: needs a value"),
+        ErrorKind::InvalidValue => format!(
+            "{option} {value}: must be {}",
+            one_of(&strings(ContextKind::ValidValue))
+        ),
+        ErrorKind::TooManyValues => format!("{option}: takes no value"),
+        ErrorKind::ArgumentConflict => {
+            let prior = context(ContextKind::PriorArg)
+                .split(' ')
+                .next()
+                .unwrap_or_default();
+            if prior == option {
+                format!("{option}: given more than once")
+            } else {
+                conflict_line(option, prior)
+            }
+        }
+        ErrorKind::UnknownArgument => unknown_argument_line(
+            context(ContextKind::InvalidArg),
+            command,
+            context(ContextKind::SuggestedArg),
+        ),
+        ErrorKind::InvalidSubcommand => format!(
+            "unknown command '{}' (expected {})",
+            context(ContextKind::InvalidSubcommand),
+            command_names()
+        ),
+        ErrorKind::MissingSubcommand => format!(
+            "missing command (expected {}; see `cargo xtask help`)",
+            command_names()
+        ),
+        // Anything else: clap's message, which is its first line.
+        _ => {
+            let text = error.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            first.strip_prefix("error: ").unwrap_or(first).to_string()
+        }
+    }
+}
+
+/// `build, run, test, bench or help`.
+fn command_names() -> String {
+    let mut cli = Cli::command();
+    // Building adds clap's `help` command.
+    cli.build();
+    let names: Vec<String> = cli
+        .get_subcommands()
+        .map(|command| command.get_name().to_string())
+        .collect();
+    one_of(&names)
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn one_of(words: &[String]) -> String {
+    match words {
+        [] => String::new(),
+        [word] => word.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// Two options that exclude each other, with the reason from [`CONFLICTS`].
+fn conflict_line(option: &str, other: &str) -> String {
+    let known = CONFLICTS
+        .iter()
+        .find(|&&(a, b, _)| (a, b) == (option, other) || (b, a) == (option, other));
+    match known {
+        Some((a, b, why)) => format!("{a} and {b} exclude each other ({why})"),
+        None => format!("{option} and {other} exclude each other"),
+    }
+}
+
+/// An argument no option of `command` takes, with clap's `suggestion` (or none:
+/// empty). An option of another command says so, which is the likely mistake (`cargo
+/// xtask run --test x`).
+fn unknown_argument_line(argument: &str, command: Option<&str>, suggestion: &str) -> String {
+    let for_command = command.map_or(String::new(), |name| format!(" for `cargo xtask {name}`"));
+    if !argument.starts_with('-') {
+        return format!("unexpected argument '{argument}'{for_command} (options start with --)");
+    }
+    let elsewhere = Cli::command().get_subcommands().any(|other| {
+        other.get_arguments().any(|arg| {
+            arg.get_long()
+                .is_some_and(|long| argument == format!("--{long}"))
+        })
+    });
+    if let (true, Some(name)) = (elsewhere, command) {
+        return format!("{argument}: not an option of `cargo xtask {name}`");
+    }
+    let hint = match (suggestion, command) {
+        ("", Some(name)) => format!("see `cargo xtask {name} --help`"),
+        ("", None) => "see `cargo xtask --help`".to_string(),
+        (suggested, _) => format!("did you mean '{suggested}'?"),
+    };
+    format!("unknown option '{argument}'{for_command} ({hint})")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(line: &str) -> Result<Command, UsageError> {
-        parse_args(line.split_whitespace())
+    fn parse(line: &str) -> Result<Command, CliError> {
+        parse_args(std::iter::once("xtask").chain(line.split_whitespace()))
     }
 
     fn error(line: &str) -> String {
         match parse(line) {
-            Err(UsageError(message)) => message,
+            Err(CliError::Usage(message)) => message,
+            Err(CliError::Help(_)) => panic!("`{line}` asked for help"),
             Ok(command) => panic!("`{line}` parsed as {command:?}"),
         }
     }
 
-    fn test_options(line: &str) -> TestOptions {
+    fn command(line: &str) -> Command {
         match parse(line) {
-            Ok(Command::Test(options)) => options,
+            Ok(command) => command,
+            Err(CliError::Usage(message)) => panic!("`{line}`: {message}"),
+            Err(CliError::Help(_)) => panic!("`{line}` asked for help"),
+        }
+    }
+
+    fn test_options(line: &str) -> TestOptions {
+        match command(line) {
+            Command::Test(options) => options,
             other => panic!("`{line}` gave {other:?}"),
         }
     }
 
     fn bench_options(line: &str) -> BenchOptions {
-        match parse(line) {
-            Ok(Command::Bench(options)) => options,
+        match command(line) {
+            Command::Bench(options) => options,
             other => panic!("`{line}` gave {other:?}"),
         }
     }
 
     fn run_options(line: &str) -> RunOptions {
-        match parse(line) {
-            Ok(Command::Run(options)) => options,
+        match command(line) {
+            Command::Run(options) => options,
             other => panic!("`{line}` gave {other:?}"),
         }
+    }
+
+    /// The help text `line` asks for, with every run of white space made one space
+    /// (clap wraps it to the terminal's width).
+    fn help(line: &str) -> String {
+        match parse(line) {
+            Err(CliError::Help(help)) => help
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => panic!("`{line}` did not ask for help"),
+        }
+    }
+
+    #[test]
+    fn clap_accepts_the_definition() {
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -851,7 +854,7 @@ mod tests {
             MachineOptions {
                 memory_mib: 2048,
                 dmap_mib: 64,
-                timeout: DEFAULT_TIMEOUT,
+                timeout: Duration::from_secs(300),
                 icount: false,
                 seed: None,
                 accel: Accel::Tcg,
@@ -871,16 +874,36 @@ mod tests {
         assert_eq!(bench.pairs, None);
         assert_eq!(bench.out_dir, None);
         assert_eq!(
-            parse("build"),
-            Ok(Command::Build(BuildOptions { verbose: false }))
+            command("build"),
+            Command::Build(BuildOptions { verbose: false })
         );
     }
 
     #[test]
     fn help_spellings() {
-        for spelling in ["help", "--help", "-h"] {
-            assert_eq!(parse(spelling), Ok(Command::Help));
+        for line in ["help", "--help", "-h"] {
+            let text = help(line);
+            assert!(
+                text.contains("Usage: cargo xtask <COMMAND>"),
+                "{line}: {text}"
+            );
+            assert!(text.contains("QMK_LOG_DIR=DIR"), "{line}: {text}");
         }
+        // A command's help lists its options, with their defaults.
+        for line in [
+            "test --help",
+            "test -h",
+            "help test",
+            "test --kernel-only -h",
+        ] {
+            let text = help(line);
+            assert!(text.contains("Usage: cargo xtask test [OPTIONS]"), "{line}");
+            assert!(text.contains("--no-workload"), "{line}: {text}");
+            assert!(text.contains("[default: 2048]"), "{line}: {text}");
+        }
+        let run = help("run --help");
+        assert!(run.contains("strict"), "{run}");
+        assert!(run.contains("deferred"), "{run}");
     }
 
     #[test]
@@ -902,8 +925,8 @@ mod tests {
         assert_eq!(run_options("run --kvm --cpus=16").cpus, 16);
         assert_eq!(test_options("test --host-only").scope, TestScope::HostOnly);
         assert_eq!(
-            parse("build --verbose"),
-            Ok(Command::Build(BuildOptions { verbose: true }))
+            command("build --verbose"),
+            Command::Build(BuildOptions { verbose: true })
         );
     }
 
@@ -934,6 +957,10 @@ mod tests {
         assert_eq!(
             error("run --cpus two"),
             "--cpus two: 'two' is not a number (give e.g. 4 or 1,2,4)"
+        );
+        assert_eq!(
+            error("run --cpus -1"),
+            "--cpus -1: '-1' is not a number (give e.g. 4 or 1,2,4)"
         );
     }
 
@@ -1014,7 +1041,7 @@ mod tests {
         );
         assert_eq!(
             error("run --icount --kvm --cpus 1"),
-            "--icount: cannot be combined with --kvm (instruction counting is a TCG feature)"
+            "--icount and --kvm exclude each other (instruction counting is a TCG feature)"
         );
         assert!(run_options("run --icount --cpus 1").machine.icount);
         assert_eq!(
@@ -1028,20 +1055,23 @@ mod tests {
     fn filter_errors() {
         assert_eq!(
             error("test --test foo --host-only"),
-            "--test: filters kernel tests, but --host-only skips the kernel suite"
+            "--test and --host-only exclude each other (the filter selects kernel tests, \
+             and --host-only skips the kernel suite)"
+        );
+        let parse_words = |words: &[&str]| match parse_args(words) {
+            Err(CliError::Usage(message)) => message,
+            other => panic!("{words:?} gave {other:?}"),
+        };
+        assert_eq!(
+            parse_words(&["xtask", "test", "--test", ""]),
+            "--test: the filter must not be empty"
         );
         assert_eq!(
-            parse_args(["test", "--test", ""]),
-            Err(usage("--test: the filter must not be empty"))
+            parse_words(&["xtask", "test", "--test", "a b"]),
+            "--test 'a b': must be one word without spaces or '=' (it goes on the \
+             kernel command line)"
         );
-        assert_eq!(
-            parse_args(["test", "--test", "a b"]),
-            Err(usage(
-                "--test 'a b': must be one word without spaces or '=' (it goes on the \
-                 kernel command line)"
-            ))
-        );
-        assert!(error("test --test=a=b").starts_with("--test 'a=b': must be one word"));
+        assert!(error("test --test=a=b").starts_with("--test a=b: must be one word"));
     }
 
     #[test]
@@ -1050,6 +1080,39 @@ mod tests {
             error("test --host-only --kernel-only"),
             "--host-only and --kernel-only exclude each other (give neither to run both)"
         );
+        assert_eq!(
+            error("test --kernel-only --host-only"),
+            "--host-only and --kernel-only exclude each other (give neither to run both)"
+        );
+    }
+
+    #[test]
+    fn every_conflict_has_a_reason() {
+        let mut declared = Vec::new();
+        let mut cli = Cli::command();
+        cli.build();
+        for command in cli.get_subcommands() {
+            for arg in command.get_arguments() {
+                for other in command.get_arg_conflicts_with(arg) {
+                    let long = |arg: &clap::Arg| format!("--{}", arg.get_long().unwrap());
+                    let (a, b) = (long(arg), long(other));
+                    assert!(
+                        CONFLICTS
+                            .iter()
+                            .any(|&(x, y, _)| (x, y) == (&a, &b) || (y, x) == (&a, &b)),
+                        "{a} and {b} conflict in `{}` without a reason",
+                        command.get_name()
+                    );
+                    declared.push((a, b));
+                }
+            }
+        }
+        for (a, b, _) in CONFLICTS {
+            assert!(
+                declared.contains(&(a.to_string(), b.to_string())),
+                "{a} and {b} are not declared to conflict"
+            );
+        }
     }
 
     #[test]
@@ -1062,13 +1125,23 @@ mod tests {
             error("benchmark"),
             "unknown command 'benchmark' (expected build, run, test, bench or help)"
         );
+        assert_eq!(
+            error("--frobnicate"),
+            "unknown option '--frobnicate' (see `cargo xtask --help`)"
+        );
     }
 
     #[test]
     fn option_shape_errors() {
         assert_eq!(
             error("test --frobnicate"),
-            "unknown option '--frobnicate' for `cargo xtask test`"
+            "unknown option '--frobnicate' for `cargo xtask test` (see `cargo xtask test \
+             --help`)"
+        );
+        assert_eq!(
+            error("test --kernelonly"),
+            "unknown option '--kernelonly' for `cargo xtask test` (did you mean \
+             '--kernel-only'?)"
         );
         assert_eq!(
             error("run --test foo"),
@@ -1090,10 +1163,6 @@ mod tests {
             "--cpus: given more than once"
         );
         assert_eq!(error("run --kvm --kvm"), "--kvm: given more than once");
-        assert_eq!(
-            error("test -h"),
-            "-h: use `cargo xtask help` for the list of options"
-        );
     }
 
     #[test]
@@ -1130,7 +1199,7 @@ mod tests {
         let bench = bench_options("bench --cpus 1,8 --pairs 1000 --out /tmp/b --memory 1024");
         assert_eq!(bench.cpu_counts, [1, 8]);
         assert_eq!(bench.pairs, Some(1000));
-        assert_eq!(bench.out_dir, Some(std::path::PathBuf::from("/tmp/b")));
+        assert_eq!(bench.out_dir, Some(PathBuf::from("/tmp/b")));
         assert_eq!(bench.machine.memory_mib, 1024);
         assert!(!bench.machine.icount);
         assert_eq!(error("bench --pairs 0"), "--pairs 0: must be at least 1");
@@ -1193,6 +1262,11 @@ mod tests {
             Invalidation::Deferred.kernel_word().as_deref(),
             Some("invalidation=deferred")
         );
+        // The word the kernel reads is the word clap accepts.
+        for invalidation in Invalidation::ALL {
+            let value = invalidation.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), invalidation.word());
+        }
     }
 
     #[test]
@@ -1200,8 +1274,8 @@ mod tests {
         assert!(!test_options("test --no-workload").workload);
         assert_eq!(
             error("test --no-workload --host-only"),
-            "--no-workload: the workload is part of the kernel half, which --host-only \
-             skips already"
+            "--no-workload and --host-only exclude each other (the workload is part of the \
+             kernel half, which --host-only skips already)"
         );
         assert_eq!(
             error("run --no-workload"),
@@ -1214,14 +1288,25 @@ mod tests {
         for line in [
             "",
             "x",
+            "--x",
             "run --cpus 0",
+            "run --cpus",
+            "run --kvm=1",
+            "run --x",
+            "run --kvm --kvm",
             "run --icount --cpus 2",
+            "run --icount --kvm --cpus 1",
             "test --test=a=b",
             "test --host-only --kernel-only",
             "run --invalidation lazy",
             "run --invalidation deferred --cpus 16",
+            "help nothing",
         ] {
-            assert!(!error(line).contains('\n'), "{line}");
+            let message = error(line);
+            assert!(
+                !message.is_empty() && !message.contains('\n'),
+                "{line}: {message:?}"
+            );
         }
     }
 }

@@ -26,7 +26,6 @@ mod cli;
 mod commands;
 mod fields;
 mod host_checks;
-mod json;
 mod kernel_build;
 mod paths;
 mod protocol;
@@ -41,7 +40,7 @@ mod workload;
 
 use std::process::ExitCode;
 
-use cli::Command;
+use cli::{CliError, Command};
 use commands::Failure;
 
 /// Exit status for a build, boot or test that failed.
@@ -50,18 +49,19 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let command = match cli::parse_args(std::env::args().skip(1)) {
+    let command = match cli::parse_args(std::env::args_os()) {
         Ok(command) => command,
-        Err(error) => {
-            eprintln!("xtask: {error}");
+        Err(CliError::Help(help)) => {
+            // Stdout gone (e.g. `| head`) is no reason to fail.
+            let _ = help.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(CliError::Usage(message)) => {
+            eprintln!("xtask: {message}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
     let result = match &command {
-        Command::Help => {
-            println!("{}", cli::USAGE);
-            Ok(())
-        }
         Command::Build(options) => commands::build::build(options),
         Command::Run(options) => commands::run::run(options),
         Command::Test(options) => commands::test::test(options),

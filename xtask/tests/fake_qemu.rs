@@ -1081,7 +1081,22 @@ fn bad_command_lines_give_one_line_and_status_2() {
         ),
         (
             &["run", "--bogus"][..],
-            "xtask: unknown option '--bogus' for `cargo xtask run`\n",
+            "xtask: unknown option '--bogus' for `cargo xtask run` (see `cargo xtask run \
+             --help`)\n",
+        ),
+        (
+            &["test", "--bogus"][..],
+            "xtask: unknown option '--bogus' for `cargo xtask test` (see `cargo xtask test \
+             --help`)\n",
+        ),
+        (
+            &["run", "--test", "a"][..],
+            "xtask: --test: not an option of `cargo xtask run`\n",
+        ),
+        (&["run", "--cpus"][..], "xtask: --cpus: needs a value\n"),
+        (
+            &["run", "--kvm", "--kvm"][..],
+            "xtask: --kvm: given more than once\n",
         ),
         (
             &[][..],
@@ -1089,9 +1104,18 @@ fn bad_command_lines_give_one_line_and_status_2() {
              help`)\n",
         ),
         (
+            &["benchmark"][..],
+            "xtask: unknown command 'benchmark' (expected build, run, test, bench or help)\n",
+        ),
+        (
             &["run", "--ops", "5", "--secs", "5"][..],
             "xtask: --ops and --secs exclude each other (give a number of operations or a \
              duration, not both)\n",
+        ),
+        (
+            &["test", "--host-only", "--kernel-only"][..],
+            "xtask: --host-only and --kernel-only exclude each other (give neither to run \
+             both)\n",
         ),
         (
             &["run", "--dmap", "33"][..],
@@ -1117,9 +1141,31 @@ fn bad_command_lines_give_one_line_and_status_2() {
         assert!(output.stdout.is_empty());
     }
     assert!(machine.boots().is_empty());
-    let help = machine.xtask(&["help"]);
-    assert_eq!(help.status.code(), Some(0));
-    assert!(stdout(&help).starts_with("usage: cargo xtask"));
+}
+
+#[test]
+fn help_is_the_full_text_on_stdout() {
+    let machine = FakeMachine::healthy("help");
+    for args in [&["help"][..], &["--help"], &["-h"]] {
+        let help = machine.xtask(args);
+        assert_eq!(help.status.code(), Some(0), "{args:?}");
+        assert!(help.stderr.is_empty(), "{args:?}");
+        let out = stdout(&help);
+        assert!(out.contains("Usage: cargo xtask <COMMAND>"), "{out}");
+        for command in ["build", "run", "test", "bench"] {
+            assert!(out.contains(&format!("\n  {command} ")), "{command}: {out}");
+        }
+        assert!(out.contains("QMK_QEMU=PATH"), "{out}");
+    }
+    for args in [&["run", "--help"][..], &["help", "run"]] {
+        let help = machine.xtask(args);
+        assert_eq!(help.status.code(), Some(0), "{args:?}");
+        let out = stdout(&help);
+        assert!(out.contains("Usage: cargo xtask run [OPTIONS]"), "{out}");
+        assert!(out.contains("--invalidation <MODE>"), "{out}");
+        assert!(out.contains("[default: 4]"), "{out}");
+    }
+    assert!(machine.boots().is_empty());
 }
 
 #[test]

@@ -32,10 +32,7 @@ impl PageRing {
                 let frame = frame_allocator::allocate_frame(zone).unwrap_or_else(|error| {
                     panic!("bench: no free {zone:?} frame (is dmap below the RAM size?): {error}")
                 });
-                let page = VmPage::managed(
-                    PhysAddr(frame.start_address().as_u64()),
-                    MemoryAttribute::WriteBack,
-                );
+                let page = VmPage::managed(frame.into(), MemoryAttribute::WriteBack);
                 page.hold();
                 page
             })

@@ -7,6 +7,7 @@ mod faults;
 mod frames;
 mod heap;
 mod interrupts;
+mod migrate;
 mod paging;
 mod pat;
 mod quickmap;

@@ -13,9 +13,17 @@
 //!   interrupted context for the next thread's (see `arch::interrupts`).
 //! - `wait`: park/unpark with a wake permit (no lost wake-ups) and
 //!   [`WaitQueue`], on which join and sleep are built.
+//! - `migrate`: [`migrate_disable`]/[`migrate_enable`], a per-thread count
+//!   that binds a thread to its CPU while it may still be preempted and
+//!   block (what quickmap's thread-local mappings need).
+//! - `switch_work`: the hook point in the context switch — per-thread
+//!   [`SwitchWork`] bits and the [`SwitchHooks`] a switch calls for them,
+//!   one branch when neither thread has any.
 //! - [`might_sleep`] (this file): the check every blocking call makes.
 
+mod migrate;
 mod scheduler;
+mod switch_work;
 pub mod thread;
 mod wait;
 
@@ -25,9 +33,13 @@ use crate::arch::interrupts::{in_interrupt, interrupts_enabled};
 use crate::arch::percpu::{gs_decrement_u32_then_if_zero, gs_increment_u32, gs_read_u32};
 use crate::cpu::offsets;
 
+pub use migrate::{migrate_disable, migrate_disable_count, migrate_enable};
 pub use scheduler::{
-    init_application_cpu, init_bootstrap_cpu, interrupt_exit, set_tick_hook, sleep, yield_now,
-    TICK_PERIOD_US,
+    init_application_cpu, init_bootstrap_cpu, interrupt_exit, kickable_idle_cpus,
+    reschedule_ipis_received, set_tick_hook, sleep, yield_now, TICK_PERIOD_US,
+};
+pub use switch_work::{
+    add_switch_work, remove_switch_work, set_switch_hooks, SwitchHooks, SwitchWork,
 };
 pub use thread::{current_thread_id, spawn, spawn_pinned, JoinHandle, ThreadId};
 pub use wait::WaitQueue;

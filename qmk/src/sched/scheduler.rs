@@ -17,6 +17,13 @@
 //! Nothing of a thread stays on an IST stack, so threads can resume on any
 //! CPU. A switch happens only at critical depth 0 (and so with no spin lock
 //! held): the per-CPU depth needs no saving.
+//!
+//! Where a thread may run ([`required_cpu`]): anywhere, unless it was
+//! spawned pinned (`affinity`) or has migration disabled (`migrate.rs`), in
+//! which case only on that one CPU. The pick skips threads bound elsewhere,
+//! and making a thread ready kicks an idle CPU it may run on — its own CPU
+//! for a bound thread, with a self-IPI when that is the CPU doing the
+//! wake-up — so a bound thread never waits for a tick on an idle CPU.
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -28,6 +35,7 @@ use core::time::Duration;
 
 use ::x86_64::instructions::segmentation::{Segment, CS, SS};
 
+use super::switch_work::{SwitchHooks, SwitchWork};
 use super::thread::{
     current_thread, thread_start, Thread, ThreadId, ThreadState, THREAD_STACK_PAGES,
 };
@@ -92,6 +100,8 @@ struct Scheduler {
     idle_cpus: u64,
     /// Stacks of exited threads, for reuse.
     free_stacks: Vec<StackBounds>,
+    /// Switch hooks by `SwitchWork` index (see `switch_work.rs`).
+    switch_hooks: [Option<SwitchHooks>; SwitchWork::COUNT],
 }
 
 static SCHEDULER: SpinLock<Scheduler> = SpinLock::new(Scheduler {
@@ -102,12 +112,33 @@ static SCHEDULER: SpinLock<Scheduler> = SpinLock::new(Scheduler {
     sleepers: BTreeMap::new(),
     idle_cpus: 0,
     free_stacks: Vec::new(),
+    switch_hooks: [None; SwitchWork::COUNT],
 });
 
 /// The earliest sleeper's deadline (TSC), so ticks skip the lock otherwise.
 static EARLIEST_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
 /// A function every tick calls on every CPU (0: none).
 static TICK_HOOK: AtomicUsize = AtomicUsize::new(0);
+/// Reschedule IPIs each CPU has taken (tests check that a bound thread's
+/// idle CPU is kicked).
+static RESCHEDULE_IPIS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Reschedule IPIs CPU `cpu_index` has taken so far.
+pub fn reschedule_ipis_received(cpu_index: usize) -> u64 {
+    RESCHEDULE_IPIS[cpu_index].load(Ordering::Relaxed)
+}
+
+/// The CPUs running their idle thread that a wake-up would kick (bit per
+/// CPU index): an idle CPU already kicked, whose switch is still to come,
+/// is not among them. For tests.
+pub fn kickable_idle_cpus() -> u64 {
+    SCHEDULER.lock_irq().idle_cpus
+}
+
+/// See `switch_work::set_switch_hooks`.
+pub(super) fn set_switch_hooks(work: SwitchWork, hooks: Option<SwitchHooks>) {
+    SCHEDULER.lock_irq().switch_hooks[work as usize] = hooks;
+}
 
 /// Sets (or clears) a function that runs on every timer tick on every CPU,
 /// in interrupt context, before the scheduling decision. For tests and the
@@ -213,23 +244,54 @@ pub(super) fn exit_current() -> ! {
     unreachable!("an exited thread was resumed");
 }
 
+/// The one CPU `thread` may run on now, or `None` for any: its fixed
+/// affinity (`spawn_pinned`, idle threads), else, while its migration is
+/// disabled, the CPU it is on (`last_cpu`; see `migrate.rs`, point 5).
+///
+/// Only under the scheduler lock, for a thread that is not running (so its
+/// migrate-disable count is settled: `migrate.rs`, points 3 and 4).
+fn required_cpu(thread: &Thread) -> Option<usize> {
+    if thread.affinity.is_some() {
+        return thread.affinity;
+    }
+    if thread.migrate_disable_count.load(Ordering::Relaxed) != 0 {
+        return Some(thread.last_cpu.load(Ordering::Relaxed));
+    }
+    None
+}
+
 impl Scheduler {
     /// Queues a ready thread and wakes an idle CPU that may run it.
     fn enqueue(&mut self, thread: Arc<Thread>) {
-        let allowed = match thread.affinity {
+        let allowed = match required_cpu(&thread) {
             Some(cpu) => 1u64 << cpu,
             None => u64::MAX,
         };
         self.run_queue.push_back(thread);
-        let this_cpu = cpu::current_cpu_index();
-        let candidates = self.idle_cpus & allowed & !(1u64 << this_cpu);
-        if candidates != 0 {
-            let target = candidates.trailing_zeros() as usize;
-            // Kicked once: it leaves idle (or returns to it and sets the
-            // bit again), so a burst of wake-ups sends one IPI, not many.
-            self.idle_cpus &= !(1u64 << target);
-            crate::smp::send_ipi(target, RESCHEDULE_VECTOR);
+        let candidates = self.idle_cpus & allowed;
+        if candidates == 0 {
+            // Every CPU it may run on is busy (or already kicked): the next
+            // tick or switch there picks it.
+            return;
         }
+        // This CPU when it is a candidate: its idle bit is set only while
+        // its idle thread runs, so the caller is an interrupt handler on top
+        // of it (or the exit path in `switch`, which just chose it), and the
+        // self-IPI taken when the handler returns switches. Otherwise the
+        // lowest idle candidate. A bound thread has exactly one candidate:
+        // its own CPU, which must get the IPI or it would halt until its next
+        // tick with the thread ready.
+        let this_cpu = cpu::current_cpu_index();
+        let target = if candidates & (1u64 << this_cpu) != 0 {
+            this_cpu
+        } else {
+            candidates.trailing_zeros() as usize
+        };
+        // Kicked once: it leaves idle (or returns to it and sets the bit
+        // again, see `switch`), so a burst of wake-ups sends one IPI, not
+        // many.
+        self.idle_cpus &= !(1u64 << target);
+        crate::smp::send_ipi(target, RESCHEDULE_VECTOR);
     }
 
     /// The first queued thread that may run on `cpu`.
@@ -237,8 +299,33 @@ impl Scheduler {
         let position = self
             .run_queue
             .iter()
-            .position(|thread| thread.affinity.is_none_or(|pinned| pinned == cpu))?;
+            .position(|thread| required_cpu(thread).is_none_or(|bound| bound == cpu))?;
         self.run_queue.remove(position)
+    }
+
+    /// The hook point (see `switch_work.rs`): `outgoing` has stopped and is
+    /// still this CPU's, `incoming` has not resumed. Out of line: reached
+    /// only when one of them has switch work.
+    #[cold]
+    #[inline(never)]
+    fn run_switch_hooks(&self, outgoing: &Thread, incoming: &Thread) {
+        let hooks = &self.switch_hooks;
+        let mut work = outgoing.switch_work.load(Ordering::Relaxed);
+        while work != 0 {
+            let index = work.trailing_zeros() as usize;
+            work &= work - 1;
+            if let Some(hooks) = hooks.get(index).copied().flatten() {
+                (hooks.switch_out)(outgoing);
+            }
+        }
+        let mut work = incoming.switch_work.load(Ordering::Relaxed);
+        while work != 0 {
+            let index = work.trailing_zeros() as usize;
+            work &= work - 1;
+            if let Some(hooks) = hooks.get(index).copied().flatten() {
+                (hooks.switch_in)(incoming);
+            }
+        }
     }
 
     fn wake_expired_sleepers(&mut self, now: u64) {
@@ -391,7 +478,9 @@ fn on_tick(_frame: &mut InterruptFrame) {
 }
 
 fn on_reschedule(_frame: &mut InterruptFrame) {
-    cpu::this_cpu_unguarded().owe_preemption();
+    let this_cpu = cpu::this_cpu_unguarded();
+    RESCHEDULE_IPIS[this_cpu.index()].fetch_add(1, Ordering::Relaxed);
+    this_cpu.owe_preemption();
     apic::end_of_interrupt();
 }
 
@@ -443,7 +532,15 @@ fn switch(
             .clone()
             .expect("every CPU has an idle thread"),
         // Nothing else to run: the yielding or preempted thread goes on.
-        None => return,
+        None => {
+            // An idle CPU that was kicked (its bit cleared in `enqueue`) for
+            // a thread another CPU took first stays idle: it must be kickable
+            // again, or a thread bound to it would wait for a tick.
+            if outgoing.is_idle {
+                scheduler.idle_cpus |= 1 << cpu_index;
+            }
+            return;
+        }
     };
     match request {
         SwitchRequest::Park => outgoing.set_state(ThreadState::Parked),
@@ -465,6 +562,13 @@ fn switch(
         let context = unsafe { outgoing.context() };
         context.frame = *frame;
         context.sse = *sse_state;
+    }
+    // The hook point: one predictable branch when neither thread has switch
+    // work (both words are read while neither runs: `switch_work.rs`).
+    if (outgoing.switch_work.load(Ordering::Relaxed) | next.switch_work.load(Ordering::Relaxed))
+        != 0
+    {
+        scheduler.run_switch_hooks(&outgoing, &next);
     }
     {
         // SAFETY: we hold the scheduler lock; `next` was ready (or idle),

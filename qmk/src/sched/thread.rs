@@ -4,7 +4,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::arch::interrupts::{InterruptFrame, SseState};
 use crate::arch::percpu::gs_read_u64;
@@ -49,8 +49,17 @@ pub struct Thread {
     /// A wake-up that arrived while the thread was not parked: its next
     /// park returns at once (so no wake-up is lost).
     pub(crate) wake_permit: AtomicBool,
-    /// The CPU it last ran on.
+    /// The CPU it last ran on (while it runs: the CPU it runs on).
     pub(crate) last_cpu: AtomicUsize,
+    /// [`super::migrate_disable`] nesting: while non-zero the thread runs
+    /// only on `last_cpu`. Written only by the thread itself, read by the
+    /// scheduler only while the thread is switched out (see `migrate.rs`
+    /// for why that needs no lock and no atomic read-modify-write).
+    pub(crate) migrate_disable_count: AtomicU32,
+    /// [`super::SwitchWork`] bits: non-zero when a context switch out of or
+    /// into this thread must call switch hooks. Same discipline as
+    /// `migrate_disable_count` (see `switch_work.rs`).
+    pub(crate) switch_work: AtomicU32,
     /// How often it was switched in on a different CPU than before.
     pub(crate) migrations: AtomicU64,
     /// How often it was preempted (tick or owed preemption).
@@ -87,6 +96,8 @@ impl Thread {
             state: AtomicU8::new(ThreadState::Ready as u8),
             wake_permit: AtomicBool::new(false),
             last_cpu: AtomicUsize::new(usize::MAX),
+            migrate_disable_count: AtomicU32::new(0),
+            switch_work: AtomicU32::new(0),
             migrations: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
             exited: AtomicBool::new(false),
@@ -111,6 +122,19 @@ impl Thread {
     /// Times it was switched in on another CPU than the one before.
     pub fn migrations(&self) -> u64 {
         self.migrations.load(Ordering::Relaxed)
+    }
+
+    /// Its [`super::migrate_disable`] nesting. Exact for the running thread
+    /// asking about itself, and for a thread that is not running; otherwise
+    /// a snapshot.
+    pub fn migrate_disable_count(&self) -> u32 {
+        self.migrate_disable_count.load(Ordering::Relaxed)
+    }
+
+    /// Its [`super::SwitchWork`] bits (same caveat as
+    /// [`Thread::migrate_disable_count`]).
+    pub fn switch_work(&self) -> u32 {
+        self.switch_work.load(Ordering::Relaxed)
     }
 
     pub(crate) fn state(&self) -> ThreadState {
@@ -263,5 +287,6 @@ pub(crate) extern "C" fn thread_start(body: *mut Box<dyn FnOnce() + Send>) -> ! 
     // argument register, and each thread starts exactly once.
     let body = unsafe { Box::from_raw(body) };
     (*body)();
+    super::migrate::check_exit();
     super::scheduler::exit_current()
 }

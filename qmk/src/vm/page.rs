@@ -2,7 +2,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use quickmap::{HeldPage, MemoryAttribute, PhysAddr};
+use quickmap::{HeldPage, HeldRange, MemoryAttribute, PhysAddr, PAGE_SIZE};
 
 /// A physical page as the VM system tracks it (FreeBSD's `struct vm_page`, cut
 /// down to what quick mappings need).
@@ -122,5 +122,72 @@ unsafe impl HeldPage for Wired<'_> {
 
     fn memory_attribute(&self) -> MemoryAttribute {
         self.page.memory_attribute
+    }
+}
+
+/// Wired pages that are physically contiguous and share one memory attribute,
+/// as `vm_page_alloc_contig` hands them out: one [`HeldRange`], which the
+/// kernel's quickmap maps as one view (`quickmap().map_range(&run)`).
+///
+/// It borrows the pages' [`Wired`] guards, so every page stays wired while a
+/// view of the run lives.
+#[derive(Debug)]
+pub struct WiredRun<'r, 'p> {
+    pages: &'r [Wired<'p>],
+}
+
+impl<'r, 'p> WiredRun<'r, 'p> {
+    /// The run of `pages`, in order.
+    ///
+    /// # Panics
+    ///
+    /// If `pages` is empty, if a page does not start where the one before it
+    /// ends, or if the pages' memory attributes differ.
+    #[track_caller]
+    pub fn new(pages: &'r [Wired<'p>]) -> Self {
+        let Some(first) = pages.first() else {
+            panic!("vm: run not contiguous: a run needs at least one page")
+        };
+        for (index, pair) in pages.windows(2).enumerate() {
+            let (before, page) = (pair[0].page, pair[1].page);
+            if page.phys_addr.0 != before.phys_addr.0 + PAGE_SIZE as u64 {
+                panic!(
+                    "vm: run not contiguous: page {} at {} does not follow page {index} at {}; \
+                     map scattered pages with `map_pages`",
+                    index + 1,
+                    page.phys_addr,
+                    before.phys_addr
+                );
+            }
+            if page.memory_attribute != first.page.memory_attribute {
+                panic!(
+                    "vm: run not contiguous: page {} is {:?} but the run is {:?}; map pages \
+                     of several attributes with `map_pages`",
+                    index + 1,
+                    page.memory_attribute,
+                    first.page.memory_attribute
+                );
+            }
+        }
+        WiredRun { pages }
+    }
+}
+
+// SAFETY: 1. the address and length are those of the borrowed guards, fixed
+// for the borrow, and a `VmPage`'s address is page-aligned; 2. each page stays
+// wired while its `Wired` guard lives, which outlives every borrow of the run;
+// `new` checked that the pages are contiguous; 3. `new` checked that every
+// page has the first one's attribute, under which each may be mapped.
+unsafe impl HeldRange for WiredRun<'_, '_> {
+    fn phys_addr(&self) -> PhysAddr {
+        self.pages[0].page.phys_addr
+    }
+
+    fn pages(&self) -> usize {
+        self.pages.len()
+    }
+
+    fn memory_attribute(&self) -> MemoryAttribute {
+        self.pages[0].page.memory_attribute
     }
 }

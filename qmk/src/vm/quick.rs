@@ -10,11 +10,16 @@
 //!   interrupt state.
 //! - Direct map: qmk maps `[0, dmap)` write-back at `DIRECT_MAP_BASE`;
 //!   write-back pages there take quickmap's fast path.
+//! - Views: the kernel's (strict) instance maps up to `2 * WINDOWS_PER_CPU - 1`
+//!   wired pages at consecutive addresses of this CPU, with a guard page after
+//!   them ([`KernelView`]): `quickmap().map_pages(&wired)` for scattered pages,
+//!   `quickmap().map_range(&WiredRun::new(&wired))` for a contiguous run
+//!   ([`WiredRun`](super::page::WiredRun)).
 
-use quickmap::arch::x86_64::X86Mmu;
+use quickmap::arch::x86_64::{leaf_tables, X86Mmu};
 use quickmap::{
     Config, CpuWindows, Deferred, DirectMap, ExecutionContext, HeldPage, Invalidation,
-    MemoryAttribute, Mmu, PhysAddr, Platform, QuickMap, VirtAddr, WindowLayout, PAGE_SIZE,
+    MemoryAttribute, Mmu, PhysAddr, Platform, QuickMap, VirtAddr, WindowLayout,
 };
 use spin::Once;
 
@@ -28,6 +33,10 @@ pub const WINDOWS_PER_CPU: usize = 4;
 
 /// quickmap as this kernel runs it.
 pub type KernelQuickMap<P = QmkPlatform> = QuickMap<P, X86Mmu, WINDOWS_PER_CPU>;
+
+/// A view of several pages on the kernel's instance (see [`quickmap::View`]):
+/// pinned to this CPU until dropped, like a single mapping.
+pub type KernelView<'q, 'p> = quickmap::View<'q, 'p, QmkPlatform, X86Mmu, WINDOWS_PER_CPU>;
 
 static CPU_WINDOWS: [CpuWindows<WINDOWS_PER_CPU>; MAX_CPUS] =
     [const { CpuWindows::new() }; MAX_CPUS];
@@ -56,6 +65,24 @@ static DEFERRED_QUICKMAP: Once<DeferredQuickMap> = Once::new();
 /// the kernel's strict instance (slot 0), the tests' instances (slots 2 and 4) and the
 /// benchmark's global window (slot 8) leave alone.
 pub const DEFERRED_REGION_BASE: u64 = WINDOW_REGION.start + 6 * LARGE_PAGE_SIZE;
+
+// Each instance's windows, for the most CPUs it serves, lie in the one page table
+// `build` gives it: checked when the kernel is compiled, not at boot on a big machine.
+const _: () = {
+    let strict = WindowLayout::guarded(VirtAddr(WINDOW_REGION.start as usize), WINDOWS_PER_CPU);
+    assert!(
+        leaf_tables(strict.base, strict.region_len(MAX_CPUS)) == 1,
+        "the strict instance's windows for MAX_CPUS CPUs need more than one page table"
+    );
+    let deferred = WindowLayout::guarded(
+        VirtAddr(DEFERRED_REGION_BASE as usize),
+        DEFERRED_WINDOWS_PER_CPU,
+    );
+    assert!(
+        leaf_tables(deferred.base, deferred.region_len(DEFERRED_MAX_CPUS)) == 1,
+        "the deferred instance's windows for DEFERRED_MAX_CPUS CPUs need more than one page table"
+    );
+};
 
 /// qmk's side of quickmap's [`Platform`] contract.
 #[derive(Clone, Copy, Debug, Default)]
@@ -123,7 +150,7 @@ pub fn build<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
     backend: impl FnOnce(X86Mmu) -> M,
 ) -> Result<QuickMap<P, M, N, I>, QuickMapInitError> {
     let layout = WindowLayout::guarded(VirtAddr(region_base as usize), N);
-    let region_bytes = cpu_windows.len() * layout.cpu_stride;
+    let region_bytes = layout.region_len(cpu_windows.len());
     assert!(
         region_base.is_multiple_of(LARGE_PAGE_SIZE)
             && region_bytes as u64 <= LARGE_PAGE_SIZE
@@ -135,26 +162,21 @@ pub fn build<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
     let leaf = paging::ensure_leaf_table(crate::arch::VirtAddr::new(region_base))
         .map_err(QuickMapInitError::PageTable)?;
     let first_entry = leaf.entry_pointer(crate::arch::VirtAddr::new(region_base));
+    let region_pages = layout.region_pages(cpu_windows.len());
     // SAFETY: 1. `first_entry` is the live leaf entry for `region_base`, and the
     // table (never freed) holds the entries of the following
-    // `region_bytes / PAGE_SIZE` pages in order; 2. the window region is left
+    // `region_pages - 1` pages in order; 2. the window region is left
     // to quickmap: nothing else maps pages there, so its entries are clear;
     // 3. boot sets EFER.NXE and programs IA32_PAT on every CPU before it runs
     // kernel code that maps pages.
-    let mmu = unsafe {
-        X86Mmu::new(
-            layout.base,
-            region_bytes / PAGE_SIZE,
-            first_entry.cast::<u64>(),
-        )
-    };
+    let mmu = unsafe { X86Mmu::new(layout.base, region_pages, first_entry.cast::<u64>()) };
     let direct_map_end = paging::direct_map_end().as_u64();
     let config = Config {
         window_base: layout.base,
         direct_map: (direct_map_end > 0).then(|| DirectMap {
             phys_start: PhysAddr(0),
             len: direct_map_end,
-            virt_start: VirtAddr(DIRECT_MAP_BASE.as_u64() as usize),
+            virt_start: DIRECT_MAP_BASE.into(),
         }),
         phys_limit: physical_address_limit(),
     };

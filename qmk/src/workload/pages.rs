@@ -22,7 +22,7 @@
 //! does; on a difference the pattern tells exactly which byte is wrong.
 
 use quickmap::arch::x86_64::X86Mmu;
-use quickmap::{Deferred, HeldPage, MemoryAttribute, PhysAddr, PAGE_SIZE};
+use quickmap::{Deferred, HeldPage, MemoryAttribute, PAGE_SIZE};
 use spin::Once;
 
 use crate::boot_options::Invalidation;
@@ -232,10 +232,7 @@ impl OwnedPage {
             .or_else(|_| frame_allocator::allocate_frame(other))
             .unwrap_or_else(|error| panic!("workload: out of page frames: {error}"));
         OwnedPage {
-            page: VmPage::managed(
-                PhysAddr(frame.start_address().as_u64()),
-                MemoryAttribute::WriteBack,
-            ),
+            page: VmPage::managed(frame.into(), MemoryAttribute::WriteBack),
         }
     }
 

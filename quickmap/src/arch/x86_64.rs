@@ -32,6 +32,13 @@ use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::mmu::{Mmu, Window};
 use crate::page::MemoryAttribute;
 
+#[cfg(feature = "x86_64")]
+#[cfg_attr(docsrs, doc(cfg(feature = "x86_64")))]
+pub mod interop;
+#[cfg(feature = "x86_64")]
+#[cfg_attr(docsrs, doc(cfg(feature = "x86_64")))]
+pub use interop::HeldFrame;
+
 /// Present.
 pub const PTE_PRESENT: u64 = 1 << 0;
 /// Writable.
@@ -201,11 +208,47 @@ pub unsafe fn flush_local_non_global() {
     };
 }
 
+/// Entries in a page table of any level: 512 eight-byte entries fill a 4 KiB page.
+pub const ENTRIES_PER_TABLE: usize = 512;
+
+/// How many last-level page tables (512 entries, mapping 2 MiB each) hold the entries of
+/// `start .. start + len`: what a kernel allocates for its window region, whose length
+/// is [`WindowLayout::region_len`](crate::WindowLayout::region_len). [`X86Mmu`] needs the
+/// region's entries to form one array, which is one table.
+///
+/// ```
+/// use quickmap::arch::x86_64::leaf_tables;
+/// use quickmap::{VirtAddr, WindowLayout};
+/// let layout = WindowLayout::guarded(VirtAddr(0xffff_c000_0000_0000), 4);
+/// assert_eq!(leaf_tables(layout.base, layout.region_len(16)), 1); // 128 pages
+/// assert_eq!(leaf_tables(layout.base, layout.region_len(64)), 1); // 512 pages
+/// assert_eq!(leaf_tables(layout.base, layout.region_len(65)), 2);
+/// ```
+///
+/// # Panics
+///
+/// If the range wraps around the end of the address space.
+pub const fn leaf_tables(start: VirtAddr, len: usize) -> usize {
+    const SPAN: usize = ENTRIES_PER_TABLE * PAGE_SIZE;
+    if len == 0 {
+        return 0;
+    }
+    let last = match start.0.checked_add(len - 1) {
+        Some(last) => last,
+        None => panic!("quickmap: the range wraps around the end of the address space"),
+    };
+    last / SPAN - start.0 / SPAN + 1
+}
+
 /// The x86_64 window backend: the window region's last-level entries form one array.
 ///
 /// The kernel allocates the page tables of the region once at boot and keeps them
 /// forever. The region for 16 CPUs with 4 guarded windows each is 128 pages, well
-/// inside one page table, so the entries are contiguous.
+/// inside one page table, so the entries are contiguous
+/// ([`WindowLayout::region_pages`](crate::WindowLayout::region_pages) and
+/// [`leaf_tables`] count them). With the feature `x86_64`,
+/// `X86Mmu::from_page_table` builds the backend from that table as the `x86_64` crate
+/// types it, rather than from a raw pointer.
 pub struct X86Mmu {
     region_base: VirtAddr,
     region_pages: usize,
@@ -343,6 +386,23 @@ mod tests {
             PTE_PRESENT | PTE_WRITABLE | PTE_NO_EXECUTE
         );
         assert_eq!(pte & PTE_ADDRESS_MASK, 0xfff_ffff_f000);
+    }
+
+    #[test]
+    fn leaf_tables_count_every_2_mib_span_the_range_touches() {
+        const SPAN: usize = ENTRIES_PER_TABLE * PAGE_SIZE;
+        let base = 0xffff_c000_0000_0000;
+        assert_eq!(leaf_tables(VirtAddr(base), 0), 0);
+        assert_eq!(leaf_tables(VirtAddr(base), PAGE_SIZE), 1);
+        assert_eq!(leaf_tables(VirtAddr(base), SPAN), 1);
+        assert_eq!(leaf_tables(VirtAddr(base), SPAN + PAGE_SIZE), 2);
+        assert_eq!(leaf_tables(VirtAddr(base + SPAN - PAGE_SIZE), PAGE_SIZE), 1);
+        assert_eq!(
+            leaf_tables(VirtAddr(base + SPAN - PAGE_SIZE), 2 * PAGE_SIZE),
+            2
+        );
+        assert_eq!(leaf_tables(VirtAddr(base + PAGE_SIZE), 3 * SPAN), 4);
+        assert_eq!(leaf_tables(VirtAddr(usize::MAX - SPAN + 1), SPAN), 1);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::cell::Cell;
 
 use quickmap::sim::SimMachine;
-use quickmap::{ContextPolicy, ExecutionContext, MemoryAttribute, Platform};
+use quickmap::{MemoryAttribute, Platform};
 use quickmap::{Mmu, PhysAddr, VirtAddr, Window, PAGE_SIZE};
 
 /// A recognisable page content: every 8-byte word holds `(pfn, generation, word index)`.
@@ -75,28 +75,6 @@ unsafe impl<P: Platform> Platform for DoesNotPin<P> {
     }
     fn critical_enter(&self) {}
     fn critical_exit(&self) {}
-}
-
-/// The same platform, with the man page's context rules enforced word for word.
-#[derive(Clone, Copy)]
-pub struct FreeBsdRules<P>(pub P);
-
-// SAFETY: forwards every promise to the wrapped platform.
-unsafe impl<P: Platform> Platform for FreeBsdRules<P> {
-    const CONTEXT_POLICY: ContextPolicy = ContextPolicy::FreeBsd;
-
-    fn current_cpu(&self) -> usize {
-        self.0.current_cpu()
-    }
-    fn critical_enter(&self) {
-        self.0.critical_enter()
-    }
-    fn critical_exit(&self) {
-        self.0.critical_exit()
-    }
-    fn execution_context(&self) -> ExecutionContext {
-        self.0.execution_context()
-    }
 }
 
 /// Where a [`MidPairInterrupts`] backend is when it offers an interrupt: which of its

@@ -2,14 +2,17 @@
 //! the icount boots (one per kernel build), throughput and its ratios from the
 //! throughput boots (checked build).
 
+use serde::Serialize;
+
 use super::lines::{BenchBoot, VariantRun, VARIANTS};
 
 /// The reference variant for "vs quickmap-window" ratios.
 pub const WINDOW: &str = "quickmap-window";
 
 /// Event counts per enter+access+remove pair. The four that quickmap's statistics
-/// give are `None` where no boot counted them (a build without `stats`).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// give are `None` where no boot counted them (a build without `stats`). Serialized as
+/// in `bench.json`, `null` for `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct EventsPerPair {
     /// Local single-page TLB invalidations.
     pub invalidations: Option<f64>,
@@ -75,15 +78,17 @@ pub fn instructions_per_pair(run: &VariantRun, overhead_ticks_per_pair: u64) -> 
     (per_pair * 100.0).round() / 100.0
 }
 
-/// A variant's cost in one kernel build.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A variant's cost in one kernel build, serialized as in `bench.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Cost {
     /// From the build's icount boot.
     pub instructions_per_pair: f64,
     /// From the build's icount boot (1 CPU).
+    #[serde(rename = "events_per_pair_icount")]
     pub events_icount: EventsPerPair,
     /// The worst per-pair counts over every boot of the build (IPIs only show with 2+
     /// CPUs).
+    #[serde(rename = "events_per_pair_worst")]
     pub events_worst: EventsPerPair,
 }
 

@@ -1,6 +1,8 @@
 //! Parses the lines of a `mode=bench` boot (`docs/kernel-protocol.md`, "mode=bench:
 //! the benchmark") and gathers one boot's results.
 
+use serde::Serialize;
+
 use crate::fields::Fields;
 use crate::kernel_build::KernelBuild;
 use crate::protocol::{parse_line, protocol_body};
@@ -84,7 +86,8 @@ pub struct VariantRun {
 
 /// The event counts of one variant line. The four that quickmap's statistics give are
 /// `None` when the kernel could not count them (`-`: a build without `stats`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Serialized as in `bench.json`, `null` for `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct EventCounts {
     /// Local single-page TLB invalidations.
     pub invalidations: Option<u64>,

@@ -136,7 +136,7 @@ pub fn bench(options: &BenchOptions) -> Result<(), Failure> {
         .out_dir
         .clone()
         .unwrap_or_else(|| paths::repo_root().join("target/bench"));
-    let json = bench_document(&config, &entries, &figures, &targets).render();
+    let json = bench_document(&config, &entries, &figures, &targets).to_json();
     let json_path = write_output(&out_dir, "bench.json", &json)?;
     let svg_path = write_output(&out_dir, "throughput.svg", &throughput_svg(&figures))?;
     println!();

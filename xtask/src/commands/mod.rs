@@ -1,9 +1,10 @@
 //! The commands, one module each. They compose the building blocks (kernel build,
 //! QEMU setup, boots, protocol parsing) and decide what to print.
 //!
-//! Adding a command: add a variant to [`crate::cli::Command`] with its options, a
-//! module here with a function returning `Result<(), Failure>`, and a line in
-//! `main`'s dispatch.
+//! Adding a command: in [`crate::cli`], its clap arguments (a variant of the parsed
+//! commands) and a variant of [`crate::cli::Command`] with its validated options; a
+//! module here with a function returning `Result<(), Failure>`; and a line in `main`'s
+//! dispatch.
 
 pub mod bench;
 pub mod build;

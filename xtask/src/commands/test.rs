@@ -13,12 +13,14 @@
 //!      one in the deferred remove's uncached slow path, a CR3 write in its flush slow
 //!      path ([`crate::static_check`]). It lives here rather than with the host checks
 //!      because it needs the kernel built, and `--host-only` stays free of the kernel;
-//!    - the kernel suite, once per CPU count in `--cpus` (default 1): a `mode=list`
-//!      boot to learn the tests, one `mode=test` boot for all ordinary tests, one boot
-//!      per `should_panic` test (its panic ends the boot);
-//!    - `run-workload`: a short `mode=run` boot ([`WORKLOAD_TEST_OPS`] operations on
-//!      [`WORKLOAD_TEST_CPUS`] CPUs), judged like `cargo xtask run` (`--no-workload`
-//!      skips it).
+//!    - the kernel suite, once per CPU count in `--cpus` (default 1, 2, 4 and 8; 1
+//!      with `--icount`): a `mode=list` boot to learn the tests, one `mode=test` boot
+//!      for all ordinary tests, one boot per `should_panic` test (its panic ends the
+//!      boot);
+//!    - `run-workload` and `run-workload-deferred`: short `mode=run` boots
+//!      ([`WORKLOAD_TEST_OPS`] operations on [`WORKLOAD_TEST_CPUS`] CPUs), one on each
+//!      quickmap instance of the kernel, judged like `cargo xtask run`
+//!      (`--no-workload` skips them).
 //!
 //!    With `--test FILTER` only the selected kernel tests run: the static check and
 //!    the workload are skipped, with a note.
@@ -43,7 +45,7 @@ use crate::suite::{judge_boot, plan_boots, tally, PlannedBoot, TestRecord};
 
 /// Operations of the workload boot in `cargo xtask test`: enough to exercise every
 /// kind of operation on every CPU, few enough to finish in seconds under TCG. (The
-/// help text in `cli::USAGE` quotes this figure and [`WORKLOAD_TEST_CPUS`].)
+/// help of `--no-workload` in `cli` quotes this figure and [`WORKLOAD_TEST_CPUS`].)
 pub const WORKLOAD_TEST_OPS: u64 = 10_000;
 /// CPUs of that boot (1 with `--icount`, which QEMU runs on one CPU only).
 pub const WORKLOAD_TEST_CPUS: u32 = 4;
@@ -436,7 +438,13 @@ mod tests {
     #[test]
     fn help_quotes_the_workload_boot() {
         let words = format!("mode=run ops={WORKLOAD_TEST_OPS} on {WORKLOAD_TEST_CPUS} CPUs");
-        assert!(crate::cli::USAGE.contains(&words), "{words}");
+        let help = match crate::cli::parse_args(["xtask", "test", "--help"]) {
+            Err(crate::cli::CliError::Help(help)) => help.to_string(),
+            other => panic!("`test --help` gave {other:?}"),
+        };
+        // The help is wrapped to the terminal's width.
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(help.contains(&words), "{words}\n{help}");
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! The live progress display of `cargo xtask run`.
 //!
-//! On a terminal the bar is redrawn in place (`\r` and "erase line"), and a kernel
-//! line that arrives meanwhile is printed above it. Elsewhere (CI logs, pipes) in-place
-//! redraws would pile up as garbage, so a plain line is printed every
-//! [`PLAIN_INTERVAL_MS`] of guest time instead.
+//! On a terminal an indicatif bar is redrawn in place on stdout from the first report
+//! to the end of the workload, and a kernel line that arrives meanwhile is printed
+//! above it. Elsewhere (CI logs, pipes) in-place redraws would pile up as garbage, so
+//! a plain line is printed every [`PLAIN_INTERVAL_MS`] of guest time instead, and the
+//! last report at the end. Both show the kernel's figures: its rates and times are
+//! guest time, not the host's, so the bar's own clock is not used.
 
 use std::io::Write;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::lines::Progress;
 
@@ -13,16 +17,16 @@ use super::lines::Progress;
 /// log, rarely enough not to drown the kernel's own lines.
 pub const PLAIN_INTERVAL_MS: u64 = 5_000;
 
-/// Width of the bar between the brackets.
+/// Width of the bar between the brackets, live or plain.
 const BAR_WIDTH: usize = 24;
 
-/// Carriage return plus ANSI "erase to end of line": start the line afresh.
-const REDRAW: &str = "\r\x1b[K";
+/// Positions of the live bar: the fraction done, in thousandths.
+const BAR_POSITIONS: u64 = 1000;
 
 /// How the display reaches the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DisplayStyle {
-    /// Stdout is a terminal: redraw in place.
+    /// Stdout is a terminal: a live bar.
     Terminal,
     /// Anything else: periodic plain lines.
     Plain,
@@ -30,98 +34,145 @@ pub enum DisplayStyle {
 
 /// Shows progress reports and the other lines of the boot on `out`.
 pub struct ProgressDisplay<W: Write> {
+    /// Every line, except those printed above a live bar (which go where it draws).
     out: W,
-    style: DisplayStyle,
-    /// The bar as last drawn (terminal) or the last report not yet printed (plain).
-    current: Option<String>,
-    /// Plain style: guest time at which the next line is due.
-    next_plain_ms: u64,
-    /// Plain style: whether `current` has been printed.
-    current_printed: bool,
+    mode: Mode,
+}
+
+enum Mode {
+    Terminal {
+        /// Where a new bar draws: stdout, or a test's in-memory terminal.
+        draw_target: fn() -> ProgressDrawTarget,
+        /// The bar, from the first report until [`ProgressDisplay::finish`].
+        bar: Option<ProgressBar>,
+    },
+    Plain {
+        /// The last report, while it is not printed.
+        unprinted: Option<String>,
+        /// Guest time at which the next line is due.
+        next_line_ms: u64,
+    },
 }
 
 impl<W: Write> ProgressDisplay<W> {
-    /// A display writing to `out` in `style`.
+    /// A display writing to `out` (stdout: the live bar draws there too) in `style`.
     pub fn new(out: W, style: DisplayStyle) -> ProgressDisplay<W> {
-        ProgressDisplay {
-            out,
-            style,
-            current: None,
-            next_plain_ms: 0,
-            current_printed: true,
-        }
+        let mode = match style {
+            DisplayStyle::Terminal => Mode::Terminal {
+                draw_target: ProgressDrawTarget::stdout,
+                bar: None,
+            },
+            DisplayStyle::Plain => Mode::Plain {
+                unprinted: None,
+                next_line_ms: 0,
+            },
+        };
+        ProgressDisplay { out, mode }
     }
 
     /// Shows a new progress report.
     pub fn progress(&mut self, progress: &Progress) {
-        let text = render_progress(progress);
-        match self.style {
-            DisplayStyle::Terminal => {
-                self.write(&format!("{REDRAW}{text}"));
+        match &mut self.mode {
+            Mode::Terminal { draw_target, bar } => {
+                let bar = bar.get_or_insert_with(|| live_bar(draw_target()));
+                let position = progress
+                    .fraction()
+                    .map_or(0, |f| (f * BAR_POSITIONS as f64).round() as u64);
+                bar.set_position(position);
+                bar.set_message(render_figures(progress));
             }
-            DisplayStyle::Plain => {
-                if progress.elapsed_ms >= self.next_plain_ms {
-                    self.write(&format!("{text}\n"));
-                    self.next_plain_ms =
+            Mode::Plain {
+                unprinted,
+                next_line_ms,
+            } => {
+                let text = render_progress(progress);
+                if progress.elapsed_ms >= *next_line_ms {
+                    *next_line_ms =
                         (progress.elapsed_ms / PLAIN_INTERVAL_MS + 1) * PLAIN_INTERVAL_MS;
-                    self.current_printed = true;
+                    *unprinted = None;
+                    write_line(&mut self.out, &text);
                 } else {
-                    self.current_printed = false;
+                    *unprinted = Some(text);
                 }
             }
         }
-        self.current = Some(text);
-        let _ = self.out.flush();
     }
 
-    /// Shows any other line (a kernel line, a mismatch), keeping the bar below it.
+    /// Shows any other line (a kernel line, a mismatch), above the bar if one is live.
     pub fn line(&mut self, text: &str) {
-        match (self.style, &self.current) {
-            (DisplayStyle::Terminal, Some(bar)) => {
-                let redraw = format!("{REDRAW}{text}\n{bar}");
-                self.write(&redraw);
-            }
-            _ => self.write(&format!("{text}\n")),
+        match &self.mode {
+            Mode::Terminal { bar: Some(bar), .. } => bar.println(text),
+            _ => write_line(&mut self.out, text),
         }
-        let _ = self.out.flush();
     }
 
-    /// Ends the display: the bar's line is finished (terminal), the last report is
-    /// printed if it was not (plain).
+    /// Ends the display: the bar stays as it was last drawn (terminal), the last report
+    /// is printed if it was not (plain).
     pub fn finish(&mut self) {
-        match self.style {
-            DisplayStyle::Terminal if self.current.is_some() => self.write("\n"),
-            DisplayStyle::Plain if !self.current_printed => {
-                if let Some(text) = self.current.clone() {
-                    self.write(&format!("{text}\n"));
+        match &mut self.mode {
+            Mode::Terminal { bar, .. } => {
+                if let Some(bar) = bar.take() {
+                    // `abandon` leaves the bar as it is; `finish` would fill it, whatever
+                    // the last report said.
+                    bar.abandon();
                 }
             }
-            _ => {}
+            Mode::Plain { unprinted, .. } => {
+                if let Some(text) = unprinted.take() {
+                    write_line(&mut self.out, &text);
+                }
+            }
         }
-        self.current = None;
-        self.current_printed = true;
-        let _ = self.out.flush();
+    }
+
+    /// A terminal display whose bars draw on `draw_target` (a test's terminal).
+    #[cfg(test)]
+    fn with_draw_target(out: W, draw_target: fn() -> ProgressDrawTarget) -> ProgressDisplay<W> {
+        ProgressDisplay {
+            out,
+            mode: Mode::Terminal {
+                draw_target,
+                bar: None,
+            },
+        }
     }
 
     /// Gives the writer back (tests read what was written).
     #[cfg(test)]
-    pub fn into_inner(self) -> W {
+    fn into_inner(self) -> W {
         self.out
-    }
-
-    fn write(&mut self, text: &str) {
-        // Stdout gone (e.g. `| head`) must not stop the boot: the log keeps everything.
-        let _ = self.out.write_all(text.as_bytes());
     }
 }
 
-/// One progress report as text, e.g.
+/// A bar like the plain lines: `[####    ]` then the figures, cut to the terminal's
+/// width (a line that wraps cannot be redrawn in place).
+fn live_bar(draw_target: ProgressDrawTarget) -> ProgressBar {
+    let style = ProgressStyle::with_template(&format!("[{{bar:{BAR_WIDTH}.cyan}}] {{wide_msg}}"))
+        .expect("the bar's template is valid")
+        .progress_chars("# ");
+    ProgressBar::with_draw_target(Some(BAR_POSITIONS), draw_target).with_style(style)
+}
+
+fn write_line(out: &mut impl Write, text: &str) {
+    // Stdout gone (e.g. `| head`) must not stop the boot: the log keeps everything.
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// One progress report as a plain line, e.g.
 /// `[############            ]  50%  500/1000 ops  250 ops/s  1.0 MB/s  2.0 s  per CPU: 200 300`.
 pub fn render_progress(progress: &Progress) -> String {
-    let fraction = progress.fraction();
-    let filled = fraction.map_or(0, |f| (f * BAR_WIDTH as f64).round() as usize);
+    let filled = progress
+        .fraction()
+        .map_or(0, |f| (f * BAR_WIDTH as f64).round() as usize);
     let bar = format!("[{}{}]", "#".repeat(filled), " ".repeat(BAR_WIDTH - filled));
-    let percent = match fraction {
+    format!("{bar} {}", render_figures(progress))
+}
+
+/// What follows the bar, live or plain, e.g.
+/// ` 50%  500/1000 ops  250 ops/s  1.0 MB/s  2.0 s  per CPU: 200 300`.
+fn render_figures(progress: &Progress) -> String {
+    let percent = match progress.fraction() {
         Some(f) => format!("{:>3.0}%", f * 100.0),
         None => "  ?%".to_string(),
     };
@@ -142,7 +193,7 @@ pub fn render_progress(progress: &Progress) -> String {
         (Some(ops), Some(bytes)) => format!("{ops:.0} ops/s  {:.1} MB/s", bytes / 1e6),
         _ => "- ops/s  - MB/s".to_string(),
     };
-    let mut text = format!("{bar} {percent}  {ops}  {rate}  {time}");
+    let mut text = format!("{percent}  {ops}  {rate}  {time}");
     if !progress.per_cpu.is_empty() {
         let counts: Vec<String> = progress
             .per_cpu
@@ -156,6 +207,10 @@ pub fn render_progress(progress: &Progress) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::OnceLock;
+
+    use indicatif::InMemoryTerm;
+
     use super::*;
 
     fn report(done: u64, elapsed_ms: u64) -> Progress {
@@ -193,20 +248,36 @@ mod tests {
         assert!(render_progress(&unknown).contains("  ?%  7 ops  7 ops/s"));
     }
 
+    /// The terminal the test below draws on; a function pointer cannot capture it.
+    fn test_terminal() -> &'static InMemoryTerm {
+        static TERMINAL: OnceLock<InMemoryTerm> = OnceLock::new();
+        TERMINAL.get_or_init(|| InMemoryTerm::new(10, 120))
+    }
+
     #[test]
-    fn terminal_redraws_in_place_and_keeps_the_bar_below_other_lines() {
-        let mut display = ProgressDisplay::new(Vec::new(), DisplayStyle::Terminal);
+    fn terminal_draws_a_live_bar_below_other_lines() {
+        let draw_target = || ProgressDrawTarget::term_like(Box::new(test_terminal().clone()));
+        let mut display = ProgressDisplay::with_draw_target(Vec::new(), draw_target);
+        // No bar before the first report: the line goes out as it is.
         display.line("qmk: starting");
         display.progress(&report(100, 1000));
         display.line("qmk: cpu 2 busy");
-        display.progress(&report(200, 2000));
+        display.progress(&report(500, 2000));
         display.finish();
-        let text = String::from_utf8(display.into_inner()).unwrap();
-        let bar1 = render_progress(&report(100, 1000));
-        let bar2 = render_progress(&report(200, 2000));
+        // After the workload, lines go out as they are again.
+        display.line("qmk: run ok");
+        let out = String::from_utf8(display.into_inner()).unwrap();
+        assert_eq!(out, "qmk: starting\nqmk: run ok\n");
+        let screen = test_terminal().contents();
+        let lines: Vec<&str> = screen.lines().map(str::trim_end).collect();
         assert_eq!(
-            text,
-            format!("qmk: starting\n{REDRAW}{bar1}{REDRAW}qmk: cpu 2 busy\n{bar1}{REDRAW}{bar2}\n")
+            lines,
+            [
+                "qmk: cpu 2 busy",
+                "[############            ]  50%  500/1000 ops  250 ops/s  1.0 MB/s  2.0 s  \
+                 per CPU: 250 250",
+            ],
+            "{screen}"
         );
     }
 

@@ -11,12 +11,16 @@
 //!   migration, timer interrupts that map pages (and flush), and spin locks.
 //! - [`teeth`]: a backend that skips `invlpg`, or the deferred full flush, is
 //!   caught by the same checks.
+//! - [`views`]: several pages at consecutive addresses (scattered or a
+//!   contiguous run): copies across their page boundaries, a fault one byte
+//!   past the view, and after it is dropped.
 
 mod deferred;
 mod mappings;
 mod misuse;
 mod stress;
 mod teeth;
+mod views;
 
 use quickmap::{MemoryAttribute, PhysAddr};
 
@@ -48,7 +52,7 @@ impl TestPage {
             )
         });
         TestPage {
-            page: VmPage::managed(PhysAddr(frame.start_address().as_u64()), attribute),
+            page: VmPage::managed(frame.into(), attribute),
         }
     }
 
