@@ -13,7 +13,7 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use crate::arch::interrupts::{interrupts_enabled, set_interrupt_handler, InterruptFrame};
-use crate::arch::percpu::gs_increment_u64;
+use crate::arch::percpu::percpu_increment_u64;
 use crate::arch::{apic, VirtAddr};
 use crate::cpu::{self, PreemptGuard, MAX_CPUS};
 use crate::sync::SpinLock;
@@ -120,7 +120,7 @@ pub fn application_cpu_main(cpu_index: usize) -> ! {
 /// Sends interrupt `vector` to CPU `cpu_index`.
 pub fn send_ipi(cpu_index: usize, vector: u8) {
     let apic_id = cpu::cpu(cpu_index).apic_id();
-    gs_increment_u64!(core::mem::offset_of!(cpu::PerCpu, ipis_sent));
+    percpu_increment_u64!(core::mem::offset_of!(cpu::PerCpu, ipis_sent));
     apic::send_fixed(apic_id, vector);
 }
 

@@ -213,9 +213,9 @@ pub(super) fn perform_owed_preemption() {
     if in_interrupt() || !interrupts_enabled() || !is_running_here() {
         return;
     }
-    // One `gs:` increment, not an atomic RMW: this path is reachable from
+    // A per-CPU increment, not an atomic RMW: this path is reachable from
     // quickmap's remove, which must not execute locked instructions.
-    crate::arch::percpu::gs_increment_u64!(core::mem::offset_of!(
+    crate::arch::percpu::percpu_increment_u64!(core::mem::offset_of!(
         cpu::PerCpu,
         deferred_preemptions
     ));

@@ -7,7 +7,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::arch::interrupts::{InterruptFrame, SseState};
-use crate::arch::percpu::gs_read_u64;
+use crate::arch::percpu::percpu_read_u64;
 use crate::arch::stacks::StackBounds;
 use crate::cpu::offsets;
 use crate::sync::SpinLock;
@@ -173,7 +173,7 @@ impl Thread {
 /// before the scheduler runs on this CPU.
 #[inline]
 pub(crate) fn current_thread_pointer() -> *const Thread {
-    gs_read_u64!(offsets::CURRENT_THREAD) as *const Thread
+    percpu_read_u64!(offsets::CURRENT_THREAD) as *const Thread
 }
 
 /// The id of the running thread (0 before the scheduler starts).

@@ -247,7 +247,7 @@ impl SseState {
 /// True while an interrupt or IPI handler (vector 32–255) runs on this CPU.
 #[inline]
 pub fn in_interrupt() -> bool {
-    crate::arch::percpu::gs_read_u32!(crate::cpu::offsets::INTERRUPT_NESTING) != 0
+    crate::arch::percpu::percpu_read_u32!(crate::cpu::offsets::INTERRUPT_NESTING) != 0
 }
 
 /// True when this CPU accepts maskable interrupts (RFLAGS.IF).
@@ -302,7 +302,7 @@ extern "C" fn qmk_interrupt_dispatch(frame: &mut InterruptFrame, sse_state: &mut
     // by `set_interrupt_handler`, so this is a valid fn pointer of that type.
     let handler: InterruptHandler =
         unsafe { core::mem::transmute::<usize, InterruptHandler>(handler) };
-    crate::arch::percpu::gs_increment_u32!(crate::cpu::offsets::INTERRUPT_NESTING);
+    crate::arch::percpu::percpu_increment_u32!(crate::cpu::offsets::INTERRUPT_NESTING);
     // quickmap's windows in use before the handler: every one in use after it
     // that was free here is the handler's, and it must give each back before
     // it returns. A local of this call, so each nesting level keeps its own
@@ -315,7 +315,8 @@ extern "C" fn qmk_interrupt_dispatch(frame: &mut InterruptFrame, sse_state: &mut
     // IPI, a yield); the scheduler performs it by swapping the saved
     // context, still "in interrupt" so that nothing in it may block.
     crate::sched::interrupt_exit(frame, sse_state);
-    let _ = crate::arch::percpu::gs_decrement_u32_is_zero!(crate::cpu::offsets::INTERRUPT_NESTING);
+    let _ =
+        crate::arch::percpu::percpu_decrement_u32_is_zero!(crate::cpu::offsets::INTERRUPT_NESTING);
 }
 
 const PAGE_FAULT_VECTOR: usize = 14;
