@@ -12,14 +12,13 @@ use alloc::vec::Vec;
 use core::ops::Range;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use crate::arch::interrupts::{interrupts_enabled, set_interrupt_handler, InterruptFrame};
+use crate::arch::interrupts::{
+    end_of_interrupt, interrupts_enabled, set_interrupt_handler, InterruptFrame,
+};
 use crate::arch::percpu::percpu_increment_u64;
-use crate::arch::{apic, VirtAddr};
+use crate::arch::{apic, ipi, VirtAddr};
 use crate::cpu::{self, PreemptGuard, MAX_CPUS};
 use crate::sync::SpinLock;
-
-/// IPI that runs the pending cross-CPU call.
-pub const CALL_VECTOR: u8 = 0x83;
 
 static CPUS_LISTED_BY_FIRMWARE: AtomicUsize = AtomicUsize::new(0);
 
@@ -64,7 +63,7 @@ pub fn init(rsdp_address: Option<u64>) -> Result<(), SmpError> {
         .store(bootstrap_apic_id, Ordering::Relaxed);
     tsc::calibrate();
     apic::calibrate_timer(|milliseconds| tsc::delay_us(milliseconds * 1000));
-    set_interrupt_handler(CALL_VECTOR, on_call);
+    set_interrupt_handler(ipi::CALL_VECTOR, on_call);
     set_interrupt_handler(apic::SPURIOUS_VECTOR, |_| {});
     crate::sched::init_bootstrap_cpu();
     cpu::mark_online(0);
@@ -121,7 +120,7 @@ pub fn application_cpu_main(cpu_index: usize) -> ! {
 pub fn send_ipi(cpu_index: usize, vector: u8) {
     let apic_id = cpu::cpu(cpu_index).apic_id();
     percpu_increment_u64!(core::mem::offset_of!(cpu::PerCpu, ipis_sent));
-    apic::send_fixed(apic_id, vector);
+    ipi::send(apic_id, vector);
 }
 
 /// Sends interrupt `vector` to every online CPU but this one (one IPI each).
@@ -163,7 +162,7 @@ fn on_call(_frame: &mut InterruptFrame) {
         .calls_handled
         .fetch_add(1, Ordering::Relaxed);
     call.pending.fetch_sub(1, Ordering::AcqRel);
-    apic::end_of_interrupt();
+    end_of_interrupt();
 }
 
 /// Runs `function` on every online CPU (here too, first) and returns when
@@ -198,7 +197,7 @@ fn run_on_cpus(function: &(dyn Fn() + Sync), including_this_one: bool) {
     };
     let call_pointer: *const Call<'_> = &call;
     CURRENT_CALL.store(call_pointer.cast_mut().cast(), Ordering::Release);
-    send_ipi_all_others(CALL_VECTOR);
+    send_ipi_all_others(ipi::CALL_VECTOR);
     if including_this_one {
         function();
     }

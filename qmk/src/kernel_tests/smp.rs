@@ -8,16 +8,16 @@ use ::x86_64::structures::paging::PageTableFlags;
 use super::{scratch_page, test_frame};
 use crate::arch::fault_probe::{expect_page_fault, probe_read_u8};
 use crate::arch::interrupts::{set_interrupt_handler, InterruptFrame};
-use crate::arch::{apic, paging, tsc};
+use crate::arch::{apic, clock, ipi, paging};
 use crate::cpu::{self, MAX_CPUS};
 use crate::{kernel_test, sched, smp};
 
 /// Spins until `condition` holds, or panics with `what` after `seconds`.
 pub(super) fn wait_for(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
-    let deadline = tsc::read() + seconds * tsc::hz();
+    let deadline = clock::read() + seconds * clock::hz();
     while !condition() {
         assert!(
-            tsc::read() < deadline,
+            clock::read() < deadline,
             "timed out after {seconds} s waiting for {what}"
         );
         core::hint::spin_loop();
@@ -55,12 +55,11 @@ kernel_test! {
     }
 }
 
-const PING_VECTOR: u8 = 0x84;
 static PINGS_RECEIVED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 fn on_ping(_frame: &mut InterruptFrame) {
     PINGS_RECEIVED[cpu::current_cpu_index()].fetch_add(1, Ordering::AcqRel);
-    apic::end_of_interrupt();
+    crate::arch::interrupts::end_of_interrupt();
 }
 
 kernel_test! {
@@ -68,21 +67,21 @@ kernel_test! {
     /// CPU), an IPI to all others reaches each once, and the IPI counter
     /// counts them.
     fn ipi_round_trip() {
-        set_interrupt_handler(PING_VECTOR, on_ping);
+        set_interrupt_handler(ipi::TEST_VECTOR, on_ping);
         let count = cpu::cpu_count();
         let guard = cpu::PreemptGuard::new();
         let me = cpu::this_cpu(&guard).index();
         let sent_before = smp::ipis_sent();
         for target in (0..count).filter(|&target| target != me) {
             let before = PINGS_RECEIVED[target].load(Ordering::Acquire);
-            smp::send_ipi(target, PING_VECTOR);
+            smp::send_ipi(target, ipi::TEST_VECTOR);
             wait_for("an IPI to arrive", 2, || {
                 PINGS_RECEIVED[target].load(Ordering::Acquire) > before
             });
         }
         let before: [u64; MAX_CPUS] =
             core::array::from_fn(|index| PINGS_RECEIVED[index].load(Ordering::Acquire));
-        smp::send_ipi_all_others(PING_VECTOR);
+        smp::send_ipi_all_others(ipi::TEST_VECTOR);
         for target in (0..count).filter(|&target| target != me) {
             wait_for("a broadcast IPI to arrive", 2, || {
                 PINGS_RECEIVED[target].load(Ordering::Acquire) > before[target]

@@ -462,7 +462,6 @@ static PINGS: [AtomicU64; smp_boot::MAX_BRINGUP_CPUS] =
 
 fn on_tick(_frame: &mut super::exceptions::InterruptFrame) {
     TICKS[super::percpu::cpu_index()].fetch_add(1, Ordering::Relaxed);
-    timer::rearm(TICK_PERIOD_US);
 }
 
 fn on_ping(_frame: &mut super::exceptions::InterruptFrame) {
@@ -477,7 +476,7 @@ fn start_interrupts_on_this_cpu(cpu_index: usize) {
             panic!("enabling interrupt {intid} on CPU {cpu_index}: {error}");
         }
     }
-    timer::start(TICK_PERIOD_US);
+    timer::start_periodic(TICK_PERIOD_US);
     DAIF.modify(DAIF::I::Unmasked);
 }
 

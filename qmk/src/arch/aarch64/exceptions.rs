@@ -216,6 +216,16 @@ impl VectorKind {
         self.0 % 4
     }
 
+    /// A synchronous exception (SVC, abort, undefined instruction...).
+    pub fn is_synchronous(self) -> bool {
+        self.class() == 0
+    }
+
+    /// An IRQ.
+    pub fn is_irq(self) -> bool {
+        self.class() == 1
+    }
+
     fn class_name(self) -> &'static str {
         ["synchronous exception", "IRQ", "FIQ", "SError"][self.class() as usize]
     }
@@ -261,15 +271,16 @@ pub fn install_on_this_cpu() {
 }
 
 /// Exception classes (ESR_EL1.EC) the kernel handles or names.
-mod class {
+pub(super) mod class {
     pub const UNKNOWN: u8 = 0x00;
+    pub const SVC_AARCH64: u8 = 0x15;
     pub const DATA_ABORT_SAME_EL: u8 = 0x25;
     pub const INSTRUCTION_ABORT_SAME_EL: u8 = 0x21;
 }
 
 /// Called by the entry code with the saved context.
 #[no_mangle]
-extern "C" fn qmk_exception_dispatch(frame: &mut InterruptFrame, _fp_state: &mut FpState) {
+extern "C" fn qmk_exception_dispatch(frame: &mut InterruptFrame, fp_state: &mut FpState) {
     let kind = frame.vector_kind();
     if kind.class() == 0 {
         let exception_class = frame.exception_class();
@@ -285,12 +296,17 @@ extern "C" fn qmk_exception_dispatch(frame: &mut InterruptFrame, _fp_state: &mut
             super::halt_forever();
         }
     }
-    if kind.class() == 1 {
+    #[cfg(not(qmk_arch_bringup))]
+    if kind.is_irq() || super::context::switch_request_of(frame).is_some() {
+        super::interrupts::handle_interrupt(frame, fp_state);
+        return;
+    }
+    #[cfg(qmk_arch_bringup)]
+    if kind.is_irq() {
+        let _ = fp_state;
         super::gic::handle_irq(frame);
         return;
     }
-    // TODO(issue 13): the scheduler's switch request (SVC), and the switch
-    // on the way out of an IRQ (the core's `sched::interrupt_exit`).
     fatal_exception(frame)
 }
 

@@ -108,14 +108,17 @@ pub fn send_sgi(sgi: u32, mpidr: u64) -> Result<(), GicError> {
     GicCpuInterface::send_sgi(IntId::sgi(sgi), target, SgiTargetGroup::CurrentGroup1)
 }
 
-/// The IRQ path: acknowledges the pending interrupt, runs its handler, ends
-/// it. Called by the exception entry with IRQs masked.
-pub fn handle_irq(frame: &mut InterruptFrame) {
-    let Some(intid) = GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1) else {
-        // Spurious: withdrawn before it was acknowledged.
-        return;
-    };
+/// The IRQ path: acknowledges the pending interrupt, re-arms the timer for
+/// a tick, runs the handler, ends the interrupt (so handlers never do).
+/// Called by the exception entry with IRQs masked. Returns the interrupt id,
+/// or `None` for a spurious interrupt.
+pub fn handle_irq(frame: &mut InterruptFrame) -> Option<u32> {
+    // `None`: spurious, withdrawn before it was acknowledged.
+    let intid = GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1)?;
     let id = u32::from(intid);
+    if id == super::timer::TIMER_INTERRUPT_ID {
+        super::timer::rearm_tick();
+    }
     let handler = HANDLERS
         .get(id as usize)
         .map_or(0, |slot| slot.load(Ordering::Acquire));
@@ -131,4 +134,5 @@ pub fn handle_irq(frame: &mut InterruptFrame) {
     let handler = unsafe { core::mem::transmute::<usize, InterruptHandler>(handler) };
     handler(frame);
     GicCpuInterface::end_interrupt(intid, InterruptGroup::Group1);
+    Some(id)
 }

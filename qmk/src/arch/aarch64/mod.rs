@@ -9,13 +9,21 @@
 //! module's own checks in the core's serial protocol meanwhile. What is
 //! missing is listed in `bringup`'s module documentation.
 
+// TODO(issue 13): the names the kernel core uses are unused until it
+// builds here (`qmk_arch_bringup`).
+#![cfg_attr(qmk_arch_bringup, allow(unused_imports))]
+
 mod address;
 mod boot;
 pub mod bringup;
+mod context;
+pub mod counters;
 pub mod exceptions;
 pub mod fault_probe;
 pub mod firmware;
 pub mod gic;
+pub mod interrupts;
+pub mod ipi;
 pub mod paging;
 pub mod percpu;
 pub mod qemu_exit;
@@ -24,7 +32,11 @@ pub mod smp_boot;
 pub mod stacks;
 pub mod timer;
 
+/// The clock the kernel reads (`read`, `hz`, `delay_us`): the generic
+/// timer's counter.
+pub use self::timer as clock;
 pub use address::{PhysAddr, VirtAddr};
+pub use context::{new_thread_frame, request_switch, switch_request_of};
 
 /// Stops this CPU for good: interrupts masked, then `wfi` in a loop.
 pub fn halt_forever() -> ! {

@@ -205,6 +205,9 @@ pub fn load_on_this_cpu() {
 /// Sets up interrupt entry on the bootstrap CPU.
 pub fn init_bootstrap_cpu() {
     load_on_this_cpu();
+    // A switch request's work happens in `sched::interrupt_exit`, after
+    // the handler; the handler only has to exist.
+    set_interrupt_handler(super::context::SWITCH_REQUEST_VECTOR, |_| {});
 }
 
 /// A handler for an external interrupt or IPI (vectors 32–255).
@@ -242,6 +245,17 @@ impl SseState {
         bytes[25] = 0x1f;
         Self(bytes)
     }
+}
+
+/// The FP/SIMD state the entry code saves: on x86_64, the SSE state.
+pub type FpState = SseState;
+
+/// Tells the interrupt controller the handled interrupt is done: every
+/// handler of an external interrupt or IPI calls it (a local APIC EOI).
+/// Handlers of software interrupts (`int n`) must not.
+#[inline]
+pub fn end_of_interrupt() {
+    super::apic::end_of_interrupt();
 }
 
 /// True while an interrupt or IPI handler (vector 32–255) runs on this CPU.

@@ -7,16 +7,24 @@ pub mod acpi;
 pub mod ap_boot;
 pub mod apic;
 mod boot;
+mod context;
+pub mod counters;
 pub mod cpu_tables;
 pub mod fault_probe;
 pub mod interrupts;
+pub mod ipi;
 pub mod paging;
 pub mod pat;
 pub mod percpu;
 mod pvh;
 pub mod serial;
 pub mod stacks;
+pub mod timer;
 pub mod tsc;
+
+/// The clock the kernel reads (`read`, `hz`, `delay_us`): the TSC.
+pub use self::tsc as clock;
+pub use context::{new_thread_frame, request_switch, switch_request_of};
 
 /// Stops this CPU for good: interrupts off, then `hlt` in a loop (an NMI
 /// would wake it, so the loop halts again).
