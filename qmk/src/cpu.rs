@@ -1,4 +1,4 @@
-//! CPUs: identity (dense index, APIC id), the count online, and per-CPU data.
+//! CPUs: identity (dense index, hardware id), the count online, and per-CPU data.
 //!
 //! Each CPU owns one [`PerCpu`] block in a static array; a per-CPU base
 //! register points there (see `arch::percpu`: GS on x86_64, where "this
@@ -44,8 +44,9 @@ pub struct PerCpu {
     /// Interrupt handlers (vectors 32–255) active on this CPU (0 or 1: they
     /// run with interrupts off).
     pub(crate) interrupt_nesting: AtomicU32,
-    /// The local APIC id (from the APIC itself).
-    pub(crate) apic_id: AtomicU32,
+    /// The CPU's hardware id: the local APIC id on x86_64, the MPIDR
+    /// affinity on aarch64 (what `arch::ipi::send` addresses).
+    pub(crate) hardware_id: AtomicU32,
     /// Spin-lock acquisitions on this CPU (summed by `sync::lock_acquisitions`).
     pub(crate) lock_acquisitions: AtomicU64,
     /// IPIs this CPU sent.
@@ -75,7 +76,7 @@ impl PerCpu {
             critical_count: AtomicU32::new(NOTHING_OWED),
             spin_locks_held: AtomicU32::new(0),
             interrupt_nesting: AtomicU32::new(0),
-            apic_id: AtomicU32::new(0),
+            hardware_id: AtomicU32::new(0),
             lock_acquisitions: AtomicU64::new(0),
             ipis_sent: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
@@ -94,9 +95,9 @@ impl PerCpu {
         self.index.load(Ordering::Relaxed) as usize
     }
 
-    /// The local APIC id.
-    pub fn apic_id(&self) -> u32 {
-        self.apic_id.load(Ordering::Relaxed)
+    /// The hardware id (see [`PerCpu::hardware_id`]'s field).
+    pub fn hardware_id(&self) -> u32 {
+        self.hardware_id.load(Ordering::Relaxed)
     }
 
     /// Timer ticks handled so far.
@@ -186,6 +187,13 @@ pub fn current_cpu_index() -> usize {
 #[inline]
 pub fn cpu_count() -> usize {
     CPUS_ONLINE.load(Ordering::Acquire)
+}
+
+/// Records the hardware id of CPU `index` (before it starts).
+pub(crate) fn set_hardware_id(index: usize, hardware_id: u32) {
+    PER_CPU[index]
+        .hardware_id
+        .store(hardware_id, Ordering::Relaxed);
 }
 
 /// Marks CPU `index` (the next one) online.

@@ -44,8 +44,6 @@ pub mod cpu;
 #[cfg(not(qmk_arch_bringup))]
 mod kernel_tests;
 #[cfg(not(qmk_arch_bringup))]
-mod mem_intrinsics;
-#[cfg(not(qmk_arch_bringup))]
 mod memory;
 #[cfg(not(qmk_arch_bringup))]
 mod panic;
@@ -87,7 +85,7 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
     }
 
     // From here on every CPU runs the scheduler, and interrupts are on.
-    if let Err(error) = smp::init(boot_info.acpi_rsdp) {
+    if let Err(error) = smp::init(boot_info) {
         println!("qmk: error: SMP start-up failed: {error}");
         qemu::exit(qemu::RunOutcome::Failure);
     }

@@ -1,4 +1,4 @@
-//! SMP: every CPU online with its own APIC id; IPIs; cross-CPU calls; the
+//! SMP: every CPU online with its own hardware id; IPIs; cross-CPU calls; the
 //! TLB shootdown.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -8,7 +8,7 @@ use ::x86_64::structures::paging::PageTableFlags;
 use super::{scratch_page, test_frame};
 use crate::arch::fault_probe::{expect_page_fault, probe_read_u8};
 use crate::arch::interrupts::{set_interrupt_handler, InterruptFrame};
-use crate::arch::{apic, clock, ipi, paging};
+use crate::arch::{clock, ipi, paging};
 use crate::cpu::{self, MAX_CPUS};
 use crate::{kernel_test, sched, smp};
 
@@ -26,9 +26,9 @@ pub(super) fn wait_for(what: &str, seconds: u64, mut condition: impl FnMut() -> 
 
 kernel_test! {
     /// Every CPU the firmware lists comes online, and each reports (from its
-    /// own local APIC, in a cross-CPU call) a distinct APIC id matching the
+    /// own local APIC, in a cross-CPU call) a distinct hardware id matching the
     /// one it was started with.
-    fn all_cpus_online_report_apic_ids() {
+    fn all_cpus_online_report_hardware_ids() {
         let count = cpu::cpu_count();
         assert_eq!(
             count,
@@ -39,17 +39,17 @@ kernel_test! {
         smp::run_on_all_cpus(|| {
             let guard = cpu::PreemptGuard::new();
             let this = cpu::this_cpu(&guard);
-            REPORTED[this.index()].store(apic::id(), Ordering::Release);
+            REPORTED[this.index()].store(crate::arch::smp_boot::this_cpu_hardware_id(), Ordering::Release);
         });
         let reported: alloc::vec::Vec<u32> = REPORTED[..count]
             .iter()
-            .map(|apic_id| apic_id.load(Ordering::Acquire))
+            .map(|hardware_id| hardware_id.load(Ordering::Acquire))
             .collect();
-        for (index, &apic_id) in reported.iter().enumerate() {
-            crate::println!("qmk: cpu {index} apic_id {apic_id}");
-            assert_eq!(apic_id, cpu::cpu(index).apic_id(), "CPU {index}'s APIC id");
-            if let Some(other) = reported[..index].iter().position(|&seen| seen == apic_id) {
-                panic!("CPUs {other} and {index} report the same APIC id {apic_id}");
+        for (index, &hardware_id) in reported.iter().enumerate() {
+            crate::println!("qmk: cpu {index} hardware_id {hardware_id}");
+            assert_eq!(hardware_id, cpu::cpu(index).hardware_id(), "CPU {index}'s hardware id");
+            if let Some(other) = reported[..index].iter().position(|&seen| seen == hardware_id) {
+                panic!("CPUs {other} and {index} report the same hardware id {hardware_id}");
             }
         }
     }

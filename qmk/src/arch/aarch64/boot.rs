@@ -119,9 +119,41 @@ qmk_boot_exception_stack_top:
 
 /// The first Rust code on the bootstrap CPU: on the boot stack (SP_EL0),
 /// FP/SIMD on, MMU off, every exception masked.
+#[cfg(qmk_arch_bringup)]
 #[no_mangle]
 extern "C" fn qmk_aarch64_boot_cpu_entry(device_tree_from_x0: u64) -> ! {
     super::percpu::install_this_cpu_index(0);
     super::exceptions::install_on_this_cpu();
     super::bringup::boot_cpu_main(device_tree_from_x0)
+}
+
+/// What the device tree says, in the kernel core's form.
+#[cfg(not(qmk_arch_bringup))]
+static BOOT_INFO: crate::static_storage::StaticStorage<crate::boot_info::BootInfo> =
+    crate::static_storage::StaticStorage::new(crate::boot_info::BootInfo::empty());
+
+/// The first Rust code on the bootstrap CPU: on the boot stack (SP_EL0),
+/// FP/SIMD on, MMU off, every exception masked. Per-CPU data, exception
+/// vectors and the console, then the device tree, then the kernel core
+/// (which turns the MMU on in `memory::init`).
+#[cfg(not(qmk_arch_bringup))]
+#[no_mangle]
+extern "C" fn qmk_aarch64_boot_cpu_entry(device_tree_from_x0: u64) -> ! {
+    // SAFETY: CPU 0's block, for the bootstrap CPU; nothing has read
+    // per-CPU data yet.
+    unsafe { crate::cpu::install_this_cpu(0) };
+    super::exceptions::install_on_this_cpu();
+    crate::console::init();
+    let boot_info = BOOT_INFO.claim("boot info");
+    // SAFETY: x0 as QEMU left it; the MMU is off (RAM is read in place).
+    match unsafe { super::firmware::read_device_tree(device_tree_from_x0, boot_info) } {
+        Ok(machine) => {
+            super::firmware::record_machine(machine);
+        }
+        Err(error) => {
+            crate::println!("qmk: error: {error}");
+            crate::qemu::exit(crate::qemu::RunOutcome::Failure);
+        }
+    }
+    crate::kernel_main(boot_info)
 }

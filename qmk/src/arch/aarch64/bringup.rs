@@ -244,7 +244,7 @@ pub fn boot_cpu_main(device_tree_from_x0: u64) -> ! {
     gic::set_interrupt_handler(timer::TIMER_INTERRUPT_ID, on_tick);
     gic::set_interrupt_handler(PING_SGI, on_ping);
     start_interrupts_on_this_cpu(0);
-    if let Err(error) = smp_boot::start_other_cpus(&machine) {
+    if let Err(error) = smp_boot::bringup_start_other_cpus(&machine) {
         bringup_println!("qmk: error: SMP start-up failed: {error}");
         exit(EXIT_FAILURE);
     }

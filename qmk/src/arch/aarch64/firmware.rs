@@ -40,6 +40,25 @@ pub struct MachineDescription {
     pub gic_redistributors: u64,
 }
 
+/// The machine as the device tree described it at boot.
+static MACHINE: spin::Once<MachineDescription> = spin::Once::new();
+
+/// Keeps `machine` for [`machine`]; the boot code calls it once.
+pub fn record_machine(machine: MachineDescription) -> &'static MachineDescription {
+    MACHINE.call_once(|| machine)
+}
+
+/// The machine the device tree describes.
+///
+/// # Panics
+///
+/// Before the boot code recorded it ([`record_machine`]).
+pub fn machine() -> &'static MachineDescription {
+    MACHINE
+        .get()
+        .expect("firmware::machine: the boot code records the device tree's description first")
+}
+
 /// Why the device tree could not be used.
 #[derive(Debug)]
 pub enum FirmwareError {

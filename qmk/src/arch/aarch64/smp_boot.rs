@@ -120,8 +120,20 @@ impl core::fmt::Display for CpuStartError {
 }
 
 /// Starts every other CPU the device tree lists (at most
-/// [`MAX_BRINGUP_CPUS`] in all) and returns once each is online.
-pub fn start_other_cpus(machine: &MachineDescription) -> Result<(), CpuStartError> {
+/// [`MAX_BRINGUP_CPUS`] in all) and returns once each is online (the
+/// bring-up's count, [`cpus_online`]).
+pub fn bringup_start_other_cpus(machine: &MachineDescription) -> Result<(), CpuStartError> {
+    start_cpus_in_order(machine, |_, _| {}, |index| cpus_online() > index)
+}
+
+/// Starts every other CPU of `machine` one at a time, in device-tree order:
+/// `before_start(index, mpidr)` runs before CPU `index` is started, and the
+/// next CPU is started once `is_online(index)`.
+fn start_cpus_in_order(
+    machine: &MachineDescription,
+    before_start: impl Fn(usize, u64),
+    is_online: impl Fn(usize) -> bool,
+) -> Result<(), CpuStartError> {
     extern "C" {
         fn qmk_secondary_entry();
     }
@@ -134,6 +146,7 @@ pub fn start_other_cpus(machine: &MachineDescription) -> Result<(), CpuStartErro
     for (offset, mpidr) in others.take(MAX_BRINGUP_CPUS - 1).enumerate() {
         let index = offset + 1;
         CPU_MPIDRS[index].store(mpidr, Ordering::Relaxed);
+        before_start(index, mpidr);
         let block = &START_BLOCKS[index];
         block
             .stack_top
@@ -157,7 +170,7 @@ pub fn start_other_cpus(machine: &MachineDescription) -> Result<(), CpuStartErro
         };
         result.map_err(|error| CpuStartError::Psci { mpidr, error })?;
         let deadline = super::timer::read() + super::timer::hz();
-        while cpus_online() <= index {
+        while !is_online(index) {
             if super::timer::read() > deadline {
                 return Err(CpuStartError::NeverCameOnline { mpidr, index });
             }
@@ -165,4 +178,133 @@ pub fn start_other_cpus(machine: &MachineDescription) -> Result<(), CpuStartErro
         }
     }
     Ok(())
+}
+
+// The kernel core's SMP start-up (`crate::smp`): the same CPU_ON sequence,
+// with the core's per-CPU blocks, scheduler and "online" count.
+
+/// Why SMP start-up failed.
+#[derive(Debug)]
+pub enum StartError {
+    Gic(arm_gic::gicv3::GicError),
+    CpuStart(CpuStartError),
+}
+
+impl core::fmt::Display for StartError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self {
+            Self::Gic(error) => write!(formatter, "setting up the GICv3: {error}"),
+            Self::CpuStart(error) => write!(formatter, "{error}"),
+        }
+    }
+}
+
+/// The hardware id of the CPU with MPIDR affinity `mpidr`: Aff2, Aff1,
+/// Aff0 in bits 23:0 (what `ipi::send` addresses).
+///
+/// # Panics
+///
+/// If Aff3 is not 0 (QEMU `virt` never sets it; the id has 32 bits).
+pub fn hardware_id_of(mpidr: u64) -> u32 {
+    assert!(
+        mpidr >> 32 == 0,
+        "MPIDR affinity {mpidr:#x} has a non-zero Aff3, which a 32-bit hardware id cannot hold"
+    );
+    mpidr as u32
+}
+
+/// This CPU's hardware id (see [`hardware_id_of`]).
+pub fn this_cpu_hardware_id() -> u32 {
+    hardware_id_of(this_mpidr())
+}
+
+/// Enables, on CPU `cpu_index`, the interrupts the kernel takes: the tick's
+/// PPI and the IPIs' SGIs.
+fn enable_kernel_interrupts(cpu_index: usize) -> Result<(), StartError> {
+    let vectors = [super::timer::TIMER_VECTOR]
+        .into_iter()
+        .chain(super::ipi::KERNEL_SGIS);
+    for vector in vectors {
+        super::gic::enable_private_interrupt(u32::from(vector), cpu_index)
+            .map_err(StartError::Gic)?;
+    }
+    Ok(())
+}
+
+/// The bootstrap CPU's interrupt controller: the GICv3 (distributor,
+/// redistributors, this CPU's interface) and this CPU's kernel interrupts.
+/// The generic timer needs no calibration. Returns this CPU's hardware id.
+#[cfg(not(qmk_arch_bringup))]
+pub fn init_bootstrap_cpu() -> Result<u32, StartError> {
+    let machine = super::firmware::machine();
+    // SAFETY: the device tree names these GICv3 blocks; `paging` maps them
+    // identity as device memory; nothing else drives the GIC; once.
+    unsafe {
+        super::gic::init(
+            machine.gic_distributor,
+            machine.gic_redistributors,
+            machine.cpu_count,
+        )
+    }
+    .map_err(StartError::Gic)?;
+    enable_kernel_interrupts(0)?;
+    Ok(this_cpu_hardware_id())
+}
+
+/// Starts every other CPU the device tree lists (at most
+/// [`MAX_BRINGUP_CPUS`] in all), one at a time in index order: each gets
+/// its hardware id in its `cpu::PerCpu` and enters
+/// `crate::smp::application_cpu_main`. Returns how many CPUs the device tree
+/// lists, with every CPU online and IRQs unmasked on this one.
+#[cfg(not(qmk_arch_bringup))]
+pub fn start_other_cpus(
+    _boot_info: &crate::boot_info::BootInfo,
+    _bootstrap_hardware_id: u32,
+) -> Result<usize, StartError> {
+    let machine = super::firmware::machine();
+    if machine.cpu_count > MAX_BRINGUP_CPUS {
+        crate::println!(
+            "qmk: note: the device tree lists {} CPUs; starting the first {MAX_BRINGUP_CPUS}",
+            machine.cpu_count
+        );
+    }
+    start_cpus_in_order(
+        machine,
+        |index, mpidr| crate::cpu::set_hardware_id(index, hardware_id_of(mpidr)),
+        |index| crate::cpu::cpu_count() > index,
+    )
+    .map_err(StartError::CpuStart)?;
+    super::interrupts::enable_interrupts();
+    Ok(machine.cpu_count)
+}
+
+/// An application CPU's interrupt controller: its redistributor and CPU
+/// interface, and its kernel interrupts. Returns its hardware id.
+///
+/// # Panics
+///
+/// If the GIC refuses to enable the kernel's interrupts (it accepted them
+/// on the bootstrap CPU).
+#[cfg(not(qmk_arch_bringup))]
+pub fn init_application_cpu() -> u32 {
+    let cpu_index = crate::cpu::current_cpu_index();
+    super::gic::init_this_cpu(cpu_index);
+    if let Err(error) = enable_kernel_interrupts(cpu_index) {
+        panic!("enabling the tick and IPIs on CPU {cpu_index}: {error}");
+    }
+    this_cpu_hardware_id()
+}
+
+/// The first Rust code on a CPU started by PSCI (see `boot`): on its boot
+/// stack, MMU off, exceptions masked.
+#[cfg(not(qmk_arch_bringup))]
+#[no_mangle]
+extern "C" fn qmk_aarch64_secondary_cpu_entry(cpu_index: u64) -> ! {
+    let cpu_index = cpu_index as usize;
+    // SAFETY: `start_cpus_in_order` gives each started CPU its own dense
+    // index; nothing has read per-CPU data on this CPU yet.
+    unsafe { crate::cpu::install_this_cpu(cpu_index) };
+    super::exceptions::install_on_this_cpu();
+    super::paging::enable_on_this_cpu();
+    crate::smp::application_cpu_main(cpu_index)
 }
