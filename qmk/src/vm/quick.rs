@@ -170,13 +170,14 @@ pub fn build<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
     // 3. boot sets EFER.NXE and programs IA32_PAT on every CPU before it runs
     // kernel code that maps pages.
     let mmu = unsafe { X86Mmu::new(layout.base, region_pages, first_entry.cast::<u64>()) };
-    let direct_map_end = paging::direct_map_end().as_u64();
+    let direct_map = paging::direct_map_range();
+    let direct_map_len = direct_map.end.as_u64() - direct_map.start.as_u64();
     let config = Config {
         window_base: layout.base,
-        direct_map: (direct_map_end > 0).then(|| DirectMap {
-            phys_start: PhysAddr(0),
-            len: direct_map_end,
-            virt_start: DIRECT_MAP_BASE.into(),
+        direct_map: (direct_map_len > 0).then(|| DirectMap {
+            phys_start: PhysAddr(direct_map.start.as_u64()),
+            len: direct_map_len,
+            virt_start: (DIRECT_MAP_BASE + direct_map.start.as_u64()).into(),
         }),
         phys_limit: physical_address_limit(),
     };

@@ -43,6 +43,19 @@ pub use ::x86_64::{PhysAddr, VirtAddr};
 pub type PhysFrame =
     ::x86_64::structures::paging::PhysFrame<::x86_64::structures::paging::Size4KiB>;
 
+/// Memory below 1 MiB holds firmware and loader structures: never handed out.
+const LOW_MEMORY_END: u64 = 1 << 20;
+
+/// Physical ranges inside usable RAM the frame allocator must never hand
+/// out: the first MiB (firmware, loader, the AP trampoline) and the kernel
+/// image.
+pub fn reserved_physical_ranges() -> [core::ops::Range<PhysAddr>; 2] {
+    [
+        PhysAddr::new(0)..PhysAddr::new(LOW_MEMORY_END),
+        kernel_image(),
+    ]
+}
+
 /// The bounds of the kernel image in physical memory (identity-mapped).
 pub fn kernel_image() -> core::ops::Range<PhysAddr> {
     extern "C" {

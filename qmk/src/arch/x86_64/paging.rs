@@ -145,6 +145,11 @@ pub fn direct_map_end() -> PhysAddr {
     PhysAddr::new(DIRECT_MAP_END.load(Ordering::Acquire))
 }
 
+/// The physical range of the direct map: from 0 on x86_64.
+pub fn direct_map_range() -> core::ops::Range<PhysAddr> {
+    PhysAddr::new(0)..direct_map_end()
+}
+
 /// The direct-map address of `physical`, or `None` for high memory.
 pub fn direct_map_address(physical: PhysAddr) -> Option<VirtAddr> {
     (physical < direct_map_end()).then(|| DIRECT_MAP_BASE + physical.as_u64())
@@ -326,9 +331,22 @@ fn kernel_sections() -> [(Range<u64>, PageTableFlags); 3] {
 
 /// Builds the kernel page tables and switches this CPU to them.
 ///
-/// `direct_map_end` (a multiple of 2 MiB) bounds the direct map. Frames for
-/// the tables come from the direct-mapped zone, which must be set up.
-pub fn init(direct_map_end: PhysAddr) -> Result<(), MapError> {
+/// `direct_map` (from 0, to a multiple of 2 MiB) is what the direct map
+/// covers. Frames for the tables come from the direct-mapped zone, which
+/// must be set up.
+///
+/// # Panics
+///
+/// If the direct map does not start at 0 (RAM starts there on a PC, and the
+/// boot page tables' limit assumes it) or does not end on 2 MiB.
+pub fn init(direct_map: Range<PhysAddr>) -> Result<(), MapError> {
+    assert_eq!(
+        direct_map.start.as_u64(),
+        0,
+        "the x86_64 direct map starts at physical 0, not at {:#x}",
+        direct_map.start.as_u64()
+    );
+    let direct_map_end = direct_map.end;
     assert!(
         direct_map_end.is_aligned(LARGE_PAGE_SIZE),
         "the direct map ends at {:#x}, which is not a multiple of 2 MiB",
