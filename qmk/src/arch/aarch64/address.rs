@@ -30,6 +30,32 @@ impl PhysAddr {
     pub const fn align_down(self, alignment: u64) -> Self {
         Self(self.0 & !(alignment - 1))
     }
+
+    /// Rounds up to a multiple of `alignment` (a power of two).
+    pub const fn align_up(self, alignment: u64) -> Self {
+        Self((self.0 + alignment - 1) & !(alignment - 1))
+    }
+
+    /// True when a multiple of `alignment` (a power of two).
+    pub const fn is_aligned(self, alignment: u64) -> bool {
+        self.0 & (alignment - 1) == 0
+    }
+}
+
+/// A 4 KiB physical frame (x86_64's `PhysFrame<Size4KiB>` counterpart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PhysFrame(PhysAddr);
+
+impl PhysFrame {
+    /// The frame that contains `address`.
+    pub const fn containing_address(address: PhysAddr) -> Self {
+        Self(address.align_down(4096))
+    }
+
+    /// The frame's first byte.
+    pub const fn start_address(self) -> PhysAddr {
+        self.0
+    }
 }
 
 impl VirtAddr {
@@ -63,6 +89,13 @@ impl Add<u64> for PhysAddr {
     type Output = Self;
     fn add(self, offset: u64) -> Self {
         Self(self.0 + offset)
+    }
+}
+
+impl VirtAddr {
+    /// True when a multiple of `alignment` (a power of two).
+    pub const fn is_aligned(self, alignment: u64) -> bool {
+        self.0 & (alignment - 1) == 0
     }
 }
 

@@ -35,7 +35,7 @@ pub mod timer;
 /// The clock the kernel reads (`read`, `hz`, `delay_us`): the generic
 /// timer's counter.
 pub use self::timer as clock;
-pub use address::{PhysAddr, VirtAddr};
+pub use address::{PhysAddr, PhysFrame, VirtAddr};
 pub use context::{new_thread_frame, request_switch, switch_request_of};
 
 /// Stops this CPU for good: interrupts masked, then `wfi` in a loop.
@@ -50,6 +50,16 @@ pub fn halt_forever() -> ! {
     loop {
         aarch64_cpu::asm::wfi();
     }
+}
+
+/// Physical ranges inside usable RAM the frame allocator must never hand
+/// out: the kernel image and the device tree.
+pub fn reserved_physical_ranges() -> [core::ops::Range<PhysAddr>; 2] {
+    let tree = firmware::machine().device_tree.clone();
+    [
+        kernel_image(),
+        PhysAddr::new(tree.start)..PhysAddr::new(tree.end),
+    ]
 }
 
 /// The bounds of the kernel image in physical memory (identity-mapped).

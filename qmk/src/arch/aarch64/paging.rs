@@ -17,20 +17,19 @@
 //! flushes its whole software TLB when a one-page invalidation hits inside
 //! the span of its large pages).
 //!
-//! Memory attributes (MAIR_EL1), one index per kind the kernel maps:
-//! [`MAIR_DEVICE_NGNRE`], [`MAIR_NORMAL_WRITE_BACK`], [`MAIR_NORMAL_NON_CACHEABLE`],
-//! [`MAIR_NORMAL_WRITE_THROUGH`]. TODO(issue 13, integration): quickmap's
-//! aarch64 backend (`quickmap::arch::aarch64`, being written in main) brings
-//! its own descriptor encoding and MAIR layout for the window entries; when
-//! it lands, program MAIR_EL1 from its layout here and let it write the
-//! window entries of the leaf table [`window_leaf_table`] returns.
+//! Memory attributes (MAIR_EL1): quickmap's layout
+//! (`quickmap::arch::aarch64::MAIR_EL1_VALUE`, one index per memory
+//! attribute), so that its window descriptors and the kernel's own agree:
+//! the kernel's Normal memory is its write-back index
+//! ([`MAIR_NORMAL_WRITE_BACK`]) and its devices its Device-nGnRE index
+//! ([`MAIR_DEVICE_NGNRE`]).
 //!
-//! Bring-up state: tables come from a static pool (the frame allocator is
-//! part of the core, not built for aarch64 yet), and only what the bring-up
-//! needs exists: building the tables, turning the MMU on, the direct-map
-//! address of a physical one, local invalidation, and the window region's
-//! leaf table. TODO(issue 13): `map_page`/`unmap_page`/`translate` with the
-//! core's API, tables from the frame allocator.
+//! Tables: the ones [`init`] builds come from a static pool in the image
+//! (they are made with the MMU off); later ones come from the pool while it
+//! lasts, then (with the kernel core) from the frame allocator's
+//! direct-mapped zone. Every table is reached through its physical address:
+//! identity while the MMU is off or for the image's pool, else through the
+//! direct map.
 
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +39,8 @@ use aarch64_cpu::registers::{
     ReadWriteable, Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL1, SCTLR_EL1, TCR_EL1, TTBR0_EL1,
     TTBR1_EL1,
 };
+use quickmap::arch::aarch64::{attr_index, MAIR_EL1_VALUE};
+use quickmap::MemoryAttribute;
 
 use super::{PhysAddr, VirtAddr};
 
@@ -63,15 +64,21 @@ pub const LARGE_PAGE_SIZE: u64 = 2 << 20;
 /// Entries in one table.
 pub const ENTRIES_PER_TABLE: usize = 512;
 
-/// MAIR_EL1 attribute indices and their encodings.
-pub const MAIR_DEVICE_NGNRE: u64 = 0;
-pub const MAIR_NORMAL_WRITE_BACK: u64 = 1;
-pub const MAIR_NORMAL_NON_CACHEABLE: u64 = 2;
-pub const MAIR_NORMAL_WRITE_THROUGH: u64 = 3;
-const MAIR_VALUE: u64 = 0x04 << (8 * MAIR_DEVICE_NGNRE)          // Device-nGnRE
-    | 0xff << (8 * MAIR_NORMAL_WRITE_BACK)                        // inner/outer WB, RW-allocate
-    | 0x44 << (8 * MAIR_NORMAL_NON_CACHEABLE)                     // inner/outer non-cacheable
-    | 0xbb << (8 * MAIR_NORMAL_WRITE_THROUGH); // inner/outer WT, RW-allocate
+/// MAIR_EL1 indices of the kernel's own mappings, in quickmap's layout:
+/// Device-nGnRE is its weak-uncacheable (UC-) index, Normal write-back its
+/// write-back index.
+pub const MAIR_DEVICE_NGNRE: u64 = attr_index(MemoryAttribute::WeakUncacheable);
+pub const MAIR_NORMAL_WRITE_BACK: u64 = attr_index(MemoryAttribute::WriteBack);
+/// What every CPU writes to MAIR_EL1.
+const MAIR_VALUE: u64 = MAIR_EL1_VALUE;
+const _: () = assert!(
+    (MAIR_VALUE >> (8 * MAIR_DEVICE_NGNRE)) & 0xff == 0x04,
+    "the kernel's device index must be Device-nGnRE"
+);
+const _: () = assert!(
+    (MAIR_VALUE >> (8 * MAIR_NORMAL_WRITE_BACK)) & 0xff == 0xff,
+    "the kernel's Normal index must be inner/outer write-back"
+);
 
 /// Stage-1 descriptor bits (4 KiB granule).
 mod descriptor {
@@ -118,7 +125,7 @@ const DEVICE: u64 = descriptor::attribute_index(MAIR_DEVICE_NGNRE)
 #[repr(C, align(4096))]
 struct Table([AtomicU64; ENTRIES_PER_TABLE]);
 
-/// Tables for the bring-up (TODO(issue 13): from the frame allocator).
+/// Tables in the image, for `init` (MMU off) and the first later ones.
 const TABLE_POOL_SIZE: usize = 32;
 static TABLE_POOL: [Table; TABLE_POOL_SIZE] =
     [const { Table([const { AtomicU64::new(0) }; ENTRIES_PER_TABLE]) }; TABLE_POOL_SIZE];
@@ -127,17 +134,41 @@ static TABLE_POOL: [Table; TABLE_POOL_SIZE] =
 static TABLES_USED: AtomicU64 = AtomicU64::new(0);
 static STRUCTURE_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
-/// The roots (level-0 tables) of TTBR0 (identity) and TTBR1 (kernel high half).
-static ROOTS: spin::Once<(&'static Table, &'static Table)> = spin::Once::new();
+/// The roots (level-0 tables) of TTBR0 (identity) and TTBR1 (kernel high
+/// half), by physical address.
+static ROOTS: spin::Once<(u64, u64)> = spin::Once::new();
 /// The direct map: physical `[start, end)`; 0..0 before `init`.
 static DIRECT_MAP_START: AtomicU64 = AtomicU64::new(0);
 static DIRECT_MAP_END: AtomicU64 = AtomicU64::new(0);
 
-/// Why the tables could not be built.
+/// True once the bootstrap CPU runs with the kernel tables: from then on
+/// tables outside the image are reached through the direct map.
+static MMU_ENABLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Why a mapping could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
+    /// The pool is used up and there is no frame allocator (bring-up) or it
+    /// has no frame left.
     OutOfTables,
-    AlreadyMapped { address: u64 },
+    AlreadyMapped {
+        address: u64,
+    },
+    NotPageAligned(VirtAddr),
+    /// The address lies inside a 2 MiB block (e.g. the direct map).
+    InsideLargePage(VirtAddr),
+    /// Mapping before the kernel page tables exist.
+    NotInitialised,
+    /// No frame for a page or a table.
+    #[cfg(not(qmk_arch_bringup))]
+    OutOfFrames(crate::memory::frame_allocator::FrameAllocError),
+}
+
+#[cfg(not(qmk_arch_bringup))]
+impl From<crate::memory::frame_allocator::FrameAllocError> for MapError {
+    fn from(error: crate::memory::frame_allocator::FrameAllocError) -> Self {
+        Self::OutOfFrames(error)
+    }
 }
 
 impl core::fmt::Display for MapError {
@@ -145,41 +176,96 @@ impl core::fmt::Display for MapError {
         match self {
             Self::OutOfTables => write!(
                 formatter,
-                "the bring-up pool of {TABLE_POOL_SIZE} page tables is used up"
+                "no frame for a page table: the pool of {TABLE_POOL_SIZE} tables is used up and the frame allocator has none"
             ),
             Self::AlreadyMapped { address } => write!(formatter, "{address:#x} is mapped already"),
+            Self::NotPageAligned(address) => {
+                write!(formatter, "address {:#x} is not 4 KiB-aligned", address.as_u64())
+            }
+            Self::InsideLargePage(address) => write!(
+                formatter,
+                "address {:#x} lies inside a 2 MiB block mapping",
+                address.as_u64()
+            ),
+            Self::NotInitialised => write!(formatter, "the kernel page tables are not built yet"),
+            #[cfg(not(qmk_arch_bringup))]
+            Self::OutOfFrames(error) => write!(formatter, "no frame: {error}"),
         }
     }
 }
 
-fn allocate_table() -> Result<&'static Table, MapError> {
-    let index = TABLES_USED.fetch_add(1, Ordering::Relaxed) as usize;
-    // Tables start zeroed (.bss) and are never freed: no clearing needed.
-    TABLE_POOL.get(index).ok_or(MapError::OutOfTables)
+/// Why an unmapping failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnmapError {
+    NotMapped(VirtAddr),
+    InsideLargePage(VirtAddr),
+    NotPageAligned(VirtAddr),
 }
 
-/// The table that entry `entry` of `table` points to, created if missing.
-fn next_table(table: &Table, entry: usize) -> Result<&'static Table, MapError> {
+/// The table whose physical address is `physical`: identity for the image's
+/// pool (identity-mapped) or while the MMU is off, else the direct map.
+fn table_at(physical: u64) -> &'static Table {
+    let pool = TABLE_POOL.as_ptr_range();
+    let in_pool = (pool.start as u64..pool.end as u64).contains(&physical);
+    let address = if in_pool || !MMU_ENABLED.load(Ordering::Acquire) {
+        physical
+    } else {
+        DIRECT_MAP_BASE.as_u64() + physical
+    };
+    // SAFETY: `physical` is a table's address (from the pool or a
+    // direct-mapped frame the allocator gave to page tables, never freed),
+    // mapped at `address`; tables are only accessed through atomics.
+    unsafe { &*(address as *const Table) }
+}
+
+/// A new, zeroed table; its physical address.
+fn allocate_table() -> Result<u64, MapError> {
+    let index = TABLES_USED.fetch_add(1, Ordering::Relaxed) as usize;
+    if let Some(table) = TABLE_POOL.get(index) {
+        // Pool tables start zeroed (.bss) and are never freed.
+        return Ok(table as *const Table as u64);
+    }
+    allocate_table_frame()
+}
+
+/// A table from the frame allocator's direct-mapped zone, zeroed.
+#[cfg(not(qmk_arch_bringup))]
+fn allocate_table_frame() -> Result<u64, MapError> {
+    use crate::memory::frame_allocator::{self, Zone};
+    let frame = frame_allocator::allocate_frame(Zone::DirectMapped)?;
+    let physical = frame.start_address().as_u64();
+    for entry in &table_at(physical).0 {
+        entry.store(0, Ordering::Relaxed);
+    }
+    Ok(physical)
+}
+
+/// The bring-up has no frame allocator: the pool is all there is.
+#[cfg(qmk_arch_bringup)]
+fn allocate_table_frame() -> Result<u64, MapError> {
+    Err(MapError::OutOfTables)
+}
+
+/// The table that the entry of `table` (at `level`) for `address` points
+/// to, created if missing.
+fn next_table(table: &Table, address: u64, level: u32) -> Result<&'static Table, MapError> {
+    let entry = table_index(address, level);
     let current = table.0[entry].load(Ordering::Acquire);
     if current & descriptor::VALID != 0 {
-        assert!(
-            current & descriptor::TABLE_OR_PAGE != 0,
-            "page tables: entry {entry} maps a block where a table is needed ({current:#x})"
-        );
-        let address = current & descriptor::ADDRESS_MASK;
-        let table = TABLE_POOL
-            .iter()
-            .find(|candidate| (*candidate as *const Table as u64) == address)
-            .expect("every table entry points into the table pool");
-        return Ok(table);
+        if current & descriptor::TABLE_OR_PAGE == 0 {
+            return Err(MapError::InsideLargePage(VirtAddr::new(address)));
+        }
+        return Ok(table_at(current & descriptor::ADDRESS_MASK));
     }
     let next = allocate_table()?;
-    // Table descriptors allow everything: permissions are decided at the leaf.
+    // Table descriptors allow everything: permissions are decided at the
+    // leaf. The zeroed table is visible before the entry that links it (the
+    // release store, and `dsb` before the walker may use it in `map_page`).
     table.0[entry].store(
-        next as *const Table as u64 | descriptor::VALID | descriptor::TABLE_OR_PAGE,
+        next | descriptor::VALID | descriptor::TABLE_OR_PAGE,
         Ordering::Release,
     );
-    Ok(next)
+    Ok(table_at(next))
 }
 
 /// Index of `address` in the table of `level` (0 = root).
@@ -189,9 +275,9 @@ fn table_index(address: u64, level: u32) -> usize {
 
 /// The level-3 table covering `address` (a 2 MiB span), created if missing.
 fn leaf_table_in(root: &Table, address: u64) -> Result<&'static Table, MapError> {
-    let level1 = next_table(root, table_index(address, 0))?;
-    let level2 = next_table(level1, table_index(address, 1))?;
-    next_table(level2, table_index(address, 2))
+    let level1 = next_table(root, address, 0)?;
+    let level2 = next_table(level1, address, 1)?;
+    next_table(level2, address, 2)
 }
 
 fn map_page_in(root: &Table, virt: u64, phys: u64, attributes: u64) -> Result<(), MapError> {
@@ -208,8 +294,8 @@ fn map_page_in(root: &Table, virt: u64, phys: u64, attributes: u64) -> Result<()
 }
 
 fn map_block_in(root: &Table, virt: u64, phys: u64, attributes: u64) -> Result<(), MapError> {
-    let level1 = next_table(root, table_index(virt, 0))?;
-    let level2 = next_table(level1, table_index(virt, 1))?;
+    let level1 = next_table(root, virt, 0)?;
+    let level2 = next_table(level1, virt, 1)?;
     let entry = &level2.0[table_index(virt, 2)];
     if entry.load(Ordering::Relaxed) & descriptor::VALID != 0 {
         return Err(MapError::AlreadyMapped { address: virt });
@@ -263,8 +349,8 @@ pub fn init(direct_map: Range<PhysAddr>) -> Result<(), MapError> {
             ROOTS.get().is_none(),
             "the kernel page tables are built once"
         );
-        let identity = allocate_table()?;
-        let kernel = allocate_table()?;
+        let (identity_root, kernel_root) = (allocate_table()?, allocate_table()?);
+        let (identity, kernel) = (table_at(identity_root), table_at(kernel_root));
         for (section, attributes) in kernel_sections() {
             for address in section.step_by(PAGE_SIZE as usize) {
                 map_page_in(identity, address, address, attributes)?;
@@ -284,7 +370,7 @@ pub fn init(direct_map: Range<PhysAddr>) -> Result<(), MapError> {
         // The window region's leaf table exists from the start, so that
         // quickmap never creates tables (it takes no lock).
         leaf_table_in(kernel, WINDOW_REGION.start)?;
-        ROOTS.call_once(|| (identity, kernel));
+        ROOTS.call_once(|| (identity_root, kernel_root));
     }
     DIRECT_MAP_START.store(start, Ordering::Release);
     DIRECT_MAP_END.store(end, Ordering::Release);
@@ -314,8 +400,8 @@ pub fn enable_on_this_cpu() {
             + TCR_EL1::SH1::Inner
             + TCR_EL1::IPS.val(physical_range),
     );
-    TTBR0_EL1.set_baddr(*identity as *const Table as u64);
-    TTBR1_EL1.set_baddr(*kernel as *const Table as u64);
+    TTBR0_EL1.set_baddr(*identity);
+    TTBR1_EL1.set_baddr(*kernel);
     barrier::dsb(barrier::ISH);
     barrier::isb(barrier::SY);
     invalidate_all_local();
@@ -324,6 +410,7 @@ pub fn enable_on_this_cpu() {
     // kernel touches (UART, GIC) are mapped identity as device memory.
     SCTLR_EL1.modify(SCTLR_EL1::M::Enable + SCTLR_EL1::C::Cacheable + SCTLR_EL1::I::Cacheable);
     barrier::isb(barrier::SY);
+    MMU_ENABLED.store(true, Ordering::Release);
 }
 
 /// The physical range of the direct map (empty before [`init`]).
@@ -345,7 +432,7 @@ pub fn direct_map_address(physical: PhysAddr) -> Option<VirtAddr> {
 pub fn window_leaf_table() -> *const [AtomicU64; ENTRIES_PER_TABLE] {
     let (_, kernel) = ROOTS.get().expect("paging::init ran");
     let _structure = STRUCTURE_LOCK.lock();
-    let leaf = leaf_table_in(kernel, WINDOW_REGION.start)
+    let leaf = leaf_table_in(table_at(*kernel), WINDOW_REGION.start)
         .expect("the window leaf table exists since init, so nothing is allocated");
     &leaf.0
 }
@@ -382,4 +469,259 @@ pub fn invalidate_all_local() {
             options(nostack, preserves_flags)
         )
     };
+}
+
+// The kernel core's paging API (x86_64's names and behaviour): single pages
+// in the kernel half, translation, leaf tables for the window region.
+
+/// What a kernel page allows: the subset of x86_64's `PageTableFlags` the
+/// kernel core passes (`PRESENT` and `GLOBAL` are implied on aarch64: every
+/// kernel entry is valid and global, nG clear).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageTableFlags(u64);
+
+impl PageTableFlags {
+    pub const PRESENT: Self = Self(1 << 0);
+    pub const WRITABLE: Self = Self(1 << 1);
+    pub const GLOBAL: Self = Self(1 << 8);
+    pub const NO_EXECUTE: Self = Self(1 << 63);
+
+    pub const fn empty() -> Self {
+        Self(0)
+    }
+
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The leaf descriptor's attributes (Normal write-back memory).
+    const fn descriptor_bits(self) -> u64 {
+        let mut bits = descriptor::attribute_index(MAIR_NORMAL_WRITE_BACK)
+            | descriptor::INNER_SHAREABLE
+            | descriptor::ACCESSED
+            | descriptor::UXN;
+        if !self.contains(Self::WRITABLE) {
+            bits |= descriptor::READ_ONLY;
+        }
+        if self.contains(Self::NO_EXECUTE) {
+            bits |= descriptor::PXN;
+        }
+        bits
+    }
+
+    /// The flags a valid leaf descriptor stands for.
+    const fn of_descriptor(bits: u64) -> Self {
+        let mut flags = Self::PRESENT.union(Self::GLOBAL);
+        if bits & descriptor::READ_ONLY == 0 {
+            flags = flags.union(Self::WRITABLE);
+        }
+        if bits & descriptor::PXN != 0 {
+            flags = flags.union(Self::NO_EXECUTE);
+        }
+        flags
+    }
+}
+
+impl core::ops::BitOr for PageTableFlags {
+    type Output = Self;
+    fn bitor(self, other: Self) -> Self {
+        self.union(other)
+    }
+}
+
+/// A translation found by [`translate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// The physical address the virtual address maps to.
+    pub physical: PhysAddr,
+    /// The flags of the leaf entry.
+    pub flags: PageTableFlags,
+    /// The size of the page or block containing the address.
+    pub page_size: u64,
+}
+
+/// The end of the direct map (physical); see [`direct_map_range`].
+pub fn direct_map_end() -> PhysAddr {
+    direct_map_range().end
+}
+
+/// Runs `operation` on the root of the tables that translate `address`
+/// (TTBR1 for the kernel half, TTBR0 below), under the structure lock with
+/// IRQs masked (the lock is also taken from threads that may be preempted).
+fn with_root<R>(address: VirtAddr, operation: impl FnOnce(&'static Table) -> R) -> Option<R> {
+    let (identity, kernel) = *ROOTS.get()?;
+    let root = if address.as_u64() >> 63 != 0 {
+        kernel
+    } else {
+        identity
+    };
+    let daif = aarch64_cpu::registers::DAIF.get();
+    aarch64_cpu::registers::DAIF.modify(aarch64_cpu::registers::DAIF::I::Masked);
+    let result = {
+        let _structure = STRUCTURE_LOCK.lock();
+        operation(table_at(root))
+    };
+    aarch64_cpu::registers::DAIF.set(daif);
+    Some(result)
+}
+
+/// Maps the 4 KiB page at `address` to `frame` with `flags`, creating page
+/// tables as needed. Fails if `address` is already mapped or inside a block.
+pub fn map_page(
+    address: VirtAddr,
+    frame: super::PhysFrame,
+    flags: PageTableFlags,
+) -> Result<(), MapError> {
+    if !address.is_aligned(PAGE_SIZE) {
+        return Err(MapError::NotPageAligned(address));
+    }
+    with_root(address, |root| {
+        map_page_in(
+            root,
+            address.as_u64(),
+            frame.start_address().as_u64(),
+            flags.descriptor_bits(),
+        )
+    })
+    .ok_or(MapError::NotInitialised)??;
+    // The new entry is visible to this CPU's table walks before the caller
+    // uses the page (no TLB entry can exist for an invalid descriptor).
+    barrier::dsb(barrier::ISHST);
+    barrier::isb(barrier::SY);
+    Ok(())
+}
+
+/// The leaf table covering `address` if every level above exists and no
+/// block maps it; `Err(true)` when a block maps it, `Err(false)` when
+/// nothing does.
+fn existing_leaf(root: &'static Table, address: u64) -> Result<&'static Table, bool> {
+    let mut table = root;
+    for level in 0..3 {
+        let entry = table.0[table_index(address, level)].load(Ordering::Acquire);
+        if entry & descriptor::VALID == 0 {
+            return Err(false);
+        }
+        if entry & descriptor::TABLE_OR_PAGE == 0 {
+            return Err(true);
+        }
+        table = table_at(entry & descriptor::ADDRESS_MASK);
+    }
+    Ok(table)
+}
+
+/// Removes the 4 KiB mapping at `address`, invalidates it in every CPU's
+/// TLB (a shootdown when other CPUs are online), and returns the frame it
+/// mapped (which the caller still owns).
+#[cfg(not(qmk_arch_bringup))]
+pub fn unmap_page(address: VirtAddr) -> Result<super::PhysFrame, UnmapError> {
+    let frame = unmap_page_local_only(address)?;
+    if crate::cpu::cpu_count() > 1 {
+        crate::smp::shootdown(address..address + PAGE_SIZE);
+    }
+    Ok(frame)
+}
+
+/// Removes the 4 KiB mapping at `address` and invalidates it in this CPU's
+/// TLB only.
+pub fn unmap_page_local_only(address: VirtAddr) -> Result<super::PhysFrame, UnmapError> {
+    if !address.is_aligned(PAGE_SIZE) {
+        return Err(UnmapError::NotPageAligned(address));
+    }
+    let removed = with_root(address, |root| {
+        let leaf = existing_leaf(root, address.as_u64()).map_err(|inside_block| {
+            if inside_block {
+                UnmapError::InsideLargePage(address)
+            } else {
+                UnmapError::NotMapped(address)
+            }
+        })?;
+        let entry = &leaf.0[table_index(address.as_u64(), 3)];
+        let old = entry.swap(0, Ordering::AcqRel);
+        if old & descriptor::VALID == 0 {
+            return Err(UnmapError::NotMapped(address));
+        }
+        Ok(old & descriptor::ADDRESS_MASK)
+    })
+    .ok_or(UnmapError::NotMapped(address))??;
+    invalidate_local(address);
+    Ok(super::PhysFrame::containing_address(PhysAddr::new(removed)))
+}
+
+/// Looks `address` up in the kernel page tables (not in the TLB).
+pub fn translate(address: VirtAddr) -> Option<Translation> {
+    with_root(address, |root| {
+        let mut table = root;
+        for level in 0..4 {
+            let entry = table.0[table_index(address.as_u64(), level)].load(Ordering::Acquire);
+            if entry & descriptor::VALID == 0 {
+                return None;
+            }
+            let is_leaf = level == 3 || entry & descriptor::TABLE_OR_PAGE == 0;
+            if is_leaf {
+                let page_size = 1u64 << (12 + 9 * (3 - level));
+                let page_start = entry & descriptor::ADDRESS_MASK & !(page_size - 1);
+                return Some(Translation {
+                    physical: PhysAddr::new(page_start + (address.as_u64() & (page_size - 1))),
+                    flags: PageTableFlags::of_descriptor(entry),
+                    page_size,
+                });
+            }
+            table = table_at(entry & descriptor::ADDRESS_MASK);
+        }
+        None
+    })
+    .flatten()
+}
+
+/// The last-level table (512 entries, 4 KiB pages) covering one 2 MiB-aligned
+/// span of virtual addresses, for users that manage its entries themselves
+/// (the quickmap window region): they write descriptors through
+/// [`LeafPageTable::entries`] without the structure lock, and must
+/// invalidate what they change.
+#[derive(Clone, Copy, Debug)]
+pub struct LeafPageTable {
+    table: u64,
+    first_address: VirtAddr,
+}
+
+impl LeafPageTable {
+    /// The physical frame of the table.
+    pub fn frame(&self) -> super::PhysFrame {
+        super::PhysFrame::containing_address(PhysAddr::new(self.table))
+    }
+
+    /// The virtual addresses this table's entries map.
+    pub fn covered(&self) -> Range<VirtAddr> {
+        self.first_address..self.first_address + LARGE_PAGE_SIZE
+    }
+
+    /// A pointer to the first of the 512 entries.
+    pub fn entries(&self) -> *mut [u64; ENTRIES_PER_TABLE] {
+        let table: *const Table = table_at(self.table);
+        table.cast_mut().cast()
+    }
+}
+
+/// Creates (once) and returns the last-level table covering `address`.
+pub fn ensure_leaf_table(address: VirtAddr) -> Result<LeafPageTable, MapError> {
+    let table = with_root(address, |root| leaf_table_in(root, address.as_u64()))
+        .ok_or(MapError::NotInitialised)??;
+    Ok(LeafPageTable {
+        table: table as *const Table as u64 - table_virtual_offset(table as *const Table as u64),
+        first_address: address.align_down(LARGE_PAGE_SIZE),
+    })
+}
+
+/// How far above its physical address a table returned by [`table_at`]
+/// lies (0 for identity, `DIRECT_MAP_BASE` for the direct map).
+fn table_virtual_offset(virtual_address: u64) -> u64 {
+    if virtual_address >= DIRECT_MAP_BASE.as_u64() {
+        DIRECT_MAP_BASE.as_u64()
+    } else {
+        0
+    }
 }
