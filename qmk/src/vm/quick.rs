@@ -8,7 +8,8 @@
 //! - Platform: qmk's critical sections (per-thread count, owed preemption
 //!   performed at the outermost exit), its per-CPU index, spin-lock count and
 //!   interrupt state.
-//! - Direct map: qmk maps `[0, dmap)` write-back at `DIRECT_MAP_BASE`;
+//! - Direct map: qmk maps `dmap` MiB from the start of RAM write-back at
+//!   `DIRECT_MAP_BASE + physical`;
 //!   write-back pages there take quickmap's fast path.
 //! - Views: the kernel's (strict) instance maps up to `2 * WINDOWS_PER_CPU - 1`
 //!   wired pages at consecutive addresses of this CPU, with a guard page after
@@ -16,7 +17,6 @@
 //!   `quickmap().map_range(&WiredRun::new(&wired))` for a contiguous run
 //!   ([`WiredRun`](super::page::WiredRun)).
 
-use quickmap::arch::x86_64::{leaf_tables, X86Mmu};
 use quickmap::{
     Config, CpuWindows, Deferred, DirectMap, ExecutionContext, HeldPage, Invalidation,
     MemoryAttribute, Mmu, PhysAddr, Platform, QuickMap, VirtAddr, WindowLayout,
@@ -25,6 +25,7 @@ use spin::Once;
 
 use super::page::VmPage;
 use crate::arch::paging::{self, DIRECT_MAP_BASE, LARGE_PAGE_SIZE, WINDOW_REGION};
+use crate::arch::quickmap_backend::{leaf_tables, physical_address_limit, KernelMmu};
 use crate::cpu::MAX_CPUS;
 
 /// Windows per CPU: one for the thread's usual single page, one more for a
@@ -32,11 +33,11 @@ use crate::cpu::MAX_CPUS;
 pub const WINDOWS_PER_CPU: usize = 4;
 
 /// quickmap as this kernel runs it.
-pub type KernelQuickMap<P = QmkPlatform> = QuickMap<P, X86Mmu, WINDOWS_PER_CPU>;
+pub type KernelQuickMap<P = QmkPlatform> = QuickMap<P, KernelMmu, WINDOWS_PER_CPU>;
 
 /// A view of several pages on the kernel's instance (see [`quickmap::View`]):
 /// pinned to this CPU until dropped, like a single mapping.
-pub type KernelView<'q, 'p> = quickmap::View<'q, 'p, QmkPlatform, X86Mmu, WINDOWS_PER_CPU>;
+pub type KernelView<'q, 'p> = quickmap::View<'q, 'p, QmkPlatform, KernelMmu, WINDOWS_PER_CPU>;
 
 static CPU_WINDOWS: [CpuWindows<WINDOWS_PER_CPU>; MAX_CPUS] =
     [const { CpuWindows::new() }; MAX_CPUS];
@@ -54,7 +55,7 @@ pub const DEFERRED_MAX_CPUS: usize = 8;
 /// The kernel's second instance: deferred invalidation, for RAM that is zeroed,
 /// copied and bounced all the time (see `quickmap::invalidation`).
 pub type DeferredQuickMap<P = QmkPlatform> =
-    QuickMap<P, X86Mmu, DEFERRED_WINDOWS_PER_CPU, Deferred>;
+    QuickMap<P, KernelMmu, DEFERRED_WINDOWS_PER_CPU, Deferred>;
 
 static DEFERRED_CPU_WINDOWS: [CpuWindows<DEFERRED_WINDOWS_PER_CPU>; DEFERRED_MAX_CPUS] =
     [const { CpuWindows::new() }; DEFERRED_MAX_CPUS];
@@ -139,7 +140,7 @@ impl core::fmt::Display for QuickMapInitError {
 }
 
 /// Build a quickmap instance over `cpu_windows.len()` CPUs with its windows at
-/// `region_base` (2 MiB aligned, inside the window region), using the x86_64
+/// `region_base` (2 MiB aligned, inside the window region), using the arch's
 /// backend as `backend` wraps it. The kernel's own instance is made by
 /// [`init`]; tests build others (over a platform that deliberately does not
 /// pin, or a backend that skips invalidations) in other 2 MiB slots.
@@ -147,7 +148,7 @@ pub fn build<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
     platform: P,
     region_base: u64,
     cpu_windows: &'static [CpuWindows<N>],
-    backend: impl FnOnce(X86Mmu) -> M,
+    backend: impl FnOnce(KernelMmu) -> M,
 ) -> Result<QuickMap<P, M, N, I>, QuickMapInitError> {
     let layout = WindowLayout::guarded(VirtAddr(region_base as usize), N);
     let region_bytes = layout.region_len(cpu_windows.len());
@@ -166,10 +167,14 @@ pub fn build<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
     // SAFETY: 1. `first_entry` is the live leaf entry for `region_base`, and the
     // table (never freed) holds the entries of the following
     // `region_pages - 1` pages in order; 2. the window region is left
-    // to quickmap: nothing else maps pages there, so its entries are clear;
-    // 3. boot sets EFER.NXE and programs IA32_PAT on every CPU before it runs
-    // kernel code that maps pages.
-    let mmu = unsafe { X86Mmu::new(layout.base, region_pages, first_entry.cast::<u64>()) };
+    // to quickmap: nothing else maps pages there, so its entries are clear.
+    let mmu = unsafe {
+        crate::arch::quickmap_backend::kernel_mmu(
+            layout.base,
+            region_pages,
+            first_entry.cast::<u64>(),
+        )
+    };
     let direct_map = paging::direct_map_range();
     let direct_map_len = direct_map.end.as_u64() - direct_map.start.as_u64();
     let config = Config {
@@ -371,15 +376,6 @@ fn interrupt_returned_holding_a_window(
              {ADVICE}"
         ),
     }
-}
-
-/// The highest physical address width the CPU supports (CPUID 0x8000_0008).
-fn physical_address_limit() -> PhysAddr {
-    // SAFETY: CPUID leaf 0x8000_0008 exists on every x86_64 CPU (long mode
-    // requires extended leaves up to it); it has no side effects.
-    #[allow(unused_unsafe)]
-    let leaf = unsafe { core::arch::x86_64::__cpuid(0x8000_0008) };
-    PhysAddr(1 << (leaf.eax & 0xff))
 }
 
 /// A page the caller vouches for as the man page asks: wired, held or

@@ -21,7 +21,7 @@
 //! page back, sums it and compares with the record, as a real memory scrubber
 //! does; on a difference the pattern tells exactly which byte is wrong.
 
-use quickmap::arch::x86_64::X86Mmu;
+use crate::arch::quickmap_backend::KernelMmu;
 use quickmap::{Deferred, HeldPage, MemoryAttribute, PAGE_SIZE};
 use spin::Once;
 
@@ -54,9 +54,9 @@ pub enum WorkloadQuickMap {
 
 /// A live mapping made by [`WorkloadQuickMap::map`].
 pub enum PageMapping<'p> {
-    Strict(quickmap::Mapping<'static, 'p, QmkPlatform, X86Mmu, WINDOWS_PER_CPU>),
+    Strict(quickmap::Mapping<'static, 'p, QmkPlatform, KernelMmu, WINDOWS_PER_CPU>),
     Deferred(
-        quickmap::Mapping<'static, 'p, QmkPlatform, X86Mmu, DEFERRED_WINDOWS_PER_CPU, Deferred>,
+        quickmap::Mapping<'static, 'p, QmkPlatform, KernelMmu, DEFERRED_WINDOWS_PER_CPU, Deferred>,
     ),
 }
 
@@ -174,7 +174,7 @@ impl WorkloadQuickMap {
     }
 
     /// The MMU backend (byte copies through an address the instance returned).
-    pub fn mmu(&self) -> &'static X86Mmu {
+    pub fn mmu(&self) -> &'static KernelMmu {
         either!(*self, q => q.mmu())
     }
 

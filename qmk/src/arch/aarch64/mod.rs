@@ -27,6 +27,7 @@ pub mod ipi;
 pub mod paging;
 pub mod percpu;
 pub mod qemu_exit;
+pub mod quickmap_backend;
 pub mod serial;
 pub mod smp_boot;
 pub mod stacks;

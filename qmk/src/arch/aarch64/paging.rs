@@ -704,6 +704,23 @@ impl LeafPageTable {
         let table: *const Table = table_at(self.table);
         table.cast_mut().cast()
     }
+
+    /// A pointer to the entry that maps `address`.
+    ///
+    /// # Panics
+    ///
+    /// If `address` is not covered by this table.
+    pub fn entry_pointer(&self, address: VirtAddr) -> *mut u64 {
+        assert!(
+            self.covered().contains(&address),
+            "address {:#x} is outside the leaf table covering {:#x}..{:#x}",
+            address.as_u64(),
+            self.covered().start.as_u64(),
+            self.covered().end.as_u64()
+        );
+        let entries: *mut u64 = self.entries().cast();
+        entries.wrapping_add(table_index(address.as_u64(), 3))
+    }
 }
 
 /// Creates (once) and returns the last-level table covering `address`.

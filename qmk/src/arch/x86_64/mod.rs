@@ -19,6 +19,7 @@ pub mod pat;
 pub mod percpu;
 mod pvh;
 pub mod qemu_exit;
+pub mod quickmap_backend;
 pub mod serial;
 pub mod smp_boot;
 pub mod stacks;

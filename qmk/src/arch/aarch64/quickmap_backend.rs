@@ -1,0 +1,63 @@
+//! quickmap's backend on aarch64: `Aarch64Mmu` over the window region's
+//! leaf table, and the CPU's physical address range.
+
+use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1};
+pub use quickmap::arch::aarch64::Aarch64Mmu as KernelMmu;
+use quickmap::{PhysAddr, VirtAddr};
+
+/// How many leaf tables (2 MiB spans of 4 KiB pages) `len` bytes from
+/// `start` touch.
+///
+/// # Panics
+///
+/// If the range wraps around the end of the address space.
+pub const fn leaf_tables(start: VirtAddr, len: usize) -> usize {
+    const SPAN: usize = 512 * 4096;
+    if len == 0 {
+        return 0;
+    }
+    let last = match start.0.checked_add(len - 1) {
+        Some(last) => last,
+        None => panic!("quickmap: the range wraps around the end of the address space"),
+    };
+    last / SPAN - start.0 / SPAN + 1
+}
+
+/// The backend for the `region_pages` pages of windows from `region_base`,
+/// whose leaf descriptors start at `first_entry`.
+///
+/// # Safety
+///
+/// 1. `first_entry` is the live leaf descriptor for `region_base` (in the
+///    TTBR1 tables every CPU uses), and its table (never freed) holds the
+///    descriptors of the following `region_pages - 1` pages in order; no
+///    block maps the region.
+/// 2. Nothing but quickmap maps pages there, and those descriptors are
+///    invalid.
+pub unsafe fn kernel_mmu(
+    region_base: VirtAddr,
+    region_pages: usize,
+    first_entry: *mut u64,
+) -> KernelMmu {
+    // SAFETY: points 1 and 2 are the caller's; 3. every CPU programs
+    // MAIR_EL1 with quickmap's `MAIR_EL1_VALUE`, and TCR_EL1 with TG1 = 4 KiB,
+    // DS = 0, SH1 inner shareable, IRGN1/ORGN1 write-back, before it runs
+    // kernel code that maps pages (`paging::enable_on_this_cpu`); 4. the
+    // kernel runs at EL1 (`boot` drops from EL2).
+    unsafe { KernelMmu::new(region_base, region_pages, first_entry) }
+}
+
+/// The highest physical address the CPU supports (ID_AA64MMFR0_EL1.PARange).
+pub fn physical_address_limit() -> PhysAddr {
+    let bits = match ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange) {
+        0 => 32,
+        1 => 36,
+        2 => 40,
+        3 => 42,
+        4 => 44,
+        5 => 48,
+        _ => 52,
+    };
+    // quickmap's descriptors hold 48-bit output addresses (4 KiB granule).
+    PhysAddr(1 << bits.min(48))
+}

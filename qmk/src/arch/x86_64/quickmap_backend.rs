@@ -1,0 +1,34 @@
+//! quickmap's backend on x86_64: `X86Mmu` over the window region's leaf
+//! table, and the CPU's physical address width.
+
+pub use quickmap::arch::x86_64::{leaf_tables, X86Mmu as KernelMmu};
+use quickmap::{PhysAddr, VirtAddr};
+
+/// The backend for the `region_pages` pages of windows from `region_base`,
+/// whose leaf entries start at `first_entry`.
+///
+/// # Safety
+///
+/// 1. `first_entry` is the live leaf entry for `region_base`, and its table
+///    (never freed) holds the entries of the following `region_pages - 1`
+///    pages in order.
+/// 2. Nothing but quickmap maps pages there, and those entries are clear.
+pub unsafe fn kernel_mmu(
+    region_base: VirtAddr,
+    region_pages: usize,
+    first_entry: *mut u64,
+) -> KernelMmu {
+    // SAFETY: points 1 and 2 are the caller's; the third of `X86Mmu::new`'s,
+    // boot sets EFER.NXE and programs IA32_PAT on every CPU before it runs
+    // kernel code that maps pages (`boot`, `pat`).
+    unsafe { KernelMmu::new(region_base, region_pages, first_entry) }
+}
+
+/// The highest physical address width the CPU supports (CPUID 0x8000_0008).
+pub fn physical_address_limit() -> PhysAddr {
+    // SAFETY: CPUID leaf 0x8000_0008 exists on every x86_64 CPU (long mode
+    // requires extended leaves up to it); it has no side effects.
+    #[allow(unused_unsafe)]
+    let leaf = unsafe { core::arch::x86_64::__cpuid(0x8000_0008) };
+    PhysAddr(1 << (leaf.eax & 0xff))
+}
