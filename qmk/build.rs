@@ -5,17 +5,11 @@
 //! note) is switched off here, through the C compiler driver's flags.
 //! aarch64-unknown-none links with `rust-lld` directly, so its arguments are
 //! the linker's own. Only the binary gets these arguments.
-//!
-//! Bring-up (issue 13): while the aarch64 arch module does not yet provide
-//! every name the kernel core uses, this script sets `cfg(qmk_arch_bringup)`
-//! for it, and `main.rs` leaves out the core modules that still wait for
-//! those names. TODO(issue 13): remove once aarch64 builds the whole core.
 
 fn main() {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let target_arch =
         std::env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets CARGO_CFG_TARGET_ARCH");
-    println!("cargo::rustc-check-cfg=cfg(qmk_arch_bringup)");
     let (linker_script, link_args): (String, Vec<String>) = match target_arch.as_str() {
         "x86_64" => {
             let script = format!("{manifest_dir}/linker.ld");
@@ -35,7 +29,6 @@ fn main() {
             (script, args)
         }
         "aarch64" => {
-            println!("cargo::rustc-cfg=qmk_arch_bringup");
             let script = format!("{manifest_dir}/linker-aarch64.ld");
             let args = ["--build-id=none", "--gc-sections", "-zmax-page-size=4096"]
                 .iter()

@@ -20,11 +20,7 @@
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
-// TODO(issue 13): during the aarch64 bring-up, arch items that the core will
-// use are not used yet there.
-#![cfg_attr(qmk_arch_bringup, allow(dead_code))]
 
-#[cfg(not(qmk_arch_bringup))]
 extern crate alloc;
 
 mod arch;
@@ -32,44 +28,26 @@ mod boot_info;
 mod boot_options;
 mod static_storage;
 
-// The kernel core. TODO(issue 13): the aarch64 arch module does not provide
-// every name these use yet, so `build.rs` sets `qmk_arch_bringup` there and
-// they stay out of that build (`arch::bringup` stands in meanwhile).
-#[cfg(not(qmk_arch_bringup))]
+// The kernel core.
 mod bench;
-#[cfg(not(qmk_arch_bringup))]
 mod console;
-#[cfg(not(qmk_arch_bringup))]
 pub mod cpu;
-#[cfg(not(qmk_arch_bringup))]
 mod kernel_tests;
-#[cfg(not(qmk_arch_bringup))]
 mod memory;
-#[cfg(not(qmk_arch_bringup))]
 mod panic;
-#[cfg(not(qmk_arch_bringup))]
 mod qemu;
-#[cfg(not(qmk_arch_bringup))]
 pub mod sched;
-#[cfg(not(qmk_arch_bringup))]
 pub mod smp;
-#[cfg(not(qmk_arch_bringup))]
 pub mod sync;
-#[cfg(not(qmk_arch_bringup))]
 mod test_harness;
-#[cfg(not(qmk_arch_bringup))]
 pub mod vm;
-#[cfg(not(qmk_arch_bringup))]
 mod workload;
 
-#[cfg(not(qmk_arch_bringup))]
 use boot_info::BootInfo;
-#[cfg(not(qmk_arch_bringup))]
 use boot_options::{BootMode, BootOptions};
 
 /// The kernel proper, entered once on the bootstrap CPU by the arch boot code
 /// after the console, descriptor tables and PAT are set up.
-#[cfg(not(qmk_arch_bringup))]
 pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
     let options = match BootOptions::parse(boot_info.command_line()) {
         Ok(options) => options,

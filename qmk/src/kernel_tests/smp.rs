@@ -3,8 +3,6 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use ::x86_64::structures::paging::PageTableFlags;
-
 use super::{scratch_page, test_frame};
 use crate::arch::fault_probe::{expect_page_fault, probe_read_u8};
 use crate::arch::interrupts::{set_interrupt_handler, InterruptFrame};
@@ -124,7 +122,7 @@ kernel_test! {
         static SHOT_DOWN: AtomicBool = AtomicBool::new(false);
         let frame = test_frame();
         let address = scratch_page(40);
-        paging::map_page(address, frame, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)
+        paging::map_page(address, frame, paging::PageTableFlags::WRITABLE | paging::PageTableFlags::NO_EXECUTE)
             .unwrap();
         // SAFETY: the page was just mapped to a frame this test owns.
         unsafe { address.as_mut_ptr::<u8>().write_volatile(0xa5) };

@@ -110,7 +110,10 @@ pub fn migrate_enable() {
         crate::arch::counters::decrement_u32_or_on_borrow!(
             &raw const (*thread).migrate_disable_count,
             {
-                // SAFETY: as in point 1.
+                // SAFETY: as in point 1. (`unused_unsafe`: on aarch64 the
+                // block expands inside the enclosing `unsafe`, on x86_64 it
+                // is an asm label block outside it.)
+                #[allow(unused_unsafe)]
                 enable_underflow(unsafe { &*thread });
             }
         );

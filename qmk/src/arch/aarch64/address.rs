@@ -112,3 +112,50 @@ impl Sub<VirtAddr> for VirtAddr {
         self.0 - other.0
     }
 }
+
+impl Sub<u64> for VirtAddr {
+    type Output = Self;
+    fn sub(self, offset: u64) -> Self {
+        Self(self.0 - offset)
+    }
+}
+
+impl Sub<PhysAddr> for PhysAddr {
+    type Output = u64;
+    fn sub(self, other: PhysAddr) -> u64 {
+        self.0 - other.0
+    }
+}
+
+impl core::fmt::LowerHex for VirtAddr {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter) -> core::fmt::Result {
+        core::fmt::LowerHex::fmt(&self.0, formatter)
+    }
+}
+
+impl core::fmt::LowerHex for PhysAddr {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter) -> core::fmt::Result {
+        core::fmt::LowerHex::fmt(&self.0, formatter)
+    }
+}
+
+// quickmap's address types (x86_64's crate types have the same conversions,
+// behind quickmap's `x86_64` feature).
+
+impl From<PhysAddr> for quickmap::PhysAddr {
+    fn from(address: PhysAddr) -> Self {
+        quickmap::PhysAddr(address.0)
+    }
+}
+
+impl From<PhysFrame> for quickmap::PhysAddr {
+    fn from(frame: PhysFrame) -> Self {
+        quickmap::PhysAddr(frame.0 .0)
+    }
+}
+
+impl From<VirtAddr> for quickmap::VirtAddr {
+    fn from(address: VirtAddr) -> Self {
+        quickmap::VirtAddr(address.0 as usize)
+    }
+}

@@ -104,7 +104,10 @@ qmk_cpu_entry:
     b 5b
 
     .section .bss.qmk_boot_stacks, "aw", @nobits
-    .balign 16
+    .balign 4096
+    .global qmk_boot_stack_guard
+qmk_boot_stack_guard:                   /* left unmapped by `paging::init` */
+    .skip 4096
 qmk_boot_stack_bottom:
     .skip {boot_stack_size}
     .global qmk_boot_stack_top
@@ -119,16 +122,7 @@ qmk_boot_exception_stack_top:
 
 /// The first Rust code on the bootstrap CPU: on the boot stack (SP_EL0),
 /// FP/SIMD on, MMU off, every exception masked.
-#[cfg(qmk_arch_bringup)]
-#[no_mangle]
-extern "C" fn qmk_aarch64_boot_cpu_entry(device_tree_from_x0: u64) -> ! {
-    super::percpu::install_this_cpu_index(0);
-    super::exceptions::install_on_this_cpu();
-    super::bringup::boot_cpu_main(device_tree_from_x0)
-}
-
 /// What the device tree says, in the kernel core's form.
-#[cfg(not(qmk_arch_bringup))]
 static BOOT_INFO: crate::static_storage::StaticStorage<crate::boot_info::BootInfo> =
     crate::static_storage::StaticStorage::new(crate::boot_info::BootInfo::empty());
 
@@ -136,7 +130,6 @@ static BOOT_INFO: crate::static_storage::StaticStorage<crate::boot_info::BootInf
 /// FP/SIMD on, MMU off, every exception masked. Per-CPU data, exception
 /// vectors and the console, then the device tree, then the kernel core
 /// (which turns the MMU on in `memory::init`).
-#[cfg(not(qmk_arch_bringup))]
 #[no_mangle]
 extern "C" fn qmk_aarch64_boot_cpu_entry(device_tree_from_x0: u64) -> ! {
     // SAFETY: CPU 0's block, for the bootstrap CPU; nothing has read

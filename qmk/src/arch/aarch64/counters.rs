@@ -1,9 +1,6 @@
 //! Counters owned by one thread, updated without exclusives (see
 //! `sched::migrate`): aarch64's forms.
 
-// TODO(issue 13): used once the core builds here.
-#![cfg_attr(qmk_arch_bringup, allow(unused_macros))]
-
 /// Subtracts 1 from the `u32` at `$address` (a `*const AtomicU32`); when the
 /// count was already 0 (the subtraction borrowed), runs `$on_borrow`, which
 /// must not return. `ldr`, `subs`, `str`, then a branch on the carry `subs`
@@ -30,5 +27,4 @@ macro_rules! decrement_u32_or_on_borrow {
     }};
 }
 
-#[cfg_attr(qmk_arch_bringup, allow(unused_imports))]
 pub(crate) use decrement_u32_or_on_borrow;

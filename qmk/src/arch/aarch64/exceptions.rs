@@ -275,7 +275,6 @@ pub(super) mod class {
     pub const UNKNOWN: u8 = 0x00;
     pub const SVC_AARCH64: u8 = 0x15;
     pub const DATA_ABORT_SAME_EL: u8 = 0x25;
-    pub const INSTRUCTION_ABORT_SAME_EL: u8 = 0x21;
 }
 
 /// Called by the entry code with the saved context.
@@ -290,21 +289,14 @@ extern "C" fn qmk_exception_dispatch(frame: &mut InterruptFrame, fp_state: &mut 
             return;
         }
         if exception_class == class::UNKNOWN && qemu_exit::is_semihosting_trap(frame.elr) {
-            super::bringup::emergency_print(format_args!(
+            crate::console::emergency_print(format_args!(
                 "qmk: EXCEPTION: the semihosting exit trapped: QEMU runs without -semihosting, so the run cannot end with a status; halting\n"
             ));
             super::halt_forever();
         }
     }
-    #[cfg(not(qmk_arch_bringup))]
     if kind.is_irq() || super::context::switch_request_of(frame).is_some() {
         super::interrupts::handle_interrupt(frame, fp_state);
-        return;
-    }
-    #[cfg(qmk_arch_bringup)]
-    if kind.is_irq() {
-        let _ = fp_state;
-        super::gic::handle_irq(frame);
         return;
     }
     fatal_exception(frame)
@@ -418,8 +410,8 @@ impl fmt::Display for Syndrome {
 /// Reports an exception the kernel cannot handle and ends the run as failed.
 fn fatal_exception(frame: &InterruptFrame) -> ! {
     let kind = frame.vector_kind();
-    let print = super::bringup::emergency_print;
-    super::bringup::fail_run(|| {
+    let print = crate::console::emergency_print;
+    crate::test_harness::fail_run(|| {
         print(format_args!(
             "qmk: EXCEPTION: {} from {} at pc={:#x}\n",
             kind.class_name(),
@@ -446,7 +438,7 @@ fn fatal_exception(frame: &InterruptFrame) -> ! {
 }
 
 fn print_frame(frame: &InterruptFrame) {
-    let print = super::bringup::emergency_print;
+    let print = crate::console::emergency_print;
     print(format_args!(
         "qmk: EXCEPTION: sp={:#x} spsr={:#x} lr={:#x} fp={:#x}\n",
         frame.interrupted_sp(),

@@ -172,8 +172,8 @@ impl Default for FaultExpectation {
 /// or if expectations are nested. The panic names the caller's location.
 #[track_caller]
 pub fn expect_page_fault(expected: Range<VirtAddr>, access: impl FnOnce()) -> PageFaultRecord {
-    let pinned = super::bringup::PinnedToThisCpu::new();
-    let expectation = pinned.fault_expectation();
+    let guard = crate::cpu::PreemptGuard::new();
+    let expectation = &crate::cpu::this_cpu(&guard).fault_expectation;
     let was_armed = expectation.armed.load(Ordering::Acquire);
     assert!(
         !was_armed,
@@ -201,7 +201,7 @@ pub fn expect_page_fault(expected: Range<VirtAddr>, access: impl FnOnce()) -> Pa
         address: VirtAddr::new(expectation.recorded_address.load(Ordering::Relaxed)),
         error_code: expectation.recorded_syndrome.load(Ordering::Relaxed),
     };
-    drop(pinned);
+    drop(guard);
     record
 }
 
@@ -216,7 +216,7 @@ pub fn is_probe_access(pc: u64) -> bool {
 pub(super) fn recover_expected_fault(frame: &mut InterruptFrame, fault_address: u64) -> bool {
     // The fault is handled on the CPU where it happened, which is the CPU
     // whose expectation the (pinned) prober armed.
-    let expectation = super::bringup::this_cpu_fault_expectation();
+    let expectation = &crate::cpu::this_cpu_unguarded().fault_expectation;
     if !expectation.armed.load(Ordering::Acquire) || !is_probe_access(frame.elr) {
         return false;
     }

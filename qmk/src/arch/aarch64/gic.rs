@@ -123,8 +123,8 @@ pub fn handle_irq(frame: &mut InterruptFrame) -> Option<u32> {
         .get(id as usize)
         .map_or(0, |slot| slot.load(Ordering::Acquire));
     if handler == 0 {
-        super::bringup::fail_run(|| {
-            super::bringup::emergency_print(format_args!(
+        crate::test_harness::fail_run(|| {
+            crate::console::emergency_print(format_args!(
                 "qmk: EXCEPTION: interrupt {id} arrived but no handler is installed\n"
             ));
         });

@@ -68,7 +68,6 @@ pub fn enable_interrupts_and_halt() {
 
 /// True while an IRQ handler (or the switch on the way out of a switch
 /// request) runs on this CPU.
-#[cfg(not(qmk_arch_bringup))]
 #[inline]
 pub fn in_interrupt() -> bool {
     super::percpu::percpu_read_u32!(crate::cpu::offsets::INTERRUPT_NESTING) != 0
@@ -77,7 +76,6 @@ pub fn in_interrupt() -> bool {
 /// An IRQ or a switch request (`svc #0`), with IRQs masked: the handler (for
 /// an IRQ), quickmap's check that the handler gave back every window it
 /// took, then the scheduler's switch, all counted as "in interrupt".
-#[cfg(not(qmk_arch_bringup))]
 pub(super) fn handle_interrupt(frame: &mut InterruptFrame, fp_state: &mut FpState) {
     super::percpu::percpu_increment_u32!(crate::cpu::offsets::INTERRUPT_NESTING);
     if frame.vector_kind().is_irq() {

@@ -2,20 +2,10 @@
 //! exception vectors with decoded reports, fault probes, the MMU, the PL011
 //! console, the device tree, the GICv3 and SGIs, the generic timer, SMP
 //! through PSCI `CPU_ON`, and ending the run through semihosting.
-//!
-//! Bring-up state (issue 13): this module does not yet provide every name
-//! the kernel core uses, so `build.rs` sets `cfg(qmk_arch_bringup)` and the
-//! core's modules stay out of the aarch64 build; `bringup` runs this
-//! module's own checks in the core's serial protocol meanwhile. What is
-//! missing is listed in `bringup`'s module documentation.
-
-// TODO(issue 13): the names the kernel core uses are unused until it
-// builds here (`qmk_arch_bringup`).
-#![cfg_attr(qmk_arch_bringup, allow(unused_imports))]
+//! It defines the names the kernel core uses (see `arch`), as x86_64 does.
 
 mod address;
 mod boot;
-pub mod bringup;
 mod context;
 pub mod counters;
 pub mod exceptions;

@@ -148,8 +148,8 @@ static MMU_ENABLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicB
 /// Why a mapping could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
-    /// The pool is used up and there is no frame allocator (bring-up) or it
-    /// has no frame left.
+    /// Unused: tables come from the frame allocator once the pool is used
+    /// up, and its failure is [`MapError::OutOfFrames`].
     OutOfTables,
     AlreadyMapped {
         address: u64,
@@ -160,11 +160,9 @@ pub enum MapError {
     /// Mapping before the kernel page tables exist.
     NotInitialised,
     /// No frame for a page or a table.
-    #[cfg(not(qmk_arch_bringup))]
     OutOfFrames(crate::memory::frame_allocator::FrameAllocError),
 }
 
-#[cfg(not(qmk_arch_bringup))]
 impl From<crate::memory::frame_allocator::FrameAllocError> for MapError {
     fn from(error: crate::memory::frame_allocator::FrameAllocError) -> Self {
         Self::OutOfFrames(error)
@@ -188,8 +186,7 @@ impl core::fmt::Display for MapError {
                 address.as_u64()
             ),
             Self::NotInitialised => write!(formatter, "the kernel page tables are not built yet"),
-            #[cfg(not(qmk_arch_bringup))]
-            Self::OutOfFrames(error) => write!(formatter, "no frame: {error}"),
+                        Self::OutOfFrames(error) => write!(formatter, "no frame: {error}"),
         }
     }
 }
@@ -229,7 +226,6 @@ fn allocate_table() -> Result<u64, MapError> {
 }
 
 /// A table from the frame allocator's direct-mapped zone, zeroed.
-#[cfg(not(qmk_arch_bringup))]
 fn allocate_table_frame() -> Result<u64, MapError> {
     use crate::memory::frame_allocator::{self, Zone};
     let frame = frame_allocator::allocate_frame(Zone::DirectMapped)?;
@@ -238,12 +234,6 @@ fn allocate_table_frame() -> Result<u64, MapError> {
         entry.store(0, Ordering::Relaxed);
     }
     Ok(physical)
-}
-
-/// The bring-up has no frame allocator: the pool is all there is.
-#[cfg(qmk_arch_bringup)]
-fn allocate_table_frame() -> Result<u64, MapError> {
-    Err(MapError::OutOfTables)
 }
 
 /// The table that the entry of `table` (at `level`) for `address` points
@@ -353,6 +343,11 @@ pub fn init(direct_map: Range<PhysAddr>) -> Result<(), MapError> {
         let (identity, kernel) = (table_at(identity_root), table_at(kernel_root));
         for (section, attributes) in kernel_sections() {
             for address in section.step_by(PAGE_SIZE as usize) {
+                let is_guard_page =
+                    super::stacks::guard_pages().any(|guard| guard.as_u64() == address);
+                if is_guard_page {
+                    continue;
+                }
                 map_page_in(identity, address, address, attributes)?;
             }
         }
@@ -427,16 +422,6 @@ pub fn direct_map_address(physical: PhysAddr) -> Option<VirtAddr> {
         .then(|| DIRECT_MAP_BASE + physical.as_u64())
 }
 
-/// The level-3 table that maps the first 2 MiB of the window region, where
-/// quickmap writes its window entries (created by [`init`]).
-pub fn window_leaf_table() -> *const [AtomicU64; ENTRIES_PER_TABLE] {
-    let (_, kernel) = ROOTS.get().expect("paging::init ran");
-    let _structure = STRUCTURE_LOCK.lock();
-    let leaf = leaf_table_in(table_at(*kernel), WINDOW_REGION.start)
-        .expect("the window leaf table exists since init, so nothing is allocated");
-    &leaf.0
-}
-
 /// Invalidates this CPU's TLB entry for the page at `address` (all ASIDs,
 /// EL1): `tlbi vaae1` without the inner-shareable broadcast, so no other
 /// CPU is involved.
@@ -485,10 +470,6 @@ impl PageTableFlags {
     pub const WRITABLE: Self = Self(1 << 1);
     pub const GLOBAL: Self = Self(1 << 8);
     pub const NO_EXECUTE: Self = Self(1 << 63);
-
-    pub const fn empty() -> Self {
-        Self(0)
-    }
 
     pub const fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
@@ -616,7 +597,6 @@ fn existing_leaf(root: &'static Table, address: u64) -> Result<&'static Table, b
 /// Removes the 4 KiB mapping at `address`, invalidates it in every CPU's
 /// TLB (a shootdown when other CPUs are online), and returns the frame it
 /// mapped (which the caller still owns).
-#[cfg(not(qmk_arch_bringup))]
 pub fn unmap_page(address: VirtAddr) -> Result<super::PhysFrame, UnmapError> {
     let frame = unmap_page_local_only(address)?;
     if crate::cpu::cpu_count() > 1 {
@@ -721,6 +701,16 @@ impl LeafPageTable {
         let entries: *mut u64 = self.entries().cast();
         entries.wrapping_add(table_index(address.as_u64(), 3))
     }
+}
+
+/// The raw leaf descriptor that maps `frame` with `flags` (Normal
+/// write-back memory), for users that write entries of a [`LeafPageTable`]
+/// themselves.
+pub fn leaf_entry(frame: super::PhysFrame, flags: PageTableFlags) -> u64 {
+    frame.start_address().as_u64()
+        | flags.descriptor_bits()
+        | descriptor::VALID
+        | descriptor::TABLE_OR_PAGE
 }
 
 /// Creates (once) and returns the last-level table covering `address`.

@@ -28,15 +28,8 @@
 //! (the block is mapped), so masking IRQs alone suffices. The cost is three
 //! extra system-register instructions per access; Linux instead keeps the
 //! current task in SP_EL0, which this kernel's threads run on.
-//!
-//! TODO(issue 13): the bring-up (`bringup`) still stores the dense CPU index
-//! in TPIDR_EL1 ([`install_this_cpu_index`], [`cpu_index`]); both go with it,
-//! once the core's `cpu::install_this_cpu` sets the block address here.
 
-// TODO(issue 13): the accessors are used once the core builds here.
-#![cfg_attr(qmk_arch_bringup, allow(unused_macros))]
-
-use aarch64_cpu::registers::{Readable, Writeable, TPIDR_EL1};
+use aarch64_cpu::registers::{Writeable, TPIDR_EL1};
 
 use super::VirtAddr;
 
@@ -49,17 +42,6 @@ use super::VirtAddr;
 /// 2. No code on this CPU relies on the previous TPIDR_EL1 value.
 pub unsafe fn set_percpu_base(block: VirtAddr) {
     TPIDR_EL1.set(block.as_u64());
-}
-
-/// Records `index` as this CPU's dense index (bring-up only, see the module
-/// documentation).
-pub fn install_this_cpu_index(index: usize) {
-    TPIDR_EL1.set(index as u64);
-}
-
-/// The dense index of the executing CPU (bootstrap CPU = 0); bring-up only.
-pub fn cpu_index() -> usize {
-    TPIDR_EL1.get() as usize
 }
 
 /// Reads the `u32` at `$offset` in this CPU's block.
@@ -224,7 +206,6 @@ macro_rules! percpu_increment_u64 {
     };
 }
 
-#[cfg_attr(qmk_arch_bringup, allow(unused_imports))]
 pub(crate) use {
     percpu_decrement_u32_is_zero, percpu_decrement_u32_then_if_zero, percpu_increment_u32,
     percpu_increment_u64, percpu_read_u32, percpu_read_u32_as_u64, percpu_read_u64,

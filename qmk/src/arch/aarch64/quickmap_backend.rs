@@ -61,3 +61,21 @@ pub fn physical_address_limit() -> PhysAddr {
     // quickmap's descriptors hold 48-bit output addresses (4 KiB granule).
     PhysAddr(1 << bits.min(48))
 }
+
+/// The leaf descriptor of a window that maps `pa` with `attribute` (for the
+/// benchmark's baselines, which write their own windows).
+pub use quickmap::arch::aarch64::window_pte;
+
+/// Drops this CPU's translation of the page at `va`, once the descriptor
+/// stores before it are visible to the walker (`dsb ishst; tlbi vale1; dsb
+/// nsh; isb`).
+///
+/// # Safety
+///
+/// 1. Must run at EL1 (every kernel context does: `boot` drops from EL2).
+/// 2. The translation is global (kernel entries never set nG).
+#[inline(always)]
+pub unsafe fn invalidate_page_local(va: VirtAddr) {
+    // SAFETY: the caller's points 1 and 2 are `tlbi_vale1_local`'s.
+    unsafe { quickmap::arch::aarch64::tlbi_vale1_local(va) };
+}

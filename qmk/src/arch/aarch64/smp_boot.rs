@@ -8,7 +8,7 @@
 //! each CPU is online before the next is started.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use aarch64_cpu::registers::{Readable, MPIDR_EL1};
 use smccc::psci;
@@ -17,7 +17,7 @@ use smccc::{Hvc, Smc};
 use super::firmware::{MachineDescription, PsciConduit};
 use super::stacks::EXCEPTION_STACK_SIZE;
 
-/// CPUs the bring-up starts at most (static stacks).
+/// CPUs started at most (static boot and exception stacks).
 /// TODO(issue 13): stacks from the kernel's stack allocator, up to `cpu::MAX_CPUS`.
 pub const MAX_BRINGUP_CPUS: usize = 8;
 /// A started CPU's boot stack (it becomes its idle context).
@@ -64,29 +64,9 @@ static START_BLOCKS: [StartBlock; MAX_BRINGUP_CPUS] = [const {
     }
 }; MAX_BRINGUP_CPUS];
 
-/// CPUs that finished their start-up (the bootstrap CPU counts from the start).
-static CPUS_ONLINE: AtomicUsize = AtomicUsize::new(1);
-/// MPIDR affinity of each CPU, by dense index.
-static CPU_MPIDRS: [AtomicU64; MAX_BRINGUP_CPUS] = [const { AtomicU64::new(0) }; MAX_BRINGUP_CPUS];
-
-/// How many CPUs are online.
-pub fn cpus_online() -> usize {
-    CPUS_ONLINE.load(Ordering::Acquire)
-}
-
-/// The MPIDR affinity of CPU `index`.
-pub fn mpidr_of(index: usize) -> u64 {
-    CPU_MPIDRS[index].load(Ordering::Relaxed)
-}
-
 /// This CPU's MPIDR affinity.
 pub fn this_mpidr() -> u64 {
     MPIDR_EL1.get() & MPIDR_AFFINITY_MASK
-}
-
-/// Called by a started CPU once it is fully up.
-pub fn mark_this_cpu_online() {
-    CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
 }
 
 /// Why a CPU did not start.
@@ -119,13 +99,6 @@ impl core::fmt::Display for CpuStartError {
     }
 }
 
-/// Starts every other CPU the device tree lists (at most
-/// [`MAX_BRINGUP_CPUS`] in all) and returns once each is online (the
-/// bring-up's count, [`cpus_online`]).
-pub fn bringup_start_other_cpus(machine: &MachineDescription) -> Result<(), CpuStartError> {
-    start_cpus_in_order(machine, |_, _| {}, |index| cpus_online() > index)
-}
-
 /// Starts every other CPU of `machine` one at a time, in device-tree order:
 /// `before_start(index, mpidr)` runs before CPU `index` is started, and the
 /// next CPU is started once `is_online(index)`.
@@ -138,14 +111,12 @@ fn start_cpus_in_order(
         fn qmk_secondary_entry();
     }
     let own = this_mpidr();
-    CPU_MPIDRS[0].store(own, Ordering::Relaxed);
     let others = machine.cpu_mpidrs[..machine.cpu_count]
         .iter()
         .copied()
         .filter(|&mpidr| mpidr != own);
     for (offset, mpidr) in others.take(MAX_BRINGUP_CPUS - 1).enumerate() {
         let index = offset + 1;
-        CPU_MPIDRS[index].store(mpidr, Ordering::Relaxed);
         before_start(index, mpidr);
         let block = &START_BLOCKS[index];
         block
@@ -234,7 +205,6 @@ fn enable_kernel_interrupts(cpu_index: usize) -> Result<(), StartError> {
 /// The bootstrap CPU's interrupt controller: the GICv3 (distributor,
 /// redistributors, this CPU's interface) and this CPU's kernel interrupts.
 /// The generic timer needs no calibration. Returns this CPU's hardware id.
-#[cfg(not(qmk_arch_bringup))]
 pub fn init_bootstrap_cpu() -> Result<u32, StartError> {
     let machine = super::firmware::machine();
     // SAFETY: the device tree names these GICv3 blocks; `paging` maps them
@@ -256,7 +226,6 @@ pub fn init_bootstrap_cpu() -> Result<u32, StartError> {
 /// its hardware id in its `cpu::PerCpu` and enters
 /// `crate::smp::application_cpu_main`. Returns how many CPUs the device tree
 /// lists, with every CPU online and IRQs unmasked on this one.
-#[cfg(not(qmk_arch_bringup))]
 pub fn start_other_cpus(
     _boot_info: &crate::boot_info::BootInfo,
     _bootstrap_hardware_id: u32,
@@ -285,7 +254,6 @@ pub fn start_other_cpus(
 ///
 /// If the GIC refuses to enable the kernel's interrupts (it accepted them
 /// on the bootstrap CPU).
-#[cfg(not(qmk_arch_bringup))]
 pub fn init_application_cpu() -> u32 {
     let cpu_index = crate::cpu::current_cpu_index();
     super::gic::init_this_cpu(cpu_index);
@@ -297,7 +265,6 @@ pub fn init_application_cpu() -> u32 {
 
 /// The first Rust code on a CPU started by PSCI (see `boot`): on its boot
 /// stack, MMU off, exceptions masked.
-#[cfg(not(qmk_arch_bringup))]
 #[no_mangle]
 extern "C" fn qmk_aarch64_secondary_cpu_entry(cpu_index: u64) -> ! {
     let cpu_index = cpu_index as usize;

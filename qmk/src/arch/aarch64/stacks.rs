@@ -12,6 +12,26 @@ pub const EXCEPTION_STACK_SIZE: usize = 32 * 1024;
 use super::paging::{self, PageTableFlags, PAGE_SIZE};
 use super::VirtAddr;
 
+extern "C" {
+    /// The unmapped page below the boot stack (see `boot`).
+    static qmk_boot_stack_guard: u8;
+}
+
+/// The bootstrap CPU's boot stack: the guard page below it, which
+/// `paging::init` leaves unmapped, and its top.
+pub fn boot_stack() -> StackBounds {
+    let guard_page = VirtAddr::new((&raw const qmk_boot_stack_guard) as u64);
+    StackBounds {
+        guard_page,
+        top: guard_page + PAGE_SIZE + BOOT_STACK_SIZE as u64,
+    }
+}
+
+/// Pages of the kernel image that stay unmapped: the boot stack's guard page.
+pub fn guard_pages() -> impl Iterator<Item = VirtAddr> {
+    core::iter::once(boot_stack().guard_page)
+}
+
 /// Where a stack's guard page and top are.
 #[derive(Clone, Copy, Debug)]
 pub struct StackBounds {
@@ -34,7 +54,6 @@ static NEXT_STACK_OFFSET: core::sync::atomic::AtomicU64 = core::sync::atomic::At
 /// # Panics
 ///
 /// If `size_pages` is 0 or the stack region is exhausted.
-#[cfg(not(qmk_arch_bringup))]
 pub fn allocate_stack(size_pages: u64) -> Result<StackBounds, paging::MapError> {
     use crate::memory::frame_allocator::{self, Zone};
 

@@ -13,6 +13,7 @@ pub mod cpu_tables;
 pub mod fault_probe;
 pub mod interrupts;
 pub mod ipi;
+mod kernel_tests;
 mod mem_intrinsics;
 pub mod paging;
 pub mod pat;

@@ -38,7 +38,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use ::x86_64::instructions::tlb;
 use ::x86_64::registers::control::{Cr3, Cr3Flags};
 use ::x86_64::structures::paging::page_table::PageTableEntry;
-use ::x86_64::structures::paging::{PageTableFlags, PhysFrame, Size4KiB};
+pub use ::x86_64::structures::paging::PageTableFlags;
+use ::x86_64::structures::paging::{PhysFrame, Size4KiB};
 use ::x86_64::{PhysAddr, VirtAddr};
 
 use super::stacks;
@@ -542,6 +543,12 @@ impl LeafPageTable {
         );
         entry_pointer(self.table, table_index(address, 1))
     }
+}
+
+/// The raw leaf entry that maps `frame` with `flags` (PRESENT added), for
+/// users that write entries of a [`LeafPageTable`] themselves.
+pub fn leaf_entry(frame: PhysFrame, flags: PageTableFlags) -> u64 {
+    frame.start_address().as_u64() | (flags | PageTableFlags::PRESENT).bits()
 }
 
 /// Creates (once) and returns the last-level table covering `address`.

@@ -32,3 +32,18 @@ pub fn physical_address_limit() -> PhysAddr {
     let leaf = unsafe { core::arch::x86_64::__cpuid(0x8000_0008) };
     PhysAddr(1 << (leaf.eax & 0xff))
 }
+
+/// The leaf entry of a window that maps `pa` with `attribute` (for the
+/// benchmark's baselines, which write their own windows).
+pub use quickmap::arch::x86_64::window_pte;
+
+/// Drops this CPU's translation of the page at `va` (`invlpg`).
+///
+/// # Safety
+///
+/// Must run at CPL 0 (every kernel context does).
+#[inline(always)]
+pub unsafe fn invalidate_page_local(va: VirtAddr) {
+    // SAFETY: the caller runs at CPL 0.
+    unsafe { quickmap::arch::x86_64::invlpg(va) };
+}
