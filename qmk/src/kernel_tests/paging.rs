@@ -156,7 +156,8 @@ kernel_test! {
             paging::map_page(address, frame, DATA_FLAGS),
             Err(MapError::AlreadyMapped { .. })
         ));
-        let inside_direct_map = DIRECT_MAP_BASE + 0x20_0000u64;
+        let inside_direct_map =
+            DIRECT_MAP_BASE + (paging::direct_map_range().start.as_u64() + 0x20_0000);
         assert_eq!(
             paging::map_page(inside_direct_map, frame, DATA_FLAGS),
             Err(MapError::InsideLargePage(inside_direct_map))

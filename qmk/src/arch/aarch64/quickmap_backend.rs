@@ -79,3 +79,46 @@ pub unsafe fn invalidate_page_local(va: VirtAddr) {
     // SAFETY: the caller's points 1 and 2 are `tlbi_vale1_local`'s.
     unsafe { quickmap::arch::aarch64::tlbi_vale1_local(va) };
 }
+
+/// The physical-address bits of a window descriptor.
+pub use quickmap::arch::aarch64::PTE_ADDRESS_MASK;
+
+/// The memory attribute a window descriptor's AttrIndx selects (for tests
+/// that read descriptors back).
+///
+/// # Panics
+///
+/// If `pte` selects an index quickmap does not use (6 or 7).
+pub fn attribute_of(pte: u64) -> quickmap::MemoryAttribute {
+    quickmap::arch::aarch64::attribute_of(pte).unwrap_or_else(|| {
+        panic!("window descriptor {pte:#x} selects a MAIR_EL1 index quickmap does not use")
+    })
+}
+
+/// Panics, naming what is wrong, unless the window descriptor `pte` has the
+/// protection quickmap gives windows on aarch64: a valid page, accessed,
+/// writable at EL1 only, never executable (PXN and UXN), inner shareable.
+/// Windows are global here (nG clear): a CPU's local `tlbi vale1` then drops
+/// them whatever ASID runs.
+pub fn assert_window_entry_protection(pte: u64) {
+    use quickmap::arch::aarch64::{
+        PTE_AF, PTE_AP_EL0, PTE_AP_READ_ONLY, PTE_NG, PTE_PAGE, PTE_PXN, PTE_SH_INNER, PTE_SH_MASK,
+        PTE_UXN, PTE_VALID,
+    };
+    let required = PTE_VALID | PTE_PAGE | PTE_AF | PTE_PXN | PTE_UXN;
+    assert_eq!(
+        pte & required,
+        required,
+        "a window descriptor is a valid, accessed page, never executable: {pte:#x}"
+    );
+    assert_eq!(
+        pte & (PTE_AP_EL0 | PTE_AP_READ_ONLY | PTE_NG),
+        0,
+        "a window descriptor is writable at EL1 only, and global: {pte:#x}"
+    );
+    assert_eq!(
+        pte & PTE_SH_MASK,
+        PTE_SH_INNER,
+        "a window descriptor is inner shareable: {pte:#x}"
+    );
+}

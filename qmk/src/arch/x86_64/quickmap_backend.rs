@@ -47,3 +47,27 @@ pub unsafe fn invalidate_page_local(va: VirtAddr) {
     // SAFETY: the caller runs at CPL 0.
     unsafe { quickmap::arch::x86_64::invlpg(va) };
 }
+
+/// The physical-address bits of a window entry, and the memory attribute
+/// its PAT/PCD/PWT bits select (for tests that read entries back).
+pub use quickmap::arch::x86_64::{attribute_of, PTE_ADDRESS_MASK};
+
+/// Panics, naming what is wrong, unless the window entry `pte` has the
+/// protection quickmap gives windows on x86_64: present, writable,
+/// no-execute, supervisor-only and not global (each CPU's windows are its
+/// own, and a global entry would survive the CR3 reloads of other address
+/// spaces).
+pub fn assert_window_entry_protection(pte: u64) {
+    use quickmap::arch::x86_64::{PTE_GLOBAL, PTE_NO_EXECUTE, PTE_PRESENT, PTE_USER, PTE_WRITABLE};
+    let required = PTE_PRESENT | PTE_WRITABLE | PTE_NO_EXECUTE;
+    assert_eq!(
+        pte & required,
+        required,
+        "a window entry is present, writable and no-execute: {pte:#x}"
+    );
+    assert_eq!(
+        pte & (PTE_USER | PTE_GLOBAL),
+        0,
+        "a window entry is supervisor-only and not global: {pte:#x}"
+    );
+}
