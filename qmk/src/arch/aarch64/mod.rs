@@ -14,6 +14,7 @@ pub mod firmware;
 pub mod gic;
 pub mod interrupts;
 pub mod ipi;
+mod kernel_tests;
 pub mod paging;
 pub mod percpu;
 pub mod qemu_exit;

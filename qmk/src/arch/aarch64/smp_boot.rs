@@ -19,7 +19,7 @@ use super::stacks::EXCEPTION_STACK_SIZE;
 
 /// CPUs started at most (static boot and exception stacks).
 /// TODO(issue 13): stacks from the kernel's stack allocator, up to `cpu::MAX_CPUS`.
-pub const MAX_BRINGUP_CPUS: usize = 8;
+pub const MAX_STARTED_CPUS: usize = 8;
 /// A started CPU's boot stack (it becomes its idle context).
 const SECONDARY_STACK_SIZE: usize = 64 * 1024;
 
@@ -43,10 +43,10 @@ impl<const SIZE: usize> Stack<SIZE> {
     }
 }
 
-static SECONDARY_STACKS: [Stack<SECONDARY_STACK_SIZE>; MAX_BRINGUP_CPUS] =
-    [const { Stack::new() }; MAX_BRINGUP_CPUS];
-static EXCEPTION_STACKS: [Stack<EXCEPTION_STACK_SIZE>; MAX_BRINGUP_CPUS] =
-    [const { Stack::new() }; MAX_BRINGUP_CPUS];
+static SECONDARY_STACKS: [Stack<SECONDARY_STACK_SIZE>; MAX_STARTED_CPUS] =
+    [const { Stack::new() }; MAX_STARTED_CPUS];
+static EXCEPTION_STACKS: [Stack<EXCEPTION_STACK_SIZE>; MAX_STARTED_CPUS] =
+    [const { Stack::new() }; MAX_STARTED_CPUS];
 
 /// What `qmk_secondary_entry` reads (layout fixed by the assembly).
 #[repr(C)]
@@ -56,13 +56,13 @@ struct StartBlock {
     cpu_index: AtomicU64,
 }
 
-static START_BLOCKS: [StartBlock; MAX_BRINGUP_CPUS] = [const {
+static START_BLOCKS: [StartBlock; MAX_STARTED_CPUS] = [const {
     StartBlock {
         stack_top: AtomicU64::new(0),
         exception_stack_top: AtomicU64::new(0),
         cpu_index: AtomicU64::new(0),
     }
-}; MAX_BRINGUP_CPUS];
+}; MAX_STARTED_CPUS];
 
 /// This CPU's MPIDR affinity.
 pub fn this_mpidr() -> u64 {
@@ -115,7 +115,7 @@ fn start_cpus_in_order(
         .iter()
         .copied()
         .filter(|&mpidr| mpidr != own);
-    for (offset, mpidr) in others.take(MAX_BRINGUP_CPUS - 1).enumerate() {
+    for (offset, mpidr) in others.take(MAX_STARTED_CPUS - 1).enumerate() {
         let index = offset + 1;
         before_start(index, mpidr);
         let block = &START_BLOCKS[index];
@@ -222,7 +222,7 @@ pub fn init_bootstrap_cpu() -> Result<u32, StartError> {
 }
 
 /// Starts every other CPU the device tree lists (at most
-/// [`MAX_BRINGUP_CPUS`] in all), one at a time in index order: each gets
+/// [`MAX_STARTED_CPUS`] in all), one at a time in index order: each gets
 /// its hardware id in its `cpu::PerCpu` and enters
 /// `crate::smp::application_cpu_main`. Returns how many CPUs the device tree
 /// lists, with every CPU online and IRQs unmasked on this one.
@@ -231,9 +231,9 @@ pub fn start_other_cpus(
     _bootstrap_hardware_id: u32,
 ) -> Result<usize, StartError> {
     let machine = super::firmware::machine();
-    if machine.cpu_count > MAX_BRINGUP_CPUS {
+    if machine.cpu_count > MAX_STARTED_CPUS {
         crate::println!(
-            "qmk: note: the device tree lists {} CPUs; starting the first {MAX_BRINGUP_CPUS}",
+            "qmk: note: the device tree lists {} CPUs; starting the first {MAX_STARTED_CPUS}",
             machine.cpu_count
         );
     }
