@@ -148,9 +148,6 @@ static MMU_ENABLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicB
 /// Why a mapping could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
-    /// Unused: tables come from the frame allocator once the pool is used
-    /// up, and its failure is [`MapError::OutOfFrames`].
-    OutOfTables,
     AlreadyMapped {
         address: u64,
     },
@@ -172,13 +169,13 @@ impl From<crate::memory::frame_allocator::FrameAllocError> for MapError {
 impl core::fmt::Display for MapError {
     fn fmt(&self, formatter: &mut core::fmt::Formatter) -> core::fmt::Result {
         match self {
-            Self::OutOfTables => write!(
-                formatter,
-                "no frame for a page table: the pool of {TABLE_POOL_SIZE} tables is used up and the frame allocator has none"
-            ),
             Self::AlreadyMapped { address } => write!(formatter, "{address:#x} is mapped already"),
             Self::NotPageAligned(address) => {
-                write!(formatter, "address {:#x} is not 4 KiB-aligned", address.as_u64())
+                write!(
+                    formatter,
+                    "address {:#x} is not 4 KiB-aligned",
+                    address.as_u64()
+                )
             }
             Self::InsideLargePage(address) => write!(
                 formatter,
@@ -186,7 +183,7 @@ impl core::fmt::Display for MapError {
                 address.as_u64()
             ),
             Self::NotInitialised => write!(formatter, "the kernel page tables are not built yet"),
-                        Self::OutOfFrames(error) => write!(formatter, "no frame: {error}"),
+            Self::OutOfFrames(error) => write!(formatter, "no frame: {error}"),
         }
     }
 }
@@ -718,17 +715,19 @@ pub fn ensure_leaf_table(address: VirtAddr) -> Result<LeafPageTable, MapError> {
     let table = with_root(address, |root| leaf_table_in(root, address.as_u64()))
         .ok_or(MapError::NotInitialised)??;
     Ok(LeafPageTable {
-        table: table as *const Table as u64 - table_virtual_offset(table as *const Table as u64),
+        table: table_physical_address(table),
         first_address: address.align_down(LARGE_PAGE_SIZE),
     })
 }
 
-/// How far above its physical address a table returned by [`table_at`]
-/// lies (0 for identity, `DIRECT_MAP_BASE` for the direct map).
-fn table_virtual_offset(virtual_address: u64) -> u64 {
-    if virtual_address >= DIRECT_MAP_BASE.as_u64() {
-        DIRECT_MAP_BASE.as_u64()
+/// The physical address of a table [`table_at`] returned: its own address
+/// when identity-mapped (the pool), else its direct-map address less
+/// `DIRECT_MAP_BASE`.
+fn table_physical_address(table: &'static Table) -> u64 {
+    let address = table as *const Table as u64;
+    if address >= DIRECT_MAP_BASE.as_u64() {
+        address - DIRECT_MAP_BASE.as_u64()
     } else {
-        0
+        address
     }
 }
