@@ -1,6 +1,13 @@
 //! The generic timer: the clock (CNTPCT_EL0 at CNTFRQ_EL0; `arch::clock`)
 //! and the per-CPU tick (the EL1 physical timer, re-armed on every tick by
 //! the IRQ dispatcher, `gic::handle_irq`, before the tick's handler runs).
+//!
+//! As `arch::clock` this counter is what the benchmark reads, but it is not
+//! x86_64's `rdtsc` under `-icount shift=0`: it counts CNTFRQ_EL0 ticks of
+//! QEMU's virtual time (62.5 MHz on `virt`), not instructions, so the
+//! bench's "instructions per pair" are counter ticks on aarch64.
+//! TODO(issue 13): count instructions with the PMU (PMCCNTR_EL0 or an
+//! INST_RETIRED event counter) for the bench on aarch64.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
