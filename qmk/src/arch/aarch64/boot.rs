@@ -130,6 +130,12 @@ static BOOT_INFO: crate::static_storage::StaticStorage<crate::boot_info::BootInf
 /// FP/SIMD on, MMU off, every exception masked. Per-CPU data, exception
 /// vectors and the console, then the device tree, then the kernel core
 /// (which turns the MMU on in `memory::init`).
+///
+/// Until then data accesses are Device-nGnRnE (MMU off): an unaligned access
+/// faults and caches are off. The code before `paging::init` (boot options,
+/// the frame allocator's set-up) makes only aligned accesses today.
+/// TODO(issue 13): turn the MMU on with a boot-time identity map before
+/// `kernel_main`, so that no Rust code depends on that.
 #[no_mangle]
 extern "C" fn qmk_aarch64_boot_cpu_entry(device_tree_from_x0: u64) -> ! {
     // SAFETY: CPU 0's block, for the bootstrap CPU; nothing has read

@@ -3,6 +3,12 @@
 //! tree's description, every listed CPU started, and MAIR_EL1/TCR_EL1 as
 //! quickmap's aarch64 backend requires. Their names start with
 //! `arch::aarch64::kernel_tests::`.
+//!
+//! TODO(issue 13): counterparts of x86_64's own tests: that a handler's
+//! change to the saved registers reaches the interrupted code and that the
+//! FP/SIMD registers survive a handler (x86_64 raises `int 0x40`; here an
+//! `svc` with another immediate would do), and that exceptions cannot be
+//! taken over by `set_interrupt_handler`.
 
 use aarch64_cpu::registers::{CurrentEL, Readable, MAIR_EL1, TCR_EL1};
 
