@@ -20,7 +20,7 @@ static CONSOLE: SpinLock<Option<SerialPort>> = SpinLock::new(None);
 /// Starts with a newline: the firmware leaves its last message ("Booting
 /// from ROM..") without one, and every `qmk:` line must begin a line.
 pub fn init() {
-    let mut port = SerialPort::init_com1();
+    let mut port = SerialPort::init_console();
     let _ = port.write_str("\n");
     *CONSOLE.lock_irq() = Some(port);
 }
@@ -41,14 +41,14 @@ pub fn print(arguments: fmt::Arguments) {
 /// lock and will never release it. Output may interleave with that code's
 /// half-written line, which is better than a silent hang.
 pub fn emergency_print(arguments: fmt::Arguments) {
-    let mut port = SerialPort::already_initialised_com1();
+    let mut port = SerialPort::console();
     let _ = port.write_fmt(arguments);
 }
 
 /// Waits until every byte written so far has left the UART, so that ending
 /// the run does not cut off the last line.
 pub fn flush() {
-    SerialPort::already_initialised_com1().wait_until_transmitted();
+    SerialPort::console().wait_until_transmitted();
 }
 
 /// Prints to the kernel console.

@@ -1,11 +1,13 @@
-//! CPUs: identity (dense index, APIC id), the count online, and per-CPU data.
+//! CPUs: identity (dense index, hardware id), the count online, and per-CPU data.
 //!
-//! Each CPU owns one [`PerCpu`] block in a static array; its GS base points
-//! there (see `arch::percpu`), so "this CPU's field" is one `gs:`-relative
-//! instruction. Fields that other CPUs read (counters, ids) are atomics;
-//! fields only the owner touches are still atomics so the block is `Sync`,
-//! but the owner updates them with plain single-instruction `gs:` arithmetic
-//! — no `lock` prefix, no cross-CPU cache-line traffic.
+//! Each CPU owns one [`PerCpu`] block in a static array; a per-CPU base
+//! register points there (see `arch::percpu`: GS on x86_64, where "this
+//! CPU's field" is one `gs:`-relative instruction; TPIDR_EL1 on aarch64).
+//! Fields that other CPUs read (counters, ids) are atomics; fields only the
+//! owner touches are still atomics so the block is `Sync`, but the owner
+//! updates them with the arch's `percpu_*` accessors — plain read-modify-
+//! writes that an interrupt cannot split, no `lock` prefix, no cross-CPU
+//! cache-line traffic.
 //!
 //! Reading per-CPU data is only meaningful while the thread cannot migrate:
 //! [`this_cpu`] therefore borrows from a [`PreemptGuard`].
@@ -15,7 +17,7 @@ use core::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 
-use crate::arch::percpu::gs_read_u32_as_u64;
+use crate::arch::percpu::percpu_read_u32_as_u64;
 use crate::arch::VirtAddr;
 use crate::sched::thread::Thread;
 
@@ -23,10 +25,10 @@ use crate::sched::thread::Thread;
 pub const MAX_CPUS: usize = 64;
 
 /// One CPU's private data. `repr(C)` with fixed field order: the offsets of
-/// the hot fields are used by `gs:`-relative assembly.
+/// the hot fields are used by the arch's `percpu_*` assembly.
 #[repr(C, align(128))]
 pub struct PerCpu {
-    /// Dense 0-based index (bootstrap CPU = 0), fixed before GS is loaded.
+    /// Dense 0-based index (bootstrap CPU = 0), fixed before the per-CPU base is set.
     pub(crate) index: AtomicU32,
     /// Critical-section nesting of the thread running here, plus
     /// [`NOTHING_OWED`] while no preemption is owed (Linux's `preempt_count`
@@ -42,8 +44,9 @@ pub struct PerCpu {
     /// Interrupt handlers (vectors 32–255) active on this CPU (0 or 1: they
     /// run with interrupts off).
     pub(crate) interrupt_nesting: AtomicU32,
-    /// The local APIC id (from the APIC itself).
-    pub(crate) apic_id: AtomicU32,
+    /// The CPU's hardware id: the local APIC id on x86_64, the MPIDR
+    /// affinity on aarch64 (what `arch::ipi::send` addresses).
+    pub(crate) hardware_id: AtomicU32,
     /// Spin-lock acquisitions on this CPU (summed by `sync::lock_acquisitions`).
     pub(crate) lock_acquisitions: AtomicU64,
     /// IPIs this CPU sent.
@@ -73,7 +76,7 @@ impl PerCpu {
             critical_count: AtomicU32::new(NOTHING_OWED),
             spin_locks_held: AtomicU32::new(0),
             interrupt_nesting: AtomicU32::new(0),
-            apic_id: AtomicU32::new(0),
+            hardware_id: AtomicU32::new(0),
             lock_acquisitions: AtomicU64::new(0),
             ipis_sent: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
@@ -92,9 +95,9 @@ impl PerCpu {
         self.index.load(Ordering::Relaxed) as usize
     }
 
-    /// The local APIC id.
-    pub fn apic_id(&self) -> u32 {
-        self.apic_id.load(Ordering::Relaxed)
+    /// The hardware id (see [`PerCpu::hardware_id`]'s field).
+    pub fn hardware_id(&self) -> u32 {
+        self.hardware_id.load(Ordering::Relaxed)
     }
 
     /// Timer ticks handled so far.
@@ -132,7 +135,7 @@ impl PerCpu {
 /// owed; the rest of the word is the critical-section depth.
 pub(crate) const NOTHING_OWED: u32 = 1 << 31;
 
-/// Field offsets for `gs:`-relative access.
+/// Field offsets for the arch's `percpu_*` accessors.
 pub(crate) mod offsets {
     use super::PerCpu;
     pub const INDEX: usize = core::mem::offset_of!(PerCpu, index);
@@ -156,7 +159,7 @@ static PER_CPU: [PerCpu; MAX_CPUS] = {
 /// CPUs that have come online (their index is below this).
 static CPUS_ONLINE: AtomicUsize = AtomicUsize::new(1);
 
-/// Points this CPU's GS base at block `index`. Called first thing on every
+/// Points this CPU's per-CPU base at block `index`. Called first thing on every
 /// CPU, before any code that uses per-CPU data (spin locks, the console).
 ///
 /// # Safety
@@ -166,9 +169,9 @@ static CPUS_ONLINE: AtomicUsize = AtomicUsize::new(1);
 pub unsafe fn install_this_cpu(index: usize) {
     let block = &PER_CPU[index];
     // SAFETY: the block is a static (valid for the whole run) and is this
-    // CPU's alone (caller's contract 1); nothing relied on the old GS base
+    // CPU's alone (caller's contract 1); nothing relied on the old per-CPU base
     // (contract 2).
-    unsafe { crate::arch::percpu::set_gs_base(VirtAddr::from_ptr(block)) };
+    unsafe { crate::arch::percpu::set_percpu_base(VirtAddr::from_ptr(block)) };
 }
 
 /// The dense 0-based index of the executing CPU (bootstrap CPU = 0).
@@ -177,13 +180,20 @@ pub unsafe fn install_this_cpu(index: usize) {
 /// used (the thread may migrate); with one it is exact.
 #[inline]
 pub fn current_cpu_index() -> usize {
-    gs_read_u32_as_u64!(offsets::INDEX) as usize
+    percpu_read_u32_as_u64!(offsets::INDEX) as usize
 }
 
 /// How many CPUs are online. Indices `0..cpu_count()` are valid.
 #[inline]
 pub fn cpu_count() -> usize {
     CPUS_ONLINE.load(Ordering::Acquire)
+}
+
+/// Records the hardware id of CPU `index` (before it starts).
+pub(crate) fn set_hardware_id(index: usize, hardware_id: u32) {
+    PER_CPU[index]
+        .hardware_id
+        .store(hardware_id, Ordering::Relaxed);
 }
 
 /// Marks CPU `index` (the next one) online.

@@ -1,17 +1,23 @@
 //! qmk — the proving-ground kernel for the `quickmap` facility.
 //!
-//! qmk boots under QEMU (PVH entry), builds its own page tables in which only
-//! low physical memory is direct-mapped, and runs in-kernel tests whose results
+//! qmk boots under QEMU (PVH entry on x86_64, `-kernel` ELF on aarch64 `virt`),
+//! builds its own page tables in which only the first `dmap` MiB of RAM are
+//! direct-mapped, and runs in-kernel tests whose results
 //! it reports on the serial console in the format `docs/kernel-protocol.md`
 //! fixes. High memory is deliberately left unmapped: the only way to reach it
 //! is a temporary mapping, which is what quickmap provides.
 //!
 //! How the pieces fit:
-//! - `arch::x86_64` — everything that knows the CPU: boot entry, descriptor
-//!   tables, interrupt entry, page tables, PAT, fault probes, serial port.
+//! - `arch` — everything that knows the CPU, one module per architecture with
+//!   the same names (`arch::x86_64`: PVH boot, descriptor tables, interrupt
+//!   entry, local APIC, page tables, PAT; `arch::aarch64`: EL1 boot, exception
+//!   vectors, GICv3, generic timer, PSCI, page tables with quickmap's MAIR):
+//!   per-CPU accessors, the switch request, the tick and IPIs, SMP start-up,
+//!   fault probes, the console UART, the QEMU exit, quickmap's backend.
 //! - `memory` — the frame allocator (physical memory) and the kernel heap.
 //! - `test_harness` + `kernel_tests` — test registry, runner and the tests.
-//! - `qemu` — the only module that knows it runs under QEMU (isa-debug-exit).
+//! - `qemu` — the only module that knows it runs under QEMU (the exit
+//!   statuses; `arch::qemu_exit` writes them).
 //!
 //! The boot order is fixed by what each step needs: console first (so every
 //! later failure can be reported), CPU tables next (so faults are reported
@@ -24,19 +30,20 @@
 extern crate alloc;
 
 mod arch;
-mod bench;
 mod boot_info;
 mod boot_options;
+mod static_storage;
+
+// The kernel core.
+mod bench;
 mod console;
 pub mod cpu;
 mod kernel_tests;
-mod mem_intrinsics;
 mod memory;
 mod panic;
 mod qemu;
 pub mod sched;
 pub mod smp;
-mod static_storage;
 pub mod sync;
 mod test_harness;
 pub mod vm;
@@ -46,7 +53,8 @@ use boot_info::BootInfo;
 use boot_options::{BootMode, BootOptions};
 
 /// The kernel proper, entered once on the bootstrap CPU by the arch boot code
-/// after the console, descriptor tables and PAT are set up.
+/// after the console and the CPU's own tables (descriptor tables and PAT, or
+/// exception vectors) are set up.
 pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
     let options = match BootOptions::parse(boot_info.command_line()) {
         Ok(options) => options,
@@ -62,7 +70,7 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
     }
 
     // From here on every CPU runs the scheduler, and interrupts are on.
-    if let Err(error) = smp::init(boot_info.acpi_rsdp) {
+    if let Err(error) = smp::init(boot_info) {
         println!("qmk: error: SMP start-up failed: {error}");
         qemu::exit(qemu::RunOutcome::Failure);
     }

@@ -50,8 +50,8 @@ fn panic(info: &PanicInfo) -> ! {
     // The panicking context must neither be preempted nor migrate while it
     // reports: another thread on this CPU could panic too and look like a
     // recursive panic.
-    ::x86_64::instructions::interrupts::disable();
-    // GS-based per-CPU data is installed before any Rust code runs on a CPU.
+    crate::arch::interrupts::disable_interrupts();
+    // Per-CPU data is installed before any Rust code runs on a CPU.
     let cpu = crate::cpu::current_cpu_index();
     if let Err(reporter) =
         PANICKING_CPU.compare_exchange(NO_CPU, cpu, Ordering::AcqRel, Ordering::Acquire)

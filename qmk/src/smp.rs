@@ -8,120 +8,61 @@
 //! deadlock. The rule that follows: never make a cross-CPU call with
 //! interrupts disabled (it panics).
 
-use alloc::vec::Vec;
 use core::ops::Range;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use crate::arch::interrupts::{interrupts_enabled, set_interrupt_handler, InterruptFrame};
-use crate::arch::percpu::gs_increment_u64;
-use crate::arch::{apic, VirtAddr};
-use crate::cpu::{self, PreemptGuard, MAX_CPUS};
+use crate::arch::interrupts::{
+    end_of_interrupt, interrupts_enabled, set_interrupt_handler, InterruptFrame,
+};
+use crate::arch::percpu::percpu_increment_u64;
+use crate::arch::{ipi, smp_boot, VirtAddr};
+use crate::boot_info::BootInfo;
+use crate::cpu::{self, PreemptGuard};
 use crate::sync::SpinLock;
-
-/// IPI that runs the pending cross-CPU call.
-pub const CALL_VECTOR: u8 = 0x83;
 
 static CPUS_LISTED_BY_FIRMWARE: AtomicUsize = AtomicUsize::new(0);
 
-/// How many enabled processors the ACPI MADT lists.
+/// How many enabled processors the firmware lists (ACPI MADT on x86_64,
+/// the device tree on aarch64).
 pub fn cpus_listed_by_firmware() -> usize {
     CPUS_LISTED_BY_FIRMWARE.load(Ordering::Acquire)
 }
 
-/// Why SMP start-up failed.
-#[derive(Debug)]
-pub enum SmpError {
-    NoRsdp,
-    Acpi(acpi::AcpiError),
-    Trampoline(crate::arch::paging::MapError),
-    Apic(crate::arch::paging::MapError),
-    ApStart(crate::arch::ap_boot::ApStartError),
-}
+/// Why SMP start-up failed: the arch's reason.
+pub type SmpError = smp_boot::StartError;
 
-impl core::fmt::Display for SmpError {
-    fn fmt(&self, formatter: &mut core::fmt::Formatter) -> core::fmt::Result {
-        match self {
-            Self::NoRsdp => write!(formatter, "the boot loader gave no ACPI RSDP address"),
-            Self::Acpi(error) => write!(formatter, "reading the ACPI MADT: {error:?}"),
-            Self::Trampoline(error) => write!(formatter, "installing the AP trampoline: {error}"),
-            Self::Apic(error) => write!(formatter, "mapping the local APIC: {error}"),
-            Self::ApStart(error) => write!(formatter, "{error}"),
-        }
-    }
-}
-
-/// Sets up the bootstrap CPU's APIC, timer calibration and scheduler, then
-/// starts every other enabled CPU of the MADT; returns with every CPU online
-/// and interrupts enabled on this one.
-pub fn init(rsdp_address: Option<u64>) -> Result<(), SmpError> {
-    use crate::arch::{acpi as firmware, ap_boot, tsc};
-
-    apic::map_registers().map_err(SmpError::Apic)?;
-    apic::enable_this_cpu();
-    let bootstrap_apic_id = apic::id();
-    cpu::cpu(0)
-        .apic_id
-        .store(bootstrap_apic_id, Ordering::Relaxed);
-    tsc::calibrate();
-    apic::calibrate_timer(|milliseconds| tsc::delay_us(milliseconds * 1000));
-    set_interrupt_handler(CALL_VECTOR, on_call);
-    set_interrupt_handler(apic::SPURIOUS_VECTOR, |_| {});
+/// Sets up the bootstrap CPU's interrupt controller, clocks and scheduler,
+/// then starts every other CPU the firmware lists; returns with every CPU
+/// online and interrupts enabled on this one.
+pub fn init(boot_info: &BootInfo) -> Result<(), SmpError> {
+    let bootstrap_hardware_id = smp_boot::init_bootstrap_cpu()?;
+    cpu::set_hardware_id(0, bootstrap_hardware_id);
+    set_interrupt_handler(ipi::CALL_VECTOR, on_call);
     crate::sched::init_bootstrap_cpu();
     cpu::mark_online(0);
-
-    let rsdp_address = rsdp_address.ok_or(SmpError::NoRsdp)?;
-    // SAFETY: the address is the RSDP the PVH start info reported.
-    let processors = unsafe { firmware::processors(rsdp_address) }.map_err(SmpError::Acpi)?;
-    CPUS_LISTED_BY_FIRMWARE.store(processors.len(), Ordering::Release);
-    let others: Vec<u32> = processors
-        .iter()
-        .map(|processor| processor.apic_id)
-        .filter(|&apic_id| apic_id != bootstrap_apic_id)
-        .collect();
-    if others.len() + 1 > MAX_CPUS {
-        crate::println!(
-            "qmk: note: the MADT lists {} CPUs; starting the first {MAX_CPUS}",
-            others.len() + 1
-        );
-    }
-    if !others.is_empty() {
-        ap_boot::install_trampoline().map_err(SmpError::Trampoline)?;
-        for (offset, &apic_id) in others.iter().take(MAX_CPUS - 1).enumerate() {
-            let index = offset + 1;
-            cpu::cpu(index).apic_id.store(apic_id, Ordering::Relaxed);
-            ap_boot::start_ap(apic_id, index).map_err(SmpError::ApStart)?;
-            // Online in index order: the next AP reuses the trampoline's
-            // parameter block and must find `cpu_count` consistent.
-            while cpu::cpu_count() <= index {
-                core::hint::spin_loop();
-            }
-        }
-    }
-    crate::arch::interrupts::enable_interrupts();
-    if !others.is_empty() {
-        ap_boot::remove_trampoline();
-    }
+    let listed = smp_boot::start_other_cpus(boot_info, bootstrap_hardware_id)?;
+    CPUS_LISTED_BY_FIRMWARE.store(listed, Ordering::Release);
     Ok(())
 }
 
-/// The rest of an application processor's start-up, after its descriptor
-/// tables: APIC, scheduler, then idle.
+/// The rest of an application processor's start-up, after the arch's own
+/// (descriptor tables or exception vectors, paging): its interrupt
+/// controller, scheduler, then idle.
 pub fn application_cpu_main(cpu_index: usize) -> ! {
-    apic::enable_this_cpu();
-    let apic_id = apic::id();
-    let expected = cpu::cpu(cpu_index).apic_id();
+    let hardware_id = smp_boot::init_application_cpu();
+    let expected = cpu::cpu(cpu_index).hardware_id();
     assert_eq!(
-        apic_id, expected,
-        "CPU {cpu_index} reports APIC id {apic_id}, but it was started as APIC id {expected}"
+        hardware_id, expected,
+        "CPU {cpu_index} reports hardware id {hardware_id:#x}, but it was started as {expected:#x}"
     );
     crate::sched::init_application_cpu(cpu_index)
 }
 
 /// Sends interrupt `vector` to CPU `cpu_index`.
 pub fn send_ipi(cpu_index: usize, vector: u8) {
-    let apic_id = cpu::cpu(cpu_index).apic_id();
-    gs_increment_u64!(core::mem::offset_of!(cpu::PerCpu, ipis_sent));
-    apic::send_fixed(apic_id, vector);
+    let hardware_id = cpu::cpu(cpu_index).hardware_id();
+    percpu_increment_u64!(core::mem::offset_of!(cpu::PerCpu, ipis_sent));
+    ipi::send(hardware_id, vector);
 }
 
 /// Sends interrupt `vector` to every online CPU but this one (one IPI each).
@@ -163,7 +104,7 @@ fn on_call(_frame: &mut InterruptFrame) {
         .calls_handled
         .fetch_add(1, Ordering::Relaxed);
     call.pending.fetch_sub(1, Ordering::AcqRel);
-    apic::end_of_interrupt();
+    end_of_interrupt();
 }
 
 /// Runs `function` on every online CPU (here too, first) and returns when
@@ -198,7 +139,7 @@ fn run_on_cpus(function: &(dyn Fn() + Sync), including_this_one: bool) {
     };
     let call_pointer: *const Call<'_> = &call;
     CURRENT_CALL.store(call_pointer.cast_mut().cast(), Ordering::Release);
-    send_ipi_all_others(CALL_VECTOR);
+    send_ipi_all_others(ipi::CALL_VECTOR);
     if including_this_one {
         function();
     }

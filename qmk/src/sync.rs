@@ -6,7 +6,7 @@
 //! disables interrupts, which is required for any lock that an interrupt
 //! handler takes: otherwise a handler interrupting the holder on the same
 //! CPU spins forever. Every acquisition counts in a per-CPU counter (one
-//! `gs:` increment; [`lock_acquisitions`] sums them) and in the per-CPU
+//! per-CPU increment; [`lock_acquisitions`] sums them) and in the per-CPU
 //! number of spin locks held ([`spin_locks_held`]).
 
 use core::cell::UnsafeCell;
@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::interrupts::{disable_interrupts, enable_interrupts, interrupts_enabled};
 use crate::arch::percpu::{
-    gs_decrement_u32_is_zero, gs_increment_u32, gs_increment_u64, gs_read_u32,
+    percpu_decrement_u32_is_zero, percpu_increment_u32, percpu_increment_u64, percpu_read_u32,
 };
 use crate::cpu::offsets;
 
@@ -79,8 +79,8 @@ impl<T: ?Sized> SpinLock<T> {
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            gs_increment_u32!(offsets::SPIN_LOCKS_HELD);
-            gs_increment_u64!(offsets::LOCK_ACQUISITIONS);
+            percpu_increment_u32!(offsets::SPIN_LOCKS_HELD);
+            percpu_increment_u64!(offsets::LOCK_ACQUISITIONS);
             Some(SpinLockGuard {
                 lock: self,
                 restore_interrupts: false,
@@ -110,8 +110,8 @@ impl<T: ?Sized> SpinLock<T> {
                 core::hint::spin_loop();
             }
         }
-        gs_increment_u32!(offsets::SPIN_LOCKS_HELD);
-        gs_increment_u64!(offsets::LOCK_ACQUISITIONS);
+        percpu_increment_u32!(offsets::SPIN_LOCKS_HELD);
+        percpu_increment_u64!(offsets::LOCK_ACQUISITIONS);
     }
 }
 
@@ -145,7 +145,7 @@ impl<T: ?Sized> Drop for SpinLockGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         self.lock.locked.store(false, Ordering::Release);
-        let _ = gs_decrement_u32_is_zero!(offsets::SPIN_LOCKS_HELD);
+        let _ = percpu_decrement_u32_is_zero!(offsets::SPIN_LOCKS_HELD);
         // Interrupts back on before critical_exit, so that a preemption
         // owed to this section can be performed right there.
         if self.restore_interrupts {
@@ -158,7 +158,7 @@ impl<T: ?Sized> Drop for SpinLockGuard<'_, T> {
 /// Spin locks held by the context running on this CPU.
 #[inline]
 pub fn spin_locks_held() -> u32 {
-    gs_read_u32!(offsets::SPIN_LOCKS_HELD)
+    percpu_read_u32!(offsets::SPIN_LOCKS_HELD)
 }
 
 /// Spin-lock acquisitions on all CPUs so far (per-CPU counters, summed).

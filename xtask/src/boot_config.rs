@@ -94,6 +94,10 @@ impl BootSpec<'_> {
         if self.machine.icount {
             args.extend(["-icount".into(), "shift=0".into()]);
         }
+        if crate::arch_aarch64::selected() {
+            // TEMPORARY (issue 13): see `arch_aarch64`.
+            return crate::arch_aarch64::adapt_qemu_args(args);
+        }
         args
     }
 

@@ -49,6 +49,10 @@ impl KernelBuild {
 
     /// The ELF `cargo build` leaves.
     pub fn elf(self) -> PathBuf {
+        if crate::arch_aarch64::selected() {
+            // TEMPORARY (issue 13): the lean build is not separate on aarch64 yet.
+            return crate::arch_aarch64::kernel_elf();
+        }
         match self {
             KernelBuild::Checked => paths::kernel_elf(),
             KernelBuild::Lean => lean_target_dir().join("x86_64-unknown-linux-gnu/release/qmk"),
@@ -58,6 +62,14 @@ impl KernelBuild {
     /// `cargo` arguments, run in `qmk/`.
     fn cargo_args(self) -> Vec<String> {
         let mut args = vec!["build".to_string(), "--release".to_string()];
+        if crate::arch_aarch64::selected() {
+            // TEMPORARY (issue 13): see `arch_aarch64`.
+            args.extend([
+                "--target".to_string(),
+                crate::arch_aarch64::TARGET.to_string(),
+            ]);
+            return args;
+        }
         if self == KernelBuild::Lean {
             args.push("--no-default-features".into());
             args.push("--target-dir".into());

@@ -19,6 +19,7 @@
 
 #![deny(unsafe_code)]
 
+mod arch_aarch64;
 mod bench;
 mod boot_config;
 mod cli;

@@ -50,6 +50,16 @@ pub fn locate_or_install_qemu() -> Result<PathBuf, String> {
             ))
         };
     }
+    if crate::arch_aarch64::selected() {
+        // TEMPORARY (issue 13): see `arch_aarch64`.
+        let program = crate::arch_aarch64::QEMU_PROGRAM;
+        return find_in_path(program).ok_or_else(|| {
+            format!(
+                "{program} not found; install it with: apt-get install -y {}",
+                crate::arch_aarch64::QEMU_PACKAGE
+            )
+        });
+    }
     if let Some(path) = find_in_path(QEMU_PROGRAM) {
         return Ok(path);
     }

@@ -14,7 +14,7 @@
 
 use core::ops::Range;
 
-use quickmap::arch::x86_64::{invlpg, window_pte};
+use crate::arch::quickmap_backend::{invalidate_page_local, window_pte};
 use quickmap::VirtAddr;
 use spin::Once;
 
@@ -109,8 +109,9 @@ impl GlobalWindow {
         slot.set(page);
         // The last user cleared the entry without invalidating (as FreeBSD
         // does); its translation may still be cached, so invalidate now.
-        // SAFETY: the kernel runs at CPL 0.
-        unsafe { invlpg(VirtAddr(slot.va)) };
+        // SAFETY: kernel code runs at CPL 0 / EL1, and the window's
+        // translation is global.
+        unsafe { invalidate_page_local(VirtAddr(slot.va)) };
         touch(slot.va);
         slot.clear();
         drop(slot);

@@ -28,8 +28,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{compiler_fence, AtomicUsize, Ordering};
 
+use crate::arch::clock;
 use crate::arch::interrupts::{disable_interrupts, enable_interrupts, interrupts_enabled};
-use crate::arch::tsc;
 use crate::boot_options::BootOptions;
 use crate::qemu;
 use crate::vm::quick::{deferred_quickmap, DEFERRED_MAX_CPUS};
@@ -59,7 +59,7 @@ pub fn run(options: &BootOptions) -> ! {
     crate::println!(
         "qmk: bench-info cpus={cpus} icount={} tsc_hz={} build={BUILD}",
         u8::from(options.icount),
-        tsc::hz()
+        clock::hz()
     );
 
     let repeats = if options.icount {
@@ -206,9 +206,9 @@ fn on_cpu(variant: Variant, cpu: usize, iterations: usize, start_line: &StartLin
     variant.warm_up(&ring);
     let before = CpuCounters::read(cpu);
     compiler_fence(Ordering::SeqCst);
-    let start = tsc::read();
+    let start = clock::read();
     let own = variant.run(cpu, &ring, iterations);
-    let end = tsc::read();
+    let end = clock::read();
     compiler_fence(Ordering::SeqCst);
     let after = CpuCounters::read(cpu);
     if variant.uses_deferred() {

@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use super::smp::wait_for;
-use crate::arch::tsc;
+use crate::arch::clock;
 use crate::cpu;
 use crate::kernel_test;
 use crate::sched::thread::{current_thread, Thread, ThreadState};
@@ -40,7 +40,7 @@ fn disrupt(random: &mut u64) -> &'static str {
         // Busy across at least one tick: preempted whenever another thread
         // that may run here is ready.
         _ => {
-            tsc::delay_us(sched::TICK_PERIOD_US * 3 / 2);
+            clock::delay_us(sched::TICK_PERIOD_US * 3 / 2);
             "a busy loop across a tick"
         }
     }
@@ -219,7 +219,7 @@ kernel_test! {
                     if round >= HOG_ROUNDS {
                         // Parked and switched out in one step under the
                         // scheduler lock, so its CPU runs its idle thread now.
-                        tsc::delay_us(200);
+                        clock::delay_us(200);
                     }
                     shared
                         .ipis_before_wake
@@ -267,10 +267,10 @@ kernel_test! {
             // may stall in between for milliseconds): the probe below would
             // be picked by that switch, kicked or not. Kickable again means
             // the switch is over — and that is what the bug lost.
-            let deadline = tsc::read() + 5 * tsc::hz();
+            let deadline = clock::read() + 5 * clock::hz();
             while sched::kickable_idle_cpus() & (1 << target) == 0 {
                 assert!(
-                    tsc::read() < deadline,
+                    clock::read() < deadline,
                     "round {round}: CPU {target}, kicked for a thread and idle again, is not kickable 5 s later (idle CPUs a wake-up would kick: {:#b}): a thread pinned to it would wait for its tick",
                     sched::kickable_idle_cpus()
                 );

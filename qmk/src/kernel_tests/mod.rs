@@ -6,10 +6,8 @@ mod critical;
 mod faults;
 mod frames;
 mod heap;
-mod interrupts;
 mod migrate;
 mod paging;
-mod pat;
 mod quickmap;
 mod sched;
 mod smp;
@@ -20,7 +18,7 @@ use crate::arch::VirtAddr;
 /// A page of the scratch region for tests that map pages. Each test uses its
 /// own slot numbers so that a test which fails half-way cannot make another
 /// test's `map_page` fail with "already mapped".
-fn scratch_page(slot: u64) -> VirtAddr {
+pub(crate) fn scratch_page(slot: u64) -> VirtAddr {
     let address = SCRATCH_REGION.start + slot * PAGE_SIZE;
     assert!(
         SCRATCH_REGION.contains(&address),
@@ -31,7 +29,7 @@ fn scratch_page(slot: u64) -> VirtAddr {
 
 /// A frame for a test that maps it: high memory when there is any (the case
 /// quickmap exists for), else a direct-mapped frame (`dmap` covers all RAM).
-fn test_frame() -> crate::arch::PhysFrame {
+pub(crate) fn test_frame() -> crate::arch::PhysFrame {
     use crate::memory::frame_allocator::{allocate_frame, Zone};
     allocate_frame(Zone::High)
         .or_else(|_| allocate_frame(Zone::DirectMapped))

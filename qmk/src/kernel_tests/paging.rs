@@ -1,11 +1,10 @@
 use core::ops::Range;
 
-use ::x86_64::structures::paging::page_table::PageTableEntry;
-use ::x86_64::structures::paging::PageTableFlags;
-
 use super::{scratch_page, test_frame};
 use crate::arch::fault_probe::{expect_page_fault, probe_read_u8, probe_write_u8};
-use crate::arch::paging::{self, MapError, UnmapError, DIRECT_MAP_BASE, PAGE_SIZE, WINDOW_REGION};
+use crate::arch::paging::{
+    self, MapError, PageTableFlags, UnmapError, DIRECT_MAP_BASE, PAGE_SIZE, WINDOW_REGION,
+};
 use crate::arch::{PhysAddr, VirtAddr};
 use crate::kernel_test;
 use crate::memory::frame_allocator::{self, Zone};
@@ -157,7 +156,8 @@ kernel_test! {
             paging::map_page(address, frame, DATA_FLAGS),
             Err(MapError::AlreadyMapped { .. })
         ));
-        let inside_direct_map = DIRECT_MAP_BASE + 0x20_0000u64;
+        let inside_direct_map =
+            DIRECT_MAP_BASE + (paging::direct_map_range().start.as_u64() + 0x20_0000);
         assert_eq!(
             paging::map_page(inside_direct_map, frame, DATA_FLAGS),
             Err(MapError::InsideLargePage(inside_direct_map))
@@ -210,17 +210,16 @@ kernel_test! {
         assert_eq!(leaf.covered().start, VirtAddr::new(WINDOW_REGION.start));
         assert_eq!(paging::ensure_leaf_table(window).unwrap().frame(), leaf.frame(), "created once");
         assert_eq!(
-            leaf.entries().cast::<PageTableEntry>(),
-            leaf.entry_pointer(leaf.covered().start),
+            leaf.entries().cast::<u64>(),
+            leaf.entry_pointer(leaf.covered().start).cast::<u64>(),
             "the PTE array starts with the entry of the span's first page"
         );
 
         let frame = test_frame();
-        let mut entry = PageTableEntry::new();
-        entry.set_addr(frame.start_address(), PageTableFlags::PRESENT | DATA_FLAGS);
+        let entry = paging::leaf_entry(frame, DATA_FLAGS);
         // SAFETY: the entry belongs to this test's window page, which nothing
         // else maps or uses; it was not present, so no TLB entry needs dropping.
-        unsafe { leaf.entry_pointer(window).write_volatile(entry) };
+        unsafe { leaf.entry_pointer(window).cast::<u64>().write_volatile(entry) };
         assert_eq!(paging::translate(window).unwrap().physical, frame.start_address());
         // SAFETY: the page maps the high frame this test owns.
         unsafe {
@@ -229,7 +228,7 @@ kernel_test! {
         }
 
         // SAFETY: as above; the mapping is the test's own.
-        unsafe { leaf.entry_pointer(window).write_volatile(PageTableEntry::new()) };
+        unsafe { leaf.entry_pointer(window).cast::<u64>().write_volatile(0) };
         paging::invalidate_local(window);
         expect_page_fault(one_byte(window), || {
             // SAFETY: the page was just unmapped.
@@ -240,11 +239,12 @@ kernel_test! {
 }
 
 kernel_test! {
-    /// The direct map covers exactly `[0, dmap)` with large pages at the
-    /// documented base, and physical address 0 is not mapped at virtual 0.
+    /// The direct map covers exactly `dmap` MiB from the start of RAM with
+    /// large pages at the documented base, and virtual 0 is not mapped.
     fn direct_map_layout() {
-        let translation = paging::translate(DIRECT_MAP_BASE + 0x1234u64).unwrap();
-        assert_eq!(translation.physical, PhysAddr::new(0x1234));
+        let start = paging::direct_map_range().start.as_u64();
+        let translation = paging::translate(DIRECT_MAP_BASE + (start + 0x1234)).unwrap();
+        assert_eq!(translation.physical, PhysAddr::new(start + 0x1234));
         assert_eq!(translation.page_size, paging::LARGE_PAGE_SIZE);
         assert!(translation.flags.contains(PageTableFlags::NO_EXECUTE));
         assert_eq!(paging::translate(VirtAddr::new(0)), None, "null is unmapped");

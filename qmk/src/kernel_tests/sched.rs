@@ -6,14 +6,14 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 
 use super::smp::wait_for;
-use crate::arch::tsc;
+use crate::arch::clock;
 use crate::cpu::{self, MAX_CPUS};
 use crate::kernel_test;
 use crate::sched::{self, WaitQueue};
 
 /// Busy-waits `microseconds` without yielding.
 fn spin_for_us(microseconds: u64) {
-    tsc::delay_us(microseconds);
+    clock::delay_us(microseconds);
 }
 
 kernel_test! {
@@ -35,10 +35,10 @@ kernel_test! {
                 WORKER_STEPS.fetch_add(1, Ordering::Relaxed);
             }
         });
-        let deadline = tsc::read() + 5 * tsc::hz();
+        let deadline = clock::read() + 5 * clock::hz();
         while HOG_SPINS.load(Ordering::Relaxed) < 1000 || WORKER_STEPS.load(Ordering::Relaxed) < 1000 {
             assert!(
-                tsc::read() < deadline,
+                clock::read() < deadline,
                 "no preemption: after 5 s on CPU {target} the hog spun {} times and the worker stepped {} times",
                 HOG_SPINS.load(Ordering::Relaxed),
                 WORKER_STEPS.load(Ordering::Relaxed)
@@ -64,8 +64,8 @@ kernel_test! {
         static SEEN: AtomicU64 = AtomicU64::new(0);
         STOP.store(false, Ordering::Release);
         let observer = sched::spawn("observer", || {
-            let deadline = tsc::read() + 10 * tsc::hz();
-            while SEEN.load(Ordering::Relaxed).count_ones() < 2 && tsc::read() < deadline {
+            let deadline = clock::read() + 10 * clock::hz();
+            while SEEN.load(Ordering::Relaxed).count_ones() < 2 && clock::read() < deadline {
                 SEEN.fetch_or(1 << cpu::current_cpu_index(), Ordering::Relaxed);
             }
         });
@@ -94,9 +94,9 @@ kernel_test! {
 kernel_test! {
     /// `sleep` lasts at least the duration asked, and not much longer.
     fn sleep_lasts_its_duration() {
-        let start = tsc::read();
+        let start = clock::read();
         sched::sleep(Duration::from_millis(30));
-        let elapsed_us = (tsc::read() - start) * 1_000_000 / tsc::hz();
+        let elapsed_us = (clock::read() - start) * 1_000_000 / clock::hz();
         assert!(elapsed_us >= 30_000, "slept {elapsed_us} µs, asked for 30 ms");
         assert!(elapsed_us < 2_000_000, "slept {elapsed_us} µs, asked for 30 ms");
     }
@@ -144,8 +144,8 @@ kernel_test! {
         static INSIDE: AtomicU64 = AtomicU64::new(0);
         fn slow_hook() {
             INSIDE.fetch_add(1, Ordering::AcqRel);
-            let until = tsc::read() + tsc::hz() / 1_000_000 * sched::TICK_PERIOD_US / 2;
-            while tsc::read() < until {
+            let until = clock::read() + clock::hz() / 1_000_000 * sched::TICK_PERIOD_US / 2;
+            while clock::read() < until {
                 core::hint::spin_loop();
             }
             INSIDE.fetch_sub(1, Ordering::AcqRel);
@@ -222,10 +222,10 @@ kernel_test! {
             }
         }
         let total = (PAIRS * 2) as u64;
-        let deadline = tsc::read() + 60 * tsc::hz();
+        let deadline = clock::read() + 60 * clock::hz();
         while FINISHED.load(Ordering::Acquire) < total {
             assert!(
-                tsc::read() < deadline,
+                clock::read() < deadline,
                 "stress: only {} of {total} threads finished within 60 s: a lost wake-up?",
                 FINISHED.load(Ordering::Acquire)
             );

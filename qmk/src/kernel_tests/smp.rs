@@ -1,23 +1,21 @@
-//! SMP: every CPU online with its own APIC id; IPIs; cross-CPU calls; the
+//! SMP: every CPU online with its own hardware id; IPIs; cross-CPU calls; the
 //! TLB shootdown.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use ::x86_64::structures::paging::PageTableFlags;
-
 use super::{scratch_page, test_frame};
 use crate::arch::fault_probe::{expect_page_fault, probe_read_u8};
 use crate::arch::interrupts::{set_interrupt_handler, InterruptFrame};
-use crate::arch::{apic, paging, tsc};
+use crate::arch::{clock, ipi, paging};
 use crate::cpu::{self, MAX_CPUS};
 use crate::{kernel_test, sched, smp};
 
 /// Spins until `condition` holds, or panics with `what` after `seconds`.
 pub(super) fn wait_for(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
-    let deadline = tsc::read() + seconds * tsc::hz();
+    let deadline = clock::read() + seconds * clock::hz();
     while !condition() {
         assert!(
-            tsc::read() < deadline,
+            clock::read() < deadline,
             "timed out after {seconds} s waiting for {what}"
         );
         core::hint::spin_loop();
@@ -26,9 +24,9 @@ pub(super) fn wait_for(what: &str, seconds: u64, mut condition: impl FnMut() -> 
 
 kernel_test! {
     /// Every CPU the firmware lists comes online, and each reports (from its
-    /// own local APIC, in a cross-CPU call) a distinct APIC id matching the
+    /// own local APIC, in a cross-CPU call) a distinct hardware id matching the
     /// one it was started with.
-    fn all_cpus_online_report_apic_ids() {
+    fn all_cpus_online_report_hardware_ids() {
         let count = cpu::cpu_count();
         assert_eq!(
             count,
@@ -39,28 +37,27 @@ kernel_test! {
         smp::run_on_all_cpus(|| {
             let guard = cpu::PreemptGuard::new();
             let this = cpu::this_cpu(&guard);
-            REPORTED[this.index()].store(apic::id(), Ordering::Release);
+            REPORTED[this.index()].store(crate::arch::smp_boot::this_cpu_hardware_id(), Ordering::Release);
         });
         let reported: alloc::vec::Vec<u32> = REPORTED[..count]
             .iter()
-            .map(|apic_id| apic_id.load(Ordering::Acquire))
+            .map(|hardware_id| hardware_id.load(Ordering::Acquire))
             .collect();
-        for (index, &apic_id) in reported.iter().enumerate() {
-            crate::println!("qmk: cpu {index} apic_id {apic_id}");
-            assert_eq!(apic_id, cpu::cpu(index).apic_id(), "CPU {index}'s APIC id");
-            if let Some(other) = reported[..index].iter().position(|&seen| seen == apic_id) {
-                panic!("CPUs {other} and {index} report the same APIC id {apic_id}");
+        for (index, &hardware_id) in reported.iter().enumerate() {
+            crate::println!("qmk: cpu {index} hardware_id {hardware_id}");
+            assert_eq!(hardware_id, cpu::cpu(index).hardware_id(), "CPU {index}'s hardware id");
+            if let Some(other) = reported[..index].iter().position(|&seen| seen == hardware_id) {
+                panic!("CPUs {other} and {index} report the same hardware id {hardware_id}");
             }
         }
     }
 }
 
-const PING_VECTOR: u8 = 0x84;
 static PINGS_RECEIVED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 fn on_ping(_frame: &mut InterruptFrame) {
     PINGS_RECEIVED[cpu::current_cpu_index()].fetch_add(1, Ordering::AcqRel);
-    apic::end_of_interrupt();
+    crate::arch::interrupts::end_of_interrupt();
 }
 
 kernel_test! {
@@ -68,21 +65,21 @@ kernel_test! {
     /// CPU), an IPI to all others reaches each once, and the IPI counter
     /// counts them.
     fn ipi_round_trip() {
-        set_interrupt_handler(PING_VECTOR, on_ping);
+        set_interrupt_handler(ipi::TEST_VECTOR, on_ping);
         let count = cpu::cpu_count();
         let guard = cpu::PreemptGuard::new();
         let me = cpu::this_cpu(&guard).index();
         let sent_before = smp::ipis_sent();
         for target in (0..count).filter(|&target| target != me) {
             let before = PINGS_RECEIVED[target].load(Ordering::Acquire);
-            smp::send_ipi(target, PING_VECTOR);
+            smp::send_ipi(target, ipi::TEST_VECTOR);
             wait_for("an IPI to arrive", 2, || {
                 PINGS_RECEIVED[target].load(Ordering::Acquire) > before
             });
         }
         let before: [u64; MAX_CPUS] =
             core::array::from_fn(|index| PINGS_RECEIVED[index].load(Ordering::Acquire));
-        smp::send_ipi_all_others(PING_VECTOR);
+        smp::send_ipi_all_others(ipi::TEST_VECTOR);
         for target in (0..count).filter(|&target| target != me) {
             wait_for("a broadcast IPI to arrive", 2, || {
                 PINGS_RECEIVED[target].load(Ordering::Acquire) > before[target]
@@ -125,7 +122,7 @@ kernel_test! {
         static SHOT_DOWN: AtomicBool = AtomicBool::new(false);
         let frame = test_frame();
         let address = scratch_page(40);
-        paging::map_page(address, frame, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)
+        paging::map_page(address, frame, paging::PageTableFlags::WRITABLE | paging::PageTableFlags::NO_EXECUTE)
             .unwrap();
         // SAFETY: the page was just mapped to a frame this test owns.
         unsafe { address.as_mut_ptr::<u8>().write_volatile(0xa5) };

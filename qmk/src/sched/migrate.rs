@@ -94,9 +94,10 @@ pub(super) unsafe fn migrate_disable_of(thread: *const Thread) {
 /// Ends a [`migrate_disable`]: at count zero the thread may migrate again
 /// (at its next switch; nothing is owed).
 ///
-/// A few instructions: the current-thread pointer, a null test, and `sub`
-/// on the thread's count with `jb` to the panic (the borrow is the
-/// underflow test, so the count is not loaded and tested separately).
+/// A few instructions: the current-thread pointer, a null test, and the
+/// decrement of the thread's count with a branch on its borrow to the panic
+/// (`arch::counters::decrement_u32_or_on_borrow`; on x86_64 `sub` on memory
+/// and `jb`).
 ///
 /// # Panics
 ///
@@ -126,22 +127,20 @@ pub(super) unsafe fn migrate_enable_of(thread: *const Thread) {
     //    interrupted), alive while it is current, which it stays until we
     //    return (the caller's contract); the offset is that of its `AtomicU32`
     //    count.
-    // 2. One `sub` on memory: an interrupt cannot split it, and only this
-    //    thread writes its count (module docs, point 1), so no `lock`.
-    // 3. A borrow (the count was 0) jumps to the label block, which does
-    //    not return; otherwise the asm falls through. Not `nomem`: a
-    //    compiler barrier, so the caller's per-CPU accesses stay before it.
+    // 2. Only this thread writes its count (module docs, point 1), and an
+    //    interrupt handler leaves it as it found it (point 2), so no `lock`.
+    // 3. A borrow (the count was 0) runs the block, which does not return.
+    //    A compiler barrier, so the caller's per-CPU accesses stay before it.
     unsafe {
-        core::arch::asm!(
-            "sub dword ptr [{thread} + {offset}], 1",
-            "jb {underflow}",
-            thread = in(reg) thread,
-            offset = const core::mem::offset_of!(Thread, migrate_disable_count),
-            underflow = label {
-                // SAFETY: as in point 1.
+        crate::arch::counters::decrement_u32_or_on_borrow!(
+            &raw const (*thread).migrate_disable_count,
+            {
+                // SAFETY: as in point 1. (`unused_unsafe`: on aarch64 the
+                // block expands inside the enclosing `unsafe`, on x86_64 it
+                // is an asm label block outside it.)
+                #[allow(unused_unsafe)]
                 enable_underflow(unsafe { &*thread });
-            },
-            options(nostack),
+            }
         );
     }
 }

@@ -30,7 +30,9 @@ mod wait;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::arch::interrupts::{in_interrupt, interrupts_enabled};
-use crate::arch::percpu::{gs_decrement_u32_then_if_zero, gs_increment_u32, gs_read_u32};
+use crate::arch::percpu::{
+    percpu_decrement_u32_then_if_zero, percpu_increment_u32, percpu_read_u32,
+};
 use crate::cpu::offsets;
 
 pub use migrate::{migrate_disable, migrate_disable_count, migrate_enable};
@@ -48,24 +50,24 @@ pub use wait::WaitQueue;
 /// Enters a critical section: until the matching [`critical_exit`], the
 /// running thread is not preempted and so stays on this CPU. Nestable.
 ///
-/// One instruction (`add dword ptr gs:[depth], 1`): no atomic
+/// One instruction on x86_64 (`add dword ptr gs:[depth], 1`): no atomic
 /// read-modify-write, no lock. Works in interrupt handlers and before the
 /// scheduler runs.
 #[inline]
 pub fn critical_enter() {
-    gs_increment_u32!(offsets::CRITICAL_COUNT);
+    percpu_increment_u32!(offsets::CRITICAL_COUNT);
 }
 
 /// Leaves a critical section. When the count returns to zero and a tick
 /// asked for a preemption meanwhile, the preemption happens here.
 ///
 /// Two instructions when nothing is owed (`sub`, `jnz`; see
-/// `gs_decrement_u32_then_if_zero`): the owed preemption is folded into the
+/// `percpu_decrement_u32_then_if_zero`): the owed preemption is folded into the
 /// count ([`crate::cpu::PerCpu::critical_count`]), and every quickmap window
 /// pair pays this.
 #[inline]
 pub fn critical_exit() {
-    gs_decrement_u32_then_if_zero!(offsets::CRITICAL_COUNT, {
+    percpu_decrement_u32_then_if_zero!(offsets::CRITICAL_COUNT, {
         scheduler::perform_owed_preemption();
     });
 }
@@ -73,7 +75,7 @@ pub fn critical_exit() {
 /// The critical-section nesting of the running context.
 #[inline]
 pub fn critical_depth() -> u32 {
-    gs_read_u32!(offsets::CRITICAL_COUNT) & !crate::cpu::NOTHING_OWED
+    percpu_read_u32!(offsets::CRITICAL_COUNT) & !crate::cpu::NOTHING_OWED
 }
 
 /// Most checks [`register_might_sleep_check`] accepts.

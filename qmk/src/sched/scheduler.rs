@@ -10,12 +10,13 @@
 //! Every switch happens on the way out of an interrupt handler
 //! ([`interrupt_exit`]): the timer tick and the reschedule IPI set
 //! "preemption owed", a thread that yields, parks or exits raises the
-//! software interrupt [`SCHEDULE_VECTOR`] with its request in `rdi`. The
-//! switch copies the interrupted frame and SSE state (which the entry code
-//! saved on the IST stack) into the outgoing thread and the next thread's
-//! into their place, so `iretq` resumes the next thread on its own stack.
-//! Nothing of a thread stays on an IST stack, so threads can resume on any
-//! CPU. A switch happens only at critical depth 0 (and so with no spin lock
+//! switch request (`arch::request_switch`: `int 0x81` with the request in
+//! `rdi` on x86_64, `svc` with it in x0 on aarch64). The switch copies the
+//! interrupted frame and FP/SIMD state (which the entry code saved on the
+//! interrupt stack) into the outgoing thread and the next thread's into their
+//! place, so the exception return resumes the next thread on its own stack.
+//! Nothing of a thread stays on an interrupt stack, so threads can resume on
+//! any CPU. A switch happens only at critical depth 0 (and so with no spin lock
 //! held): the per-CPU depth needs no saving.
 //!
 //! Where a thread may run ([`required_cpu`]): anywhere, unless it was
@@ -33,30 +34,23 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 
-use ::x86_64::instructions::segmentation::{Segment, CS, SS};
-
 use super::switch_work::{SwitchHooks, SwitchWork};
 use super::thread::{
     current_thread, thread_start, Thread, ThreadId, ThreadState, THREAD_STACK_PAGES,
 };
-use crate::arch::apic;
 use crate::arch::interrupts::{
-    enable_interrupts_and_halt, in_interrupt, interrupts_enabled, set_interrupt_handler,
-    InterruptFrame, SseState,
+    enable_interrupts_and_halt, end_of_interrupt, in_interrupt, interrupts_enabled,
+    set_interrupt_handler, FpState, InterruptFrame,
 };
 use crate::arch::stacks::{self, StackBounds};
-use crate::arch::tsc;
+use crate::arch::{clock, ipi, timer};
 use crate::cpu::{self, MAX_CPUS};
 use crate::sync::SpinLock;
 
 /// The timer period: the time slice, and the granularity of `sleep`.
 pub const TICK_PERIOD_US: u64 = 4000;
-/// Software interrupt a thread raises to yield, park or exit (request in rdi).
-pub const SCHEDULE_VECTOR: u8 = 0x81;
-/// IPI that makes an idle CPU look at the run queue now.
-pub const RESCHEDULE_VECTOR: u8 = 0x82;
 
-/// What a thread asks of the scheduler with [`SCHEDULE_VECTOR`].
+/// What a thread asks of the scheduler with `arch::request_switch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
 enum SwitchRequest {
@@ -73,13 +67,13 @@ enum SwitchRequest {
 }
 
 impl SwitchRequest {
-    fn from_register(value: u64) -> Self {
+    fn from_request(value: u64) -> Self {
         match value {
             1 => Self::Yield,
             2 => Self::Park,
             3 => Self::Exit,
             4 => Self::OwedPreemption,
-            _ => panic!("schedule interrupt with an unknown request {value} in rdi"),
+            _ => panic!("switch request with an unknown value {value}: the known ones are 1 (Yield) to 4 (OwedPreemption)"),
         }
     }
 
@@ -161,13 +155,7 @@ pub(super) fn is_running_here() -> bool {
 }
 
 fn raise_schedule_interrupt(request: SwitchRequest) {
-    // SAFETY: vector 0x81 is the kernel's schedule interrupt: its handler
-    // saves every register and the SSE state, and this thread resumes
-    // after `int` with all of them as they were (possibly on another CPU,
-    // which Rust code cannot tell apart). The asm has no memory operands
-    // but is a compiler barrier (no `nomem`): memory is up to date when
-    // another CPU may run the thread.
-    unsafe { core::arch::asm!("int 0x81", in("rdi") request as u64) };
+    crate::arch::request_switch(request as u64);
 }
 
 /// Gives the CPU to another ready thread, if there is one.
@@ -213,9 +201,9 @@ pub(super) fn perform_owed_preemption() {
     if in_interrupt() || !interrupts_enabled() || !is_running_here() {
         return;
     }
-    // One `gs:` increment, not an atomic RMW: this path is reachable from
+    // A per-CPU increment, not an atomic RMW: this path is reachable from
     // quickmap's remove, which must not execute locked instructions.
-    crate::arch::percpu::gs_increment_u64!(core::mem::offset_of!(
+    crate::arch::percpu::percpu_increment_u64!(core::mem::offset_of!(
         cpu::PerCpu,
         deferred_preemptions
     ));
@@ -225,10 +213,10 @@ pub(super) fn perform_owed_preemption() {
 /// Sleeps for at least `duration` (rounded up to the tick).
 pub fn sleep(duration: Duration) {
     super::might_sleep();
-    let ticks = (duration.as_nanos() * u128::from(tsc::hz()) / 1_000_000_000) as u64;
-    let deadline = tsc::read().saturating_add(ticks);
+    let ticks = (duration.as_nanos() * u128::from(clock::hz()) / 1_000_000_000) as u64;
+    let deadline = clock::read().saturating_add(ticks);
     let me = current_thread();
-    while tsc::read() < deadline {
+    while clock::read() < deadline {
         {
             let mut scheduler = SCHEDULER.lock_irq();
             scheduler.sleepers.insert((deadline, me.id()), me.clone());
@@ -291,7 +279,7 @@ impl Scheduler {
         // again, see `switch`), so a burst of wake-ups sends one IPI, not
         // many.
         self.idle_cpus &= !(1u64 << target);
-        crate::smp::send_ipi(target, RESCHEDULE_VECTOR);
+        crate::smp::send_ipi(target, ipi::RESCHEDULE_VECTOR);
     }
 
     /// The first queued thread that may run on `cpu`.
@@ -371,17 +359,9 @@ fn create_thread_with(
             .unwrap_or_else(|error| panic!("no stack for thread '{name}': {error}")),
     };
     let body = Box::into_raw(Box::new(body));
-    let frame = InterruptFrame {
-        rip: thread_start as *const () as u64,
-        rdi: body as u64,
-        // As if `thread_start` had been called: rsp + 8 is 16-byte aligned.
-        rsp: stack.top.as_u64() - 8,
-        // Interrupts on (IF, bit 9) plus the always-one bit 1.
-        rflags: 0x202,
-        cs: u64::from(CS::get_reg().0),
-        ss: u64::from(SS::get_reg().0),
-        ..InterruptFrame::default()
-    };
+    // `thread_start` gets the one `Box::into_raw` address, once (its
+    // contract), when the thread first runs.
+    let frame = crate::arch::new_thread_frame(thread_start, body as u64, stack.top);
     Arc::new(Thread::new(name, affinity, is_idle, Some(stack), frame))
 }
 
@@ -421,10 +401,8 @@ fn adopt_boot_context(cpu_index: usize, name: String, is_idle: bool) -> Arc<Thre
 }
 
 fn install_handlers() {
-    set_interrupt_handler(apic::TIMER_VECTOR, on_tick);
-    set_interrupt_handler(RESCHEDULE_VECTOR, on_reschedule);
-    // The work happens in `interrupt_exit`; the handler only has to exist.
-    set_interrupt_handler(SCHEDULE_VECTOR, |_| {});
+    set_interrupt_handler(timer::TIMER_VECTOR, on_tick);
+    set_interrupt_handler(ipi::RESCHEDULE_VECTOR, on_reschedule);
 }
 
 /// Starts scheduling on the bootstrap CPU: the running boot code becomes
@@ -441,7 +419,7 @@ pub fn init_bootstrap_cpu() {
     );
     idle.set_state(ThreadState::Ready);
     SCHEDULER.lock_irq().idle[0] = Some(idle);
-    apic::start_periodic_timer(TICK_PERIOD_US);
+    timer::start_periodic(TICK_PERIOD_US);
 }
 
 /// Starts scheduling on an application processor: its boot context becomes
@@ -453,7 +431,7 @@ pub fn init_application_cpu(cpu_index: usize) -> ! {
         scheduler.idle[cpu_index] = Some(idle);
         scheduler.idle_cpus |= 1 << cpu_index;
     }
-    apic::start_periodic_timer(TICK_PERIOD_US);
+    timer::start_periodic(TICK_PERIOD_US);
     cpu::mark_online(cpu_index);
     idle_loop()
 }
@@ -468,28 +446,28 @@ fn on_tick(_frame: &mut InterruptFrame) {
         let hook = unsafe { core::mem::transmute::<usize, fn()>(hook) };
         hook();
     }
-    let now = tsc::read();
+    let now = clock::read();
     if now >= EARLIEST_DEADLINE.load(Ordering::Acquire) {
         SCHEDULER.lock_irq().wake_expired_sleepers(now);
     }
     // One tick is one time slice.
     this_cpu.owe_preemption();
-    apic::end_of_interrupt();
+    end_of_interrupt();
 }
 
 fn on_reschedule(_frame: &mut InterruptFrame) {
     let this_cpu = cpu::this_cpu_unguarded();
     RESCHEDULE_IPIS[this_cpu.index()].fetch_add(1, Ordering::Relaxed);
     this_cpu.owe_preemption();
-    apic::end_of_interrupt();
+    end_of_interrupt();
 }
 
 /// Called on the way out of every interrupt handler (vectors 32–255) with
 /// the saved context: performs a requested or owed switch.
-pub fn interrupt_exit(frame: &mut InterruptFrame, sse_state: &mut SseState) {
+pub fn interrupt_exit(frame: &mut InterruptFrame, fp_state: &mut FpState) {
     let this_cpu = cpu::this_cpu_unguarded();
-    let request = if frame.vector == u64::from(SCHEDULE_VECTOR) {
-        SwitchRequest::from_register(frame.rdi)
+    let request = if let Some(request) = crate::arch::switch_request_of(frame) {
+        SwitchRequest::from_request(request)
     } else if this_cpu.preemption_owed() {
         SwitchRequest::Preemption
     } else {
@@ -509,13 +487,13 @@ pub fn interrupt_exit(frame: &mut InterruptFrame, sse_state: &mut SseState) {
         return;
     }
     this_cpu.settle_owed_preemption();
-    switch(this_cpu.index(), frame, sse_state, request);
+    switch(this_cpu.index(), frame, fp_state, request);
 }
 
 fn switch(
     cpu_index: usize,
     frame: &mut InterruptFrame,
-    sse_state: &mut SseState,
+    fp_state: &mut FpState,
     request: SwitchRequest,
 ) {
     let mut scheduler = SCHEDULER.lock_irq();
@@ -561,7 +539,7 @@ fn switch(
         // reference exists.
         let context = unsafe { outgoing.context() };
         context.frame = *frame;
-        context.sse = *sse_state;
+        context.fp = *fp_state;
     }
     // The hook point: one predictable branch when neither thread has switch
     // work (both words are read while neither runs: `switch_work.rs`).
@@ -575,7 +553,7 @@ fn switch(
         // so it runs nowhere, and it was saved under this lock earlier.
         let context = unsafe { next.context() };
         *frame = context.frame;
-        *sse_state = context.sse;
+        *fp_state = context.fp;
     }
     next.set_state(ThreadState::Running);
     let previous_cpu = next.last_cpu.swap(cpu_index, Ordering::Relaxed);

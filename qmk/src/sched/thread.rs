@@ -8,8 +8,8 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize
 
 use quickmap::LocalMappings;
 
-use crate::arch::interrupts::{InterruptFrame, SseState};
-use crate::arch::percpu::gs_read_u64;
+use crate::arch::interrupts::{FpState, InterruptFrame};
+use crate::arch::percpu::percpu_read_u64;
 use crate::arch::stacks::StackBounds;
 use crate::cpu::offsets;
 use crate::sync::SpinLock;
@@ -32,10 +32,10 @@ pub(crate) enum ThreadState {
     Exited = 3,
 }
 
-/// A thread's saved registers and SSE state while it is not running.
+/// A thread's saved registers and FP/SIMD state while it is not running.
 #[repr(C, align(16))]
 pub(crate) struct SavedContext {
-    pub sse: SseState,
+    pub fp: FpState,
     pub frame: InterruptFrame,
 }
 
@@ -111,7 +111,7 @@ impl Thread {
             exited: AtomicBool::new(false),
             joiners: WaitQueue::new(),
             context: UnsafeCell::new(SavedContext {
-                sse: SseState::initial(),
+                fp: FpState::initial(),
                 frame,
             }),
         }
@@ -191,7 +191,7 @@ impl Thread {
 /// before the scheduler runs on this CPU.
 #[inline]
 pub(crate) fn current_thread_pointer() -> *const Thread {
-    gs_read_u64!(offsets::CURRENT_THREAD) as *const Thread
+    percpu_read_u64!(offsets::CURRENT_THREAD) as *const Thread
 }
 
 /// The id of the running thread (0 before the scheduler starts).
@@ -299,11 +299,18 @@ fn spawn_with_affinity<T: Send + 'static>(
     JoinHandle { result, thread }
 }
 
-/// Where every new thread starts: runs its body, then exits.
-pub(crate) extern "C" fn thread_start(body: *mut Box<dyn FnOnce() + Send>) -> ! {
-    // SAFETY: `create_thread` put `Box::into_raw` of the body's box in this
-    // argument register, and each thread starts exactly once.
-    let body = unsafe { Box::from_raw(body) };
+/// Where every new thread starts (`arch::new_thread_frame`'s entry): runs
+/// its body, then exits.
+///
+/// # Safety
+///
+/// 1. `body` is the address `Box::into_raw` returned for a
+///    `Box<Box<dyn FnOnce() + Send>>` (as `create_thread` makes it).
+/// 2. Each such address is passed here once.
+pub(crate) unsafe extern "C" fn thread_start(body: u64) -> ! {
+    // SAFETY: by the caller's contract, `body` is a `Box::into_raw` of this
+    // type, owned by no one else.
+    let body = unsafe { Box::from_raw(body as *mut Box<dyn FnOnce() + Send>) };
     (*body)();
     // Local mappings first: they are why migration would still be disabled, and
     // their rule names the mistake.

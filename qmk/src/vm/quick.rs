@@ -8,7 +8,8 @@
 //! - Platform: qmk's critical sections (per-thread count, owed preemption
 //!   performed at the outermost exit), its per-CPU index, spin-lock count and
 //!   interrupt state.
-//! - Direct map: qmk maps `[0, dmap)` write-back at `DIRECT_MAP_BASE`;
+//! - Direct map: qmk maps `dmap` MiB from the start of RAM write-back at
+//!   `DIRECT_MAP_BASE + physical`;
 //!   write-back pages there take quickmap's fast path.
 //! - Views: the kernel's (strict) instance maps up to `2 * WINDOWS_PER_CPU - 1`
 //!   wired pages at consecutive addresses of this CPU, with a guard page after
@@ -23,7 +24,6 @@
 //!   thread holds any) take its slots down and put them back; the thread-exit
 //!   path and the page-fault handler ask quickmap about them.
 
-use quickmap::arch::x86_64::{leaf_tables, X86Mmu};
 use quickmap::{
     Config, CpuLocalSlots, CpuWindows, Deferred, DirectMap, ExecutionContext, HeldPage,
     Invalidation, LocalMappings, LocalPlatform, LocalQuickMap, MemoryAttribute, Mmu, PhysAddr,
@@ -33,6 +33,7 @@ use spin::Once;
 
 use super::page::VmPage;
 use crate::arch::paging::{self, DIRECT_MAP_BASE, LARGE_PAGE_SIZE, WINDOW_REGION};
+use crate::arch::quickmap_backend::{leaf_tables, physical_address_limit, KernelMmu};
 use crate::cpu::MAX_CPUS;
 use crate::sched::thread::Thread;
 use crate::sched::{SwitchHooks, SwitchWork};
@@ -42,11 +43,11 @@ use crate::sched::{SwitchHooks, SwitchWork};
 pub const WINDOWS_PER_CPU: usize = 4;
 
 /// quickmap as this kernel runs it.
-pub type KernelQuickMap<P = QmkPlatform> = QuickMap<P, X86Mmu, WINDOWS_PER_CPU>;
+pub type KernelQuickMap<P = QmkPlatform> = QuickMap<P, KernelMmu, WINDOWS_PER_CPU>;
 
 /// A view of several pages on the kernel's instance (see [`quickmap::View`]):
 /// pinned to this CPU until dropped, like a single mapping.
-pub type KernelView<'q, 'p> = quickmap::View<'q, 'p, QmkPlatform, X86Mmu, WINDOWS_PER_CPU>;
+pub type KernelView<'q, 'p> = quickmap::View<'q, 'p, QmkPlatform, KernelMmu, WINDOWS_PER_CPU>;
 
 static CPU_WINDOWS: [CpuWindows<WINDOWS_PER_CPU>; MAX_CPUS] =
     [const { CpuWindows::new() }; MAX_CPUS];
@@ -64,7 +65,7 @@ pub const DEFERRED_MAX_CPUS: usize = 8;
 /// The kernel's second instance: deferred invalidation, for RAM that is zeroed,
 /// copied and bounced all the time (see `quickmap::invalidation`).
 pub type DeferredQuickMap<P = QmkPlatform> =
-    QuickMap<P, X86Mmu, DEFERRED_WINDOWS_PER_CPU, Deferred>;
+    QuickMap<P, KernelMmu, DEFERRED_WINDOWS_PER_CPU, Deferred>;
 
 static DEFERRED_CPU_WINDOWS: [CpuWindows<DEFERRED_WINDOWS_PER_CPU>; DEFERRED_MAX_CPUS] =
     [const { CpuWindows::new() }; DEFERRED_MAX_CPUS];
@@ -82,7 +83,7 @@ pub const DEFERRED_REGION_BASE: u64 = WINDOW_REGION.start + 6 * LARGE_PAGE_SIZE;
 pub const LOCAL_SLOTS: usize = 4;
 
 /// The kernel's local mappings (see the module documentation).
-pub type KernelLocalQuickMap<P = QmkPlatform> = LocalQuickMap<P, X86Mmu, LOCAL_SLOTS>;
+pub type KernelLocalQuickMap<P = QmkPlatform> = LocalQuickMap<P, KernelMmu, LOCAL_SLOTS>;
 
 static CPU_LOCAL_SLOTS: [CpuLocalSlots; MAX_CPUS] = [const { CpuLocalSlots::new() }; MAX_CPUS];
 
@@ -217,7 +218,7 @@ impl core::fmt::Display for QuickMapInitError {
 }
 
 /// Build a quickmap instance over `cpu_windows.len()` CPUs with its windows at
-/// `region_base` (2 MiB aligned, inside the window region), using the x86_64
+/// `region_base` (2 MiB aligned, inside the window region), using the arch's
 /// backend as `backend` wraps it. The kernel's own instance is made by
 /// [`init`]; tests build others (over a platform that deliberately does not
 /// pin, or a backend that skips invalidations) in other 2 MiB slots.
@@ -225,7 +226,7 @@ pub fn build<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
     platform: P,
     region_base: u64,
     cpu_windows: &'static [CpuWindows<N>],
-    backend: impl FnOnce(X86Mmu) -> M,
+    backend: impl FnOnce(KernelMmu) -> M,
 ) -> Result<QuickMap<P, M, N, I>, QuickMapInitError> {
     let (config, mmu) = region_backend(region_base, N, cpu_windows.len())?;
     QuickMap::new(config, platform, backend(mmu), cpu_windows).map_err(QuickMapInitError::Config)
@@ -238,7 +239,7 @@ fn region_backend(
     region_base: u64,
     per_cpu: usize,
     cpus: usize,
-) -> Result<(Config, X86Mmu), QuickMapInitError> {
+) -> Result<(Config, KernelMmu), QuickMapInitError> {
     let layout = WindowLayout::guarded(VirtAddr(region_base as usize), per_cpu);
     let region_bytes = layout.region_len(cpus);
     assert!(
@@ -256,17 +257,22 @@ fn region_backend(
     // SAFETY: 1. `first_entry` is the live leaf entry for `region_base`, and the
     // table (never freed) holds the entries of the following
     // `region_pages - 1` pages in order; 2. the window region is left
-    // to quickmap: nothing else maps pages there, so its entries are clear;
-    // 3. boot sets EFER.NXE and programs IA32_PAT on every CPU before it runs
-    // kernel code that maps pages.
-    let mmu = unsafe { X86Mmu::new(layout.base, region_pages, first_entry.cast::<u64>()) };
-    let direct_map_end = paging::direct_map_end().as_u64();
+    // to quickmap: nothing else maps pages there, so its entries are clear.
+    let mmu = unsafe {
+        crate::arch::quickmap_backend::kernel_mmu(
+            layout.base,
+            region_pages,
+            first_entry.cast::<u64>(),
+        )
+    };
+    let direct_map = paging::direct_map_range();
+    let direct_map_len = direct_map.end.as_u64() - direct_map.start.as_u64();
     let config = Config {
         window_base: layout.base,
-        direct_map: (direct_map_end > 0).then(|| DirectMap {
-            phys_start: PhysAddr(0),
-            len: direct_map_end,
-            virt_start: DIRECT_MAP_BASE.into(),
+        direct_map: (direct_map_len > 0).then(|| DirectMap {
+            phys_start: PhysAddr(direct_map.start.as_u64()),
+            len: direct_map_len,
+            virt_start: (DIRECT_MAP_BASE + direct_map.start.as_u64()).into(),
         }),
         phys_limit: physical_address_limit(),
     };
@@ -318,7 +324,7 @@ pub fn build_local<P: LocalPlatform<LOCAL_SLOTS>>(
     platform: P,
     region_base: u64,
     slots: &'static [CpuLocalSlots],
-) -> Result<LocalQuickMap<P, X86Mmu, LOCAL_SLOTS>, QuickMapInitError> {
+) -> Result<LocalQuickMap<P, KernelMmu, LOCAL_SLOTS>, QuickMapInitError> {
     let (config, mmu) = region_backend(region_base, LOCAL_SLOTS, slots.len())?;
     LocalQuickMap::new(config, platform, mmu, slots).map_err(QuickMapInitError::Config)
 }
@@ -523,15 +529,6 @@ fn interrupt_returned_holding_a_window(
              {ADVICE}"
         ),
     }
-}
-
-/// The highest physical address width the CPU supports (CPUID 0x8000_0008).
-fn physical_address_limit() -> PhysAddr {
-    // SAFETY: CPUID leaf 0x8000_0008 exists on every x86_64 CPU (long mode
-    // requires extended leaves up to it); it has no side effects.
-    #[allow(unused_unsafe)]
-    let leaf = unsafe { core::arch::x86_64::__cpuid(0x8000_0008) };
-    PhysAddr(1 << (leaf.eax & 0xff))
 }
 
 /// A page the caller vouches for as the man page asks: wired, held or

@@ -43,7 +43,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::arch::tsc;
+use crate::arch::clock;
 use crate::boot_options::{BootOptions, WorkloadLength};
 use crate::qemu;
 use pages::quickmap;
@@ -63,7 +63,7 @@ pub fn run(options: &BootOptions) -> ! {
     let cpus = crate::cpu::cpu_count();
     let workers = 2 * cpus + 2;
     let length = options.workload_length.unwrap_or(DEFAULT_LENGTH);
-    let hz = tsc::hz();
+    let hz = clock::hz();
     if let Err(reason) = pages::select(options.invalidation) {
         crate::println!("qmk: run FAILED: {reason}");
         qemu::exit(qemu::RunOutcome::Failure);
@@ -81,7 +81,7 @@ pub fn run(options: &BootOptions) -> ! {
 
     zero_copy::fill_pool(POOL_PAGES_PER_WORKER * workers);
     interrupt::arm(cpus);
-    let start = tsc::read();
+    let start = clock::read();
     let (target, duration_ms, budget) = match length {
         WorkloadLength::Operations(n) => (n, None, Budget::operations(n)),
         WorkloadLength::Seconds(s) => (
@@ -99,7 +99,7 @@ pub fn run(options: &BootOptions) -> ! {
         })
         .collect();
 
-    let elapsed_ms = || (tsc::read() - start) * 1000 / hz;
+    let elapsed_ms = || (clock::read() - start) * 1000 / hz;
     let mut next_progress = PROGRESS_INTERVAL_MS;
     while !handles.iter().all(|handle| handle.is_finished()) {
         crate::sched::sleep(POLL);

@@ -21,7 +21,7 @@
 //! page back, sums it and compares with the record, as a real memory scrubber
 //! does; on a difference the pattern tells exactly which byte is wrong.
 
-use quickmap::arch::x86_64::X86Mmu;
+use crate::arch::quickmap_backend::KernelMmu;
 use quickmap::{Deferred, HeldPage, MemoryAttribute, PAGE_SIZE};
 use spin::Once;
 
@@ -55,11 +55,11 @@ pub enum WorkloadQuickMap {
 /// A live mapping made by [`WorkloadQuickMap::map`], or a local one made by
 /// [`map_local`] (whatever `invalidation=` says: local slots are always strict).
 pub enum PageMapping<'p> {
-    Strict(quickmap::Mapping<'static, 'p, QmkPlatform, X86Mmu, WINDOWS_PER_CPU>),
+    Strict(quickmap::Mapping<'static, 'p, QmkPlatform, KernelMmu, WINDOWS_PER_CPU>),
     Deferred(
-        quickmap::Mapping<'static, 'p, QmkPlatform, X86Mmu, DEFERRED_WINDOWS_PER_CPU, Deferred>,
+        quickmap::Mapping<'static, 'p, QmkPlatform, KernelMmu, DEFERRED_WINDOWS_PER_CPU, Deferred>,
     ),
-    Local(quickmap::LocalMapping<'static, 'p, QmkPlatform, X86Mmu, LOCAL_SLOTS>),
+    Local(quickmap::LocalMapping<'static, 'p, QmkPlatform, KernelMmu, LOCAL_SLOTS>),
 }
 
 /// Maps `page` with the kernel's local mappings until the returned guard drops:
@@ -183,7 +183,7 @@ impl WorkloadQuickMap {
     }
 
     /// The MMU backend (byte copies through an address the instance returned).
-    pub fn mmu(&self) -> &'static X86Mmu {
+    pub fn mmu(&self) -> &'static KernelMmu {
         either!(*self, q => q.mmu())
     }
 

@@ -12,7 +12,7 @@ use super::pages::{Generations, PageState, Rng};
 use super::report::{self, count_operation, count_work, Kind};
 use super::scrub::{check_page, Depth};
 use super::zero_copy::{CopyJob, ZeroJob, COW_PAGES, ZERO_PAGES};
-use crate::arch::tsc;
+use crate::arch::clock;
 use crate::memory::frame_allocator::Zone;
 
 /// Pages only the scrubber touches, per worker.
@@ -56,7 +56,7 @@ impl Budget {
         }
         let more = match self.limit {
             Some(limit) => self.claimed.fetch_add(1, Ordering::Relaxed) < limit,
-            None => tsc::read() < self.deadline_tsc,
+            None => clock::read() < self.deadline_tsc,
         };
         if !more {
             self.spent.store(true, Ordering::Relaxed);

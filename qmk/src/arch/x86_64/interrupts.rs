@@ -205,6 +205,9 @@ pub fn load_on_this_cpu() {
 /// Sets up interrupt entry on the bootstrap CPU.
 pub fn init_bootstrap_cpu() {
     load_on_this_cpu();
+    // A switch request's work happens in `sched::interrupt_exit`, after
+    // the handler; the handler only has to exist.
+    set_interrupt_handler(super::context::SWITCH_REQUEST_VECTOR, |_| {});
 }
 
 /// A handler for an external interrupt or IPI (vectors 32–255).
@@ -244,10 +247,21 @@ impl SseState {
     }
 }
 
+/// The FP/SIMD state the entry code saves: on x86_64, the SSE state.
+pub type FpState = SseState;
+
+/// Tells the interrupt controller the handled interrupt is done: every
+/// handler of an external interrupt or IPI calls it (a local APIC EOI).
+/// Handlers of software interrupts (`int n`) must not.
+#[inline]
+pub fn end_of_interrupt() {
+    super::apic::end_of_interrupt();
+}
+
 /// True while an interrupt or IPI handler (vector 32–255) runs on this CPU.
 #[inline]
 pub fn in_interrupt() -> bool {
-    crate::arch::percpu::gs_read_u32!(crate::cpu::offsets::INTERRUPT_NESTING) != 0
+    crate::arch::percpu::percpu_read_u32!(crate::cpu::offsets::INTERRUPT_NESTING) != 0
 }
 
 /// True when this CPU accepts maskable interrupts (RFLAGS.IF).
@@ -306,7 +320,7 @@ extern "C" fn qmk_interrupt_dispatch(frame: &mut InterruptFrame, sse_state: &mut
     // by `set_interrupt_handler`, so this is a valid fn pointer of that type.
     let handler: InterruptHandler =
         unsafe { core::mem::transmute::<usize, InterruptHandler>(handler) };
-    crate::arch::percpu::gs_increment_u32!(crate::cpu::offsets::INTERRUPT_NESTING);
+    crate::arch::percpu::percpu_increment_u32!(crate::cpu::offsets::INTERRUPT_NESTING);
     // quickmap's windows in use before the handler: every one in use after it
     // that was free here is the handler's, and it must give each back before
     // it returns. A local of this call, so each nesting level keeps its own
@@ -319,7 +333,8 @@ extern "C" fn qmk_interrupt_dispatch(frame: &mut InterruptFrame, sse_state: &mut
     // IPI, a yield); the scheduler performs it by swapping the saved
     // context, still "in interrupt" so that nothing in it may block.
     crate::sched::interrupt_exit(frame, sse_state);
-    let _ = crate::arch::percpu::gs_decrement_u32_is_zero!(crate::cpu::offsets::INTERRUPT_NESTING);
+    let _ =
+        crate::arch::percpu::percpu_decrement_u32_is_zero!(crate::cpu::offsets::INTERRUPT_NESTING);
 }
 
 const PAGE_FAULT_VECTOR: usize = 14;

@@ -38,7 +38,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use ::x86_64::instructions::tlb;
 use ::x86_64::registers::control::{Cr3, Cr3Flags};
 use ::x86_64::structures::paging::page_table::PageTableEntry;
-use ::x86_64::structures::paging::{PageTableFlags, PhysFrame, Size4KiB};
+pub use ::x86_64::structures::paging::PageTableFlags;
+use ::x86_64::structures::paging::{PhysFrame, Size4KiB};
 use ::x86_64::{PhysAddr, VirtAddr};
 
 use super::stacks;
@@ -143,6 +144,11 @@ pub struct Translation {
 /// `DIRECT_MAP_BASE + address`.
 pub fn direct_map_end() -> PhysAddr {
     PhysAddr::new(DIRECT_MAP_END.load(Ordering::Acquire))
+}
+
+/// The physical range of the direct map: from 0 on x86_64.
+pub fn direct_map_range() -> core::ops::Range<PhysAddr> {
+    PhysAddr::new(0)..direct_map_end()
 }
 
 /// The direct-map address of `physical`, or `None` for high memory.
@@ -326,9 +332,22 @@ fn kernel_sections() -> [(Range<u64>, PageTableFlags); 3] {
 
 /// Builds the kernel page tables and switches this CPU to them.
 ///
-/// `direct_map_end` (a multiple of 2 MiB) bounds the direct map. Frames for
-/// the tables come from the direct-mapped zone, which must be set up.
-pub fn init(direct_map_end: PhysAddr) -> Result<(), MapError> {
+/// `direct_map` (from 0, to a multiple of 2 MiB) is what the direct map
+/// covers. Frames for the tables come from the direct-mapped zone, which
+/// must be set up.
+///
+/// # Panics
+///
+/// If the direct map does not start at 0 (RAM starts there on a PC, and the
+/// boot page tables' limit assumes it) or does not end on 2 MiB.
+pub fn init(direct_map: Range<PhysAddr>) -> Result<(), MapError> {
+    assert_eq!(
+        direct_map.start.as_u64(),
+        0,
+        "the x86_64 direct map starts at physical 0, not at {:#x}",
+        direct_map.start.as_u64()
+    );
+    let direct_map_end = direct_map.end;
     assert!(
         direct_map_end.is_aligned(LARGE_PAGE_SIZE),
         "the direct map ends at {:#x}, which is not a multiple of 2 MiB",
@@ -524,6 +543,12 @@ impl LeafPageTable {
         );
         entry_pointer(self.table, table_index(address, 1))
     }
+}
+
+/// The raw leaf entry that maps `frame` with `flags` (PRESENT added), for
+/// users that write entries of a [`LeafPageTable`] themselves.
+pub fn leaf_entry(frame: PhysFrame, flags: PageTableFlags) -> u64 {
+    frame.start_address().as_u64() | (flags | PageTableFlags::PRESENT).bits()
 }
 
 /// Creates (once) and returns the last-level table covering `address`.

@@ -15,9 +15,10 @@ pub struct SerialPort {
 }
 
 impl SerialPort {
-    /// Programs COM1 (baud rate, 8N1, FIFOs) and returns a handle to it.
-    pub fn init_com1() -> Self {
-        let mut port = Self::already_initialised_com1();
+    /// Programs the console's UART, COM1 (baud rate, 8N1, FIFOs), and
+    /// returns a handle to it.
+    pub fn init_console() -> Self {
+        let mut port = Self::console();
         // QEMU's UART accepts any configuration; if programming it failed
         // there is no other channel to say so, and output may still work.
         let _ = port.uart.init(Config::default());
@@ -26,7 +27,7 @@ impl SerialPort {
 
     /// A second handle to COM1 without reprogramming it, for the fatal-error
     /// paths that must not wait for the console lock.
-    pub fn already_initialised_com1() -> Self {
+    pub fn console() -> Self {
         // SAFETY: COM1's eight ports belong to the UART in every PC-compatible
         // machine (QEMU's included); accessing them touches no memory.
         // Several handles only interleave output bytes, which is harmless.

@@ -10,10 +10,10 @@
 
 use alloc::vec::Vec;
 
-use quickmap::arch::x86_64::{attribute_of, PTE_ADDRESS_MASK};
 use quickmap::{MemoryAttribute, VirtAddr, PAGE_SIZE};
 
 use super::{assert_unreachable, pattern_word, TestPage};
+use crate::arch::quickmap_backend::{attribute_of, PTE_ADDRESS_MASK};
 use crate::kernel_test;
 use crate::vm::quick::{
     deferred_quickmap, qmk_deferred_enter_page, qmk_deferred_remove_page, DEFERRED_MAX_CPUS,

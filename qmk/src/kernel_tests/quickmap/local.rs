@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 
-use quickmap::arch::x86_64::X86Mmu;
+use crate::arch::quickmap_backend::KernelMmu;
 use quickmap::{
     CpuLocalSlots, LocalMappings, LocalPlatform, LocalQuickMap, MemoryAttribute, Platform,
     PAGE_SIZE,
@@ -94,7 +94,7 @@ fn assert_on(home: usize, who: &str) {
 /// (a yield, or a short sleep one round in 32) and checking, every time it runs
 /// again, that each slot still reads its own page and that it is on its CPU.
 fn ping_pong_thread<P: LocalPlatform<LOCAL_SLOTS>>(
-    local: &LocalQuickMap<P, X86Mmu, LOCAL_SLOTS>,
+    local: &LocalQuickMap<P, KernelMmu, LOCAL_SLOTS>,
     name: &str,
     rounds: u64,
 ) {
@@ -137,7 +137,7 @@ struct PingPong {
 /// On every CPU, two threads bound to it play ping-pong with all their local slots
 /// mapped (the same slot addresses, different pages), `rounds` rounds each.
 fn ping_pong_on_every_cpu<P: LocalPlatform<LOCAL_SLOTS> + Sync>(
-    local: &'static LocalQuickMap<P, X86Mmu, LOCAL_SLOTS>,
+    local: &'static LocalQuickMap<P, KernelMmu, LOCAL_SLOTS>,
     rounds: u64,
 ) -> PingPong {
     #[cfg(feature = "stats")]
@@ -210,7 +210,7 @@ const STRESS_PAIRS: u64 = 1_000_000;
 /// advance their patterns (checking its CPU at every access), sometimes yield or sleep
 /// while they are mapped, and drop them (in either order).
 fn stress_thread<P: LocalPlatform<LOCAL_SLOTS>>(
-    local: &LocalQuickMap<P, X86Mmu, LOCAL_SLOTS>,
+    local: &LocalQuickMap<P, KernelMmu, LOCAL_SLOTS>,
     index: usize,
     pairs: u64,
     counters: &StressCounters,
@@ -287,7 +287,7 @@ fn stress_thread<P: LocalPlatform<LOCAL_SLOTS>>(
 /// Runs the stress over `local` with `2 * CPUs + 4` unbound threads while the timer
 /// interrupt maps pinned windows on top.
 fn run_stress<P: LocalPlatform<LOCAL_SLOTS> + Sync>(
-    local: &'static LocalQuickMap<P, X86Mmu, LOCAL_SLOTS>,
+    local: &'static LocalQuickMap<P, KernelMmu, LOCAL_SLOTS>,
     pairs: u64,
 ) -> Arc<StressCounters> {
     let threads = 2 * cpu::cpu_count() + 4;
@@ -406,7 +406,7 @@ kernel_test! {
 
 /// Every local slot of every CPU has a clear entry.
 fn assert_all_slots_clear<P: LocalPlatform<LOCAL_SLOTS>>(
-    local: &LocalQuickMap<P, X86Mmu, LOCAL_SLOTS>,
+    local: &LocalQuickMap<P, KernelMmu, LOCAL_SLOTS>,
 ) {
     for cpu in 0..local.cpu_count() {
         for slot in 0..LOCAL_SLOTS {
@@ -583,7 +583,7 @@ unsafe impl LocalPlatform<LOCAL_SLOTS> for MigratesAnyway {
 }
 
 static UNBOUND_SLOTS: [CpuLocalSlots; MAX_CPUS] = [const { CpuLocalSlots::new() }; MAX_CPUS];
-static UNBOUND: Once<LocalQuickMap<MigratesAnyway, X86Mmu, LOCAL_SLOTS>> = Once::new();
+static UNBOUND: Once<LocalQuickMap<MigratesAnyway, KernelMmu, LOCAL_SLOTS>> = Once::new();
 
 fn unbound_switch_out(thread: &Thread) {
     if let Some(local) = UNBOUND.get() {

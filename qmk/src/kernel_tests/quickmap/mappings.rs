@@ -1,13 +1,13 @@
 //! Windows, invalidation, guard pages, memory attributes, the direct map, and
 //! the page helpers, on the real MMU.
 
-use quickmap::arch::x86_64::{
-    attribute_of, PTE_ADDRESS_MASK, PTE_GLOBAL, PTE_NO_EXECUTE, PTE_PRESENT, PTE_USER, PTE_WRITABLE,
-};
 use quickmap::{MemoryAttribute, VirtAddr, PAGE_SIZE};
 
 use super::{assert_unreachable, pattern_word, TestPage};
 use crate::arch::paging::{DIRECT_MAP_BASE, WINDOW_REGION};
+use crate::arch::quickmap_backend::{
+    assert_window_entry_protection, attribute_of, PTE_ADDRESS_MASK,
+};
 use crate::kernel_test;
 use crate::vm::quick::{
     pmap_copy_page, pmap_quick_enter_page, pmap_quick_remove_page, pmap_zero_page, quickmap,
@@ -96,9 +96,10 @@ kernel_test! {
 }
 
 kernel_test! {
-    /// Each of the six memory types reaches the window entry as its PAT/PCD/PWT
-    /// bits; the entry is present, writable, supervisor-only, no-execute and not
-    /// global; and the page is usable through it.
+    /// Each of the six memory types reaches the window entry as its memory
+    /// type bits (PAT/PCD/PWT on x86_64, AttrIndx on aarch64); the entry has
+    /// the arch's window protection (`assert_window_entry_protection`); and the
+    /// page is usable through it.
     fn every_memory_attribute_selects_its_pat_entry() {
         for attribute in MemoryAttribute::ALL {
             let page = TestPage::high(attribute);
@@ -107,8 +108,7 @@ kernel_test! {
             let pte = quickmap().mmu().read_pte(mapping.va());
             assert_eq!(attribute_of(pte), attribute, "PTE {pte:#x}");
             assert_eq!(pte & PTE_ADDRESS_MASK, page.page().phys_addr().0);
-            assert_eq!(pte & (PTE_PRESENT | PTE_WRITABLE | PTE_NO_EXECUTE), PTE_PRESENT | PTE_WRITABLE | PTE_NO_EXECUTE);
-            assert_eq!(pte & (PTE_USER | PTE_GLOBAL), 0, "{attribute:?}: supervisor-only, not global");
+            assert_window_entry_protection(pte);
             mapping.write_u64(64, 0x1234_5678);
             assert_eq!(mapping.read_u64(64), 0x1234_5678, "{attribute:?}");
         }

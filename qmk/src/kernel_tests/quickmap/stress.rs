@@ -17,7 +17,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use quickmap::arch::x86_64::X86Mmu;
+use crate::arch::quickmap_backend::KernelMmu;
 use quickmap::{CpuWindows, Invalidation, MemoryAttribute, Mmu, Platform, QuickMap, PAGE_SIZE};
 use spin::Once;
 
@@ -270,7 +270,7 @@ fn tick_maps_a_page<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
 
 /// Every window of every CPU free, its entry clear.
 fn assert_all_windows_free<P: Platform, const N: usize, I: Invalidation>(
-    quickmap: &QuickMap<P, X86Mmu, N, I>,
+    quickmap: &QuickMap<P, KernelMmu, N, I>,
 ) {
     for cpu in 0..quickmap.cpu_count() {
         assert_eq!(
@@ -496,7 +496,7 @@ unsafe impl Platform for DoesNotPin {
 
 static UNPINNED_WINDOWS: [CpuWindows<WINDOWS_PER_CPU>; MAX_CPUS] =
     [const { CpuWindows::new() }; MAX_CPUS];
-static UNPINNED: Once<QuickMap<DoesNotPin, X86Mmu, WINDOWS_PER_CPU>> = Once::new();
+static UNPINNED: Once<QuickMap<DoesNotPin, KernelMmu, WINDOWS_PER_CPU>> = Once::new();
 
 kernel_test! {
     /// The stress has teeth: over a platform that does not pin the thread, it

@@ -3,7 +3,7 @@
 //! `assert_unreachable` would report; and with a backend that skips the local
 //! full flush, so does a deferred window after its flush.
 
-use quickmap::arch::x86_64::X86Mmu;
+use crate::arch::quickmap_backend::KernelMmu;
 use quickmap::{
     CpuWindows, Deferred, Invalidation, MemoryAttribute, Mmu, PhysAddr, Platform, QuickMap,
     VirtAddr, Window,
@@ -59,7 +59,7 @@ fn assert_reachable_until_invlpg<P: Platform, M: Mmu, const N: usize, I: Invalid
 }
 
 /// Delegates to the x86_64 backend but never invalidates.
-struct SkipsInvalidation(X86Mmu);
+struct SkipsInvalidation(KernelMmu);
 
 // SAFETY: test-only and deliberately broken (promise 2 of `Mmu`): the window
 // entries are written as by the real backend; only the invalidation is missing.
@@ -84,7 +84,7 @@ kernel_test! {
 }
 
 /// Delegates to the x86_64 backend but never flushes the whole local TLB.
-struct SkipsFullFlush(X86Mmu);
+struct SkipsFullFlush(KernelMmu);
 
 // SAFETY: test-only and deliberately broken (promise 2 of `Mmu`, for
 // `invalidate_all_local`): entries are written and single addresses

@@ -3,11 +3,11 @@
 //! quickmap's byte movers), an unmapped guard page after them, and nothing left
 //! reachable once the view drops.
 
-use quickmap::arch::x86_64::attribute_of;
 use quickmap::{MemoryAttribute, PhysAddr, WindowLayout, PAGE_SIZE};
 
 use super::{assert_unreachable, pattern_word, TestPage};
 use crate::arch::paging::{DIRECT_MAP_BASE, WINDOW_REGION};
+use crate::arch::quickmap_backend::{attribute_of, PTE_ADDRESS_MASK};
 use crate::kernel_test;
 use crate::memory::frame_allocator::{self, Zone};
 use crate::vm::page::{VmPage, WiredRun};
@@ -131,7 +131,7 @@ kernel_test! {
             let view = quickmap().map_range(&run_view);
             for k in 0..3 {
                 let pte = quickmap().mmu().read_pte(view.va().add(k * PAGE_SIZE));
-                assert_eq!(pte & quickmap::arch::x86_64::PTE_ADDRESS_MASK, start + (k * PAGE_SIZE) as u64, "page {k}");
+                assert_eq!(pte & PTE_ADDRESS_MASK, start + (k * PAGE_SIZE) as u64, "page {k}");
             }
             view.fill(PAGE_SIZE - 16, 2 * PAGE_SIZE + 16, 0x5c);
             let single = quickmap().map(&wired[2]);

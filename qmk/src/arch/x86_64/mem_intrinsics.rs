@@ -1,8 +1,9 @@
 //! `memcpy`, `memmove`, `memset`, `memcmp` and `bcmp`.
 //!
 //! The compiler emits calls to these for copies and comparisons, and the
-//! prebuilt `compiler_builtins` of the host target does not export them (it
-//! expects libc). Copy and fill use `rep movsb`/`rep stosb`: fast on every
+//! prebuilt `compiler_builtins` of the host target (which the x86_64 kernel
+//! is built for) does not export them (it expects libc); aarch64-unknown-none's
+//! does, so aarch64 has no such module. Copy and fill use `rep movsb`/`rep stosb`: fast on every
 //! CPU with ERMSB and, unlike a Rust byte loop, impossible for LLVM to
 //! "optimise" back into a call to the very function being defined.
 

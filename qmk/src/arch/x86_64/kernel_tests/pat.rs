@@ -1,9 +1,9 @@
 use ::x86_64::structures::paging::PageTableFlags;
 
-use super::{scratch_page, test_frame};
 use crate::arch::paging;
 use crate::arch::pat::{self, MemoryAttribute, PTE_4KIB_PAT};
 use crate::kernel_test;
+use crate::kernel_tests::{scratch_page, test_frame};
 use crate::memory::frame_allocator;
 
 /// The architectural encoding of a memory type in a PAT entry (SDM Vol. 3,
