@@ -243,6 +243,11 @@ exit 1
         if args.first() == Some(&"test") && !args.iter().any(|arg| arg.starts_with("--cpus")) {
             args.extend(["--cpus", "1"]);
         }
+        // `test` runs both architectures by default; the scenarios script x86_64 boots
+        // unless they choose.
+        if args.first() == Some(&"test") && !args.iter().any(|arg| arg.starts_with("--arch")) {
+            args.extend(["--arch", "x86_64"]);
+        }
         Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(&args)
             .env("QMK_QEMU", self.dir.join("qemu"))
@@ -343,7 +348,7 @@ fn passing_suite() {
     );
     assert!(
         out.contains(
-            "workload (deferred: ? full flushes, ? window reuses, 0 mismatches): 2 passed, 0 failed\n"
+            "workload, x86_64 (deferred: ? full flushes, ? window reuses, 0 mismatches): 2 passed, 0 failed\n"
         ),
         "{out}"
     );
@@ -544,15 +549,15 @@ fn cpu_sweep_runs_a_suite_per_count() {
     let out = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{out}");
     assert!(
-        out.contains("running 3 kernel tests on 4 CPUs (2 boots)"),
+        out.contains("running 3 kernel tests on 4 x86_64 CPUs (2 boots)"),
         "{out}"
     );
     assert!(
-        out.contains("kernel suite, 1 CPU: 3 passed, 0 failed"),
+        out.contains("kernel suite, x86_64, 1 CPU: 3 passed, 0 failed"),
         "{out}"
     );
     assert!(
-        out.contains("kernel suite, 4 CPUs: 3 passed, 0 failed"),
+        out.contains("kernel suite, x86_64, 4 CPUs: 3 passed, 0 failed"),
         "{out}"
     );
     // Two suites of 3, the static check, the workload in two invalidation modes.
