@@ -573,6 +573,34 @@ fn cpu_sweep_runs_a_suite_per_count() {
 }
 
 #[test]
+fn both_architectures_by_default() {
+    let machine = FakeMachine::healthy("arches");
+    let output = machine.xtask(&["test", "--kernel-only", "--arch", "all", "--test", "a"]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}\n{}", stderr(&output));
+    assert!(out.contains("kernel part on x86_64\n"), "{out}");
+    assert!(out.contains("kernel part on aarch64\n"), "{out}");
+    assert!(
+        out.contains("kernel suite, x86_64, 1 CPU: 2 passed, 0 failed\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("kernel suite, aarch64, 1 CPU: 2 passed, 0 failed\n"),
+        "{out}"
+    );
+    assert_eq!(last_line(&out), "4 passed, 0 failed");
+    let boots = machine.boots();
+    assert_eq!(boots.len(), 4, "a list and a test boot per architecture");
+    assert!(boots[..2].iter().all(|b| b.contains("isa-debug-exit")));
+    assert!(boots[2..].iter().all(
+        |b| b.contains("-cpu cortex-a72") && b.ends_with("-M virt,gic-version=3 -semihosting")
+    ));
+    assert!(machine
+        .log("aarch64-test-cpus1-a.log")
+        .contains("qmk: test a ... ok"));
+}
+
+#[test]
 fn filters() {
     let machine = FakeMachine::healthy("filter");
     let output = machine.xtask(&["test", "--kernel-only", "--test", "p"]);
