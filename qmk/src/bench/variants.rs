@@ -15,6 +15,7 @@ use quickmap::PAGE_SIZE;
 
 use super::baselines::{GlobalWindow, ShootdownMap};
 use super::pages::{direct_address, touch, PageRing, Pages, RING};
+use crate::arch::quickmap_backend::BROADCAST_INVALIDATION;
 use crate::memory::frame_allocator::Zone;
 use crate::vm::quick::{
     pmap_copy_page, pmap_quick_enter_page, pmap_quick_remove_page, pmap_zero_page,
@@ -46,6 +47,7 @@ pub enum Variant {
     DeferredPool,
     GlobalLockWindow,
     ShootdownMap,
+    ShootdownBroadcast,
     ZeroPageQuickmap,
     ZeroPageDirect,
     CopyPageQuickmap,
@@ -54,7 +56,7 @@ pub enum Variant {
 
 impl Variant {
     /// Every reported variant, in the protocol's order.
-    pub const REPORTED: [Variant; 15] = [
+    pub const REPORTED: [Variant; 16] = [
         Variant::DirectRaw,
         Variant::QuickmapWindow,
         Variant::QuickmapDirect,
@@ -66,11 +68,18 @@ impl Variant {
         Variant::DeferredPool,
         Variant::GlobalLockWindow,
         Variant::ShootdownMap,
+        Variant::ShootdownBroadcast,
         Variant::ZeroPageQuickmap,
         Variant::ZeroPageDirect,
         Variant::CopyPageQuickmap,
         Variant::CopyPageDirect,
     ];
+
+    /// Whether this architecture can run the variant: `shootdown-broadcast`
+    /// needs a broadcast invalidation instruction (aarch64's `tlbi vale1is`).
+    pub fn exists_here(self) -> bool {
+        self != Variant::ShootdownBroadcast || BROADCAST_INVALIDATION.is_some()
+    }
 
     /// The protocol name.
     pub fn name(self) -> &'static str {
@@ -87,6 +96,7 @@ impl Variant {
             Variant::DeferredPool => "deferred-pool",
             Variant::GlobalLockWindow => "global-lock-window",
             Variant::ShootdownMap => "shootdown-map",
+            Variant::ShootdownBroadcast => "shootdown-broadcast",
             Variant::ZeroPageQuickmap => "zero-page-quickmap",
             Variant::ZeroPageDirect => "zero-page-direct",
             Variant::CopyPageQuickmap => "copy-page-quickmap",
@@ -150,6 +160,7 @@ impl Variant {
                 | Variant::DirectRaw
                 | Variant::GlobalLockWindow
                 | Variant::ShootdownMap
+                | Variant::ShootdownBroadcast
                 | Variant::ZeroPageDirect
                 | Variant::CopyPageDirect
         )
@@ -190,6 +201,7 @@ impl Variant {
             Variant::QuickmapNested4 => quickmap_nested::<4>(ring, iterations),
             Variant::GlobalLockWindow => global_lock_window(ring, iterations),
             Variant::ShootdownMap => shootdown_map(cpu, ring, iterations),
+            Variant::ShootdownBroadcast => shootdown_broadcast(cpu, ring, iterations),
             Variant::ZeroPageQuickmap => zero_page_quickmap(ring, iterations),
             Variant::ZeroPageDirect => zero_page_direct(ring, iterations),
             Variant::CopyPageQuickmap => copy_page_quickmap(ring, iterations),
@@ -344,6 +356,23 @@ fn shootdown_map(cpu: usize, ring: Pages<RING>, iterations: usize) -> OwnCounts 
     OwnCounts {
         // Every CPU online invalidates the page once per shootdown.
         invalidations: iterations as u64 * crate::cpu::cpu_count() as u64,
+        pte_writes: iterations as u64,
+    }
+}
+
+#[inline(never)]
+fn shootdown_broadcast(cpu: usize, ring: Pages<RING>, iterations: usize) -> OwnCounts {
+    let map = ShootdownMap::get();
+    let Some(invalidate) = BROADCAST_INVALIDATION else {
+        unreachable!("shootdown-broadcast runs only where `exists_here`");
+    };
+    // SAFETY: `invalidate` is the architecture's `BROADCAST_INVALIDATION`.
+    each(iterations, |i| unsafe {
+        map.pair_broadcast(cpu, ring.get(i), invalidate)
+    });
+    OwnCounts {
+        // One instruction, which every CPU's TLB acts on.
+        invalidations: iterations as u64,
         pte_writes: iterations as u64,
     }
 }

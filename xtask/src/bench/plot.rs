@@ -17,9 +17,9 @@ const TOP: f64 = 50.0;
 const BOTTOM: f64 = 70.0;
 
 /// Distinguishable colours (Tableau 10 plus five), in variant order: one per variant.
-const PALETTE: [&str; 15] = [
+const PALETTE: [&str; 16] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#555555", "#17becf", "#bcbd22", "#222222", "#aec7e8", "#ffbb78",
+    "#9c755f", "#555555", "#17becf", "#bcbd22", "#222222", "#aec7e8", "#ffbb78", "#c5b0d5",
 ];
 const _: () = assert!(PALETTE.len() >= super::lines::VARIANTS.len());
 
