@@ -94,11 +94,7 @@ impl BootSpec<'_> {
         if self.machine.icount {
             args.extend(["-icount".into(), "shift=0".into()]);
         }
-        if crate::arch_aarch64::selected() {
-            // TEMPORARY (issue 13): see `arch_aarch64`.
-            return crate::arch_aarch64::adapt_qemu_args(args);
-        }
-        args
+        self.machine.arch.adapt_qemu_args(args)
     }
 
     fn accel_arg(&self) -> &'static str {
@@ -127,6 +123,7 @@ mod tests {
             seed: None,
             accel: Accel::Tcg,
             verbose: false,
+            arch: crate::arch::Arch::X86_64,
         }
     }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+pub use crate::arch::Arch;
 use crate::bench::lines::DEFERRED_MAX_CPUS;
 
 /// Fewest and most CPUs a boot may have; 16 is what the kernel's per-CPU tables hold.
@@ -66,6 +67,32 @@ pub enum Command {
 pub struct BuildOptions {
     /// Show the commands run.
     pub verbose: bool,
+    /// The architecture to build for.
+    pub arch: Arch,
+}
+
+/// The value of `test --arch`: one architecture, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+enum ArchSelection {
+    /// x86_64 only.
+    #[value(name = "x86_64")]
+    X86_64,
+    /// aarch64 only.
+    #[value(name = "aarch64")]
+    Aarch64,
+    /// Both, x86_64 first (the host checks run once).
+    #[default]
+    All,
+}
+
+impl ArchSelection {
+    fn arches(self) -> Vec<Arch> {
+        match self {
+            ArchSelection::X86_64 => vec![Arch::X86_64],
+            ArchSelection::Aarch64 => vec![Arch::Aarch64],
+            ArchSelection::All => Arch::ALL.to_vec(),
+        }
+    }
 }
 
 /// Options of `cargo xtask run`.
@@ -147,9 +174,12 @@ pub struct BenchOptions {
 /// Options of `cargo xtask test`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestOptions {
+    /// The kernel part runs once per architecture, in this order.
+    pub arches: Vec<Arch>,
     /// One kernel suite runs per entry, in this order.
     pub cpu_counts: Vec<u32>,
-    /// Everything else about the machine, shared by every boot.
+    /// Everything else about the machine, shared by every boot; its `arch` is the
+    /// first of [`arches`](Self::arches), and the command sets each in turn.
     pub machine: MachineOptions,
     /// Only kernel tests matching this (see `docs/kernel-protocol.md`).
     pub filter: Option<String>,
@@ -209,6 +239,8 @@ pub struct MachineOptions {
     pub accel: Accel,
     /// Show QEMU command lines (and, for `test`, all serial output).
     pub verbose: bool,
+    /// The architecture of the kernel and of QEMU's machine.
+    pub arch: Arch,
 }
 
 /// Why the command line gives nothing to run.
@@ -245,7 +277,8 @@ where
     arg_required_else_help = false,
     after_help = "\
 Environment:
-  QMK_QEMU=PATH     QEMU binary to use (default: qemu-system-x86_64 from PATH)
+  QMK_QEMU=PATH     QEMU binary to use (default: qemu-system-x86_64, or
+                    qemu-system-aarch64 with --arch aarch64, from PATH)
   QMK_KERNEL=PATH   boot this ELF instead of building qmk/
   QMK_OBJDUMP=PATH  objdump for the static check (default: objdump from PATH)
   QMK_LOG_DIR=DIR   where serial logs go (default: target/qmk-logs)
@@ -279,6 +312,9 @@ enum CommandArgs {
 
 #[derive(Debug, Args)]
 struct BuildArgs {
+    /// The architecture to build for.
+    #[arg(long, value_name = "ARCH", value_enum, default_value_t = Arch::X86_64)]
+    arch: Arch,
     /// Show the cargo command.
     #[arg(long)]
     verbose: bool,
@@ -289,6 +325,9 @@ struct BuildArgs {
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]
 struct RunArgs {
+    /// The architecture to boot.
+    #[arg(long, value_name = "ARCH", value_enum, default_value_t = Arch::X86_64)]
+    arch: Arch,
     /// CPUs to boot, 1..=16.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_RUN_CPUS,
           value_parser = one_cpu_count)]
@@ -312,6 +351,9 @@ struct RunArgs {
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]
 struct TestArgs {
+    /// The architectures whose kernel part runs (the host checks run once).
+    #[arg(long, value_name = "ARCH", value_enum, default_value_t = ArchSelection::All)]
+    arch: ArchSelection,
     /// CPU counts, one kernel suite each, e.g. 1,2,4 [default: 1,2,4,8, or 1 with
     /// --icount].
     #[arg(long, value_name = "LIST", value_parser = cpu_list)]
@@ -341,6 +383,9 @@ struct TestArgs {
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]
 struct BenchArgs {
+    /// The architecture to measure.
+    #[arg(long, value_name = "ARCH", value_enum, default_value_t = Arch::X86_64)]
+    arch: Arch,
     /// CPU counts of the throughput boots, one boot each, e.g. 1,2,4 [default: 1,2,4].
     #[arg(long, value_name = "LIST", value_parser = cpu_list)]
     cpus: Option<CpuList>,
@@ -422,6 +467,7 @@ impl CommandArgs {
         match self {
             CommandArgs::Build(args) => Ok(Command::Build(BuildOptions {
                 verbose: args.verbose,
+                arch: args.arch,
             })),
             CommandArgs::Run(args) => args.validate().map(Command::Run),
             CommandArgs::Test(args) => args.validate().map(Command::Test),
@@ -432,9 +478,12 @@ impl CommandArgs {
 
 impl RunArgs {
     fn validate(self) -> Result<RunOptions, String> {
-        let machine =
-            self.machine
-                .validate(&[self.cpus], &self.accel, DEFAULT_WORKLOAD_DMAP_MIB)?;
+        let machine = self.machine.validate(
+            &[self.arch],
+            &[self.cpus],
+            &self.accel,
+            DEFAULT_WORKLOAD_DMAP_MIB,
+        )?;
         if self.invalidation == Invalidation::Deferred && self.cpus > DEFERRED_MAX_CPUS {
             return Err(format!(
                 "--invalidation deferred: needs --cpus {DEFERRED_MAX_CPUS} or fewer (the \
@@ -465,9 +514,10 @@ impl TestArgs {
             None if self.accel.icount => vec![1],
             None => DEFAULT_TEST_CPUS.to_vec(),
         };
+        let arches = self.arch.arches();
         let machine = self
             .machine
-            .validate(&cpu_counts, &self.accel, DEFAULT_DMAP_MIB)?;
+            .validate(&arches, &cpu_counts, &self.accel, DEFAULT_DMAP_MIB)?;
         // clap lets one of the two through at most.
         let scope = match (self.host_only, self.kernel_only) {
             (true, _) => TestScope::HostOnly,
@@ -475,6 +525,7 @@ impl TestArgs {
             _ => TestScope::All,
         };
         Ok(TestOptions {
+            arches,
             cpu_counts,
             machine,
             filter: self.filter,
@@ -490,6 +541,7 @@ impl BenchArgs {
             .cpus
             .map_or_else(|| DEFAULT_BENCH_CPUS.to_vec(), |CpuList(counts)| counts);
         let machine = self.machine.validate(
+            &[self.arch],
             &cpu_counts,
             &AccelArgs::default(),
             DEFAULT_WORKLOAD_DMAP_MIB,
@@ -504,10 +556,12 @@ impl BenchArgs {
 }
 
 impl MachineArgs {
-    /// The machine of boots with `cpu_counts` CPUs; `default_dmap_mib` is the
-    /// command's direct map when `--dmap` is not given.
+    /// The machine of boots of `arches` (at least one; the first goes into the
+    /// options) with `cpu_counts` CPUs; `default_dmap_mib` is the command's direct map
+    /// when `--dmap` is not given.
     fn validate(
         self,
+        arches: &[Arch],
         cpu_counts: &[u32],
         accel: &AccelArgs,
         default_dmap_mib: u32,
@@ -529,6 +583,17 @@ impl MachineArgs {
             let why = "QEMU 7.2 hangs starting a second CPU under -icount shift=0, DESIGN.md §5";
             return Err(format!("--icount: needs --cpus 1 ({why})"));
         }
+        if accel.kvm && arches.iter().any(|&arch| arch != Arch::X86_64) {
+            return Err(format!(
+                "--kvm: needs --arch x86_64 (KVM runs guests of the host's architecture \
+                 only; {} asked)",
+                arches
+                    .iter()
+                    .map(|arch| arch.word())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ));
+        }
         Ok(MachineOptions {
             memory_mib,
             dmap_mib,
@@ -537,6 +602,7 @@ impl MachineArgs {
             seed: self.seed,
             accel: if accel.kvm { Accel::Kvm } else { Accel::Tcg },
             verbose: self.verbose,
+            arch: arches[0],
         })
     }
 }
@@ -858,9 +924,11 @@ mod tests {
                 seed: None,
                 accel: Accel::Tcg,
                 verbose: false,
+                arch: Arch::X86_64,
             }
         );
         let test = test_options("test");
+        assert_eq!(test.arches, [Arch::X86_64, Arch::Aarch64]);
         assert_eq!(test.cpu_counts, vec![1, 2, 4, 8]);
         assert_eq!(test_options("test --icount").cpu_counts, vec![1]);
         assert_eq!(test.scope, TestScope::All);
@@ -872,9 +940,13 @@ mod tests {
         assert_eq!(bench.machine.dmap_mib, 64);
         assert_eq!(bench.pairs, None);
         assert_eq!(bench.out_dir, None);
+        assert_eq!(bench.machine.arch, Arch::X86_64);
         assert_eq!(
             command("build"),
-            Command::Build(BuildOptions { verbose: false })
+            Command::Build(BuildOptions {
+                verbose: false,
+                arch: Arch::X86_64
+            })
         );
     }
 
@@ -924,9 +996,61 @@ mod tests {
         assert_eq!(run_options("run --kvm --cpus=16").cpus, 16);
         assert_eq!(test_options("test --host-only").scope, TestScope::HostOnly);
         assert_eq!(
-            command("build --verbose"),
-            Command::Build(BuildOptions { verbose: true })
+            command("build --verbose --arch aarch64"),
+            Command::Build(BuildOptions {
+                verbose: true,
+                arch: Arch::Aarch64
+            })
         );
+    }
+
+    #[test]
+    fn arch_option() {
+        assert_eq!(test_options("test --arch x86_64").arches, [Arch::X86_64]);
+        let aarch64 = test_options("test --arch=aarch64 --kernel-only");
+        assert_eq!(aarch64.arches, [Arch::Aarch64]);
+        assert_eq!(aarch64.machine.arch, Arch::Aarch64);
+        assert_eq!(
+            test_options("test --arch all").arches,
+            [Arch::X86_64, Arch::Aarch64]
+        );
+        assert_eq!(
+            run_options("run --arch aarch64").machine.arch,
+            Arch::Aarch64
+        );
+        assert_eq!(run_options("run").machine.arch, Arch::X86_64);
+        assert_eq!(
+            bench_options("bench --arch aarch64").machine.arch,
+            Arch::Aarch64
+        );
+        assert_eq!(
+            error("test --arch arm64"),
+            "--arch arm64: must be x86_64, aarch64 or all"
+        );
+        assert_eq!(
+            error("run --arch all"),
+            "--arch all: must be x86_64 or aarch64"
+        );
+        assert_eq!(
+            error("bench --arch riscv64"),
+            "--arch riscv64: must be x86_64 or aarch64"
+        );
+        assert_eq!(error("build --arch"), "--arch: needs a value");
+        assert_eq!(
+            error("run --arch aarch64 --arch x86_64"),
+            "--arch: given more than once"
+        );
+        assert_eq!(
+            error("run --kvm --arch aarch64"),
+            "--kvm: needs --arch x86_64 (KVM runs guests of the host's architecture only; \
+             aarch64 asked)"
+        );
+        assert_eq!(
+            error("test --kvm"),
+            "--kvm: needs --arch x86_64 (KVM runs guests of the host's architecture only; \
+             x86_64 and aarch64 asked)"
+        );
+        assert!(test_options("test --kvm --arch x86_64").machine.accel == Accel::Kvm);
     }
 
     #[test]
@@ -1299,6 +1423,9 @@ mod tests {
             "test --host-only --kernel-only",
             "run --invalidation lazy",
             "run --invalidation deferred --cpus 16",
+            "run --arch all",
+            "test --arch arm",
+            "test --kvm",
             "help nothing",
         ] {
             let message = error(line);

@@ -1,11 +1,12 @@
-//! Builds the `qmk` kernel (or takes a prebuilt one from `$QMK_KERNEL`), in one of
-//! two builds: the checked kernel every command boots, and the lean kernel the
-//! benchmark also measures.
+//! Builds the `qmk` kernel for an architecture (or takes a prebuilt one from
+//! `$QMK_KERNEL`), in one of two builds: the checked kernel every command boots, and
+//! the lean kernel the benchmark also measures.
 
 use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::arch::Arch;
 use crate::paths;
 
 /// Environment variable naming a kernel ELF to boot instead of building `qmk/`
@@ -47,28 +48,20 @@ impl KernelBuild {
         }
     }
 
-    /// The ELF `cargo build` leaves.
-    pub fn elf(self) -> PathBuf {
-        if crate::arch_aarch64::selected() {
-            // TEMPORARY (issue 13): the lean build is not separate on aarch64 yet.
-            return crate::arch_aarch64::kernel_elf();
-        }
+    /// The ELF `cargo build` leaves for `arch`.
+    pub fn elf(self, arch: Arch) -> PathBuf {
         match self {
-            KernelBuild::Checked => paths::kernel_elf(),
-            KernelBuild::Lean => lean_target_dir().join("x86_64-unknown-linux-gnu/release/qmk"),
+            KernelBuild::Checked => arch.elf_in(paths::kernel_dir().join("target")),
+            KernelBuild::Lean => arch.elf_in(lean_target_dir()),
         }
     }
 
-    /// `cargo` arguments, run in `qmk/`.
-    fn cargo_args(self) -> Vec<String> {
+    /// `cargo` arguments, run in `qmk/`. x86_64 is `qmk/`'s default target, so its
+    /// command line names none.
+    fn cargo_args(self, arch: Arch) -> Vec<String> {
         let mut args = vec!["build".to_string(), "--release".to_string()];
-        if crate::arch_aarch64::selected() {
-            // TEMPORARY (issue 13): see `arch_aarch64`.
-            args.extend([
-                "--target".to_string(),
-                crate::arch_aarch64::TARGET.to_string(),
-            ]);
-            return args;
+        if arch != Arch::X86_64 {
+            args.extend(["--target".to_string(), arch.target().to_string()]);
         }
         if self == KernelBuild::Lean {
             args.push("--no-default-features".into());
@@ -90,18 +83,23 @@ pub fn cargo() -> Command {
     Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-/// Builds the checked kernel with `cargo build --release` in `qmk/` and returns the
-/// ELF path. Cargo's own output (progress, compiler errors) goes straight to the
-/// terminal.
-pub fn build_kernel(verbose: bool) -> Result<PathBuf, String> {
-    build_kernel_as(KernelBuild::Checked, verbose)?
+/// Builds the checked kernel for `arch` with `cargo build --release` in `qmk/` and
+/// returns the ELF path. Cargo's own output (progress, compiler errors) goes straight
+/// to the terminal.
+pub fn build_kernel(arch: Arch, verbose: bool) -> Result<PathBuf, String> {
+    build_kernel_as(KernelBuild::Checked, arch, verbose)?
         .ok_or_else(|| "no checked kernel (cannot happen: it is built when not given)".into())
 }
 
-/// Builds `build` (or takes the prebuilt ELF its override variable names) and returns
-/// the ELF path; `Ok(None)` for a lean kernel when only [`KERNEL_OVERRIDE_VAR`] names a
-/// prebuilt kernel.
-pub fn build_kernel_as(build: KernelBuild, verbose: bool) -> Result<Option<PathBuf>, String> {
+/// Builds `build` for `arch` (or takes the prebuilt ELF its override variable names,
+/// whatever the architecture) and returns the ELF path; `Ok(None)` for a lean kernel
+/// when only [`KERNEL_OVERRIDE_VAR`] names a prebuilt kernel. Installs the Rust target
+/// first when it is missing.
+pub fn build_kernel_as(
+    build: KernelBuild,
+    arch: Arch,
+    verbose: bool,
+) -> Result<Option<PathBuf>, String> {
     let override_var = match build {
         KernelBuild::Checked => KERNEL_OVERRIDE_VAR,
         KernelBuild::Lean => LEAN_KERNEL_OVERRIDE_VAR,
@@ -129,7 +127,8 @@ pub fn build_kernel_as(build: KernelBuild, verbose: bool) -> Result<Option<PathB
             paths::shown(&kernel_dir)
         ));
     }
-    let args = build.cargo_args();
+    arch.ensure_rust_target()?;
+    let args = build.cargo_args(arch);
     let mut command = cargo();
     command
         .args(&args)
@@ -150,11 +149,12 @@ pub fn build_kernel_as(build: KernelBuild, verbose: bool) -> Result<Option<PathB
         .map_err(|e| format!("cannot run cargo to build the kernel: {e}"))?;
     if !status.success() {
         return Err(format!(
-            "building the {} kernel failed ({status})",
-            build.word()
+            "building the {} {} kernel failed ({status})",
+            build.word(),
+            arch.word()
         ));
     }
-    let elf = build.elf();
+    let elf = build.elf(arch);
     if !elf.is_file() {
         return Err(format!(
             "the kernel built but {} is missing (see docs/kernel-protocol.md)",
@@ -174,14 +174,35 @@ mod tests {
             assert_eq!(KernelBuild::from_word(build.word()), Some(build));
         }
         assert_eq!(KernelBuild::from_word("custom"), None);
-        assert_eq!(KernelBuild::Checked.cargo_args(), ["build", "--release"]);
-        let lean = KernelBuild::Lean.cargo_args();
+        let x86_64 = Arch::X86_64;
+        assert_eq!(
+            KernelBuild::Checked.cargo_args(x86_64),
+            ["build", "--release"]
+        );
+        let lean = KernelBuild::Lean.cargo_args(x86_64);
         assert_eq!(lean[..3], ["build", "--release", "--no-default-features"]);
         assert_eq!(lean[3], "--target-dir");
         assert!(lean[4].ends_with("qmk/target/lean"), "{}", lean[4]);
-        assert_eq!(KernelBuild::Checked.elf(), paths::kernel_elf());
+        assert!(KernelBuild::Checked
+            .elf(x86_64)
+            .ends_with("qmk/target/x86_64-unknown-linux-gnu/release/qmk"));
         assert!(KernelBuild::Lean
-            .elf()
+            .elf(x86_64)
             .ends_with("qmk/target/lean/x86_64-unknown-linux-gnu/release/qmk"));
+        let aarch64 = Arch::Aarch64;
+        assert_eq!(
+            KernelBuild::Checked.cargo_args(aarch64),
+            ["build", "--release", "--target", "aarch64-unknown-none"]
+        );
+        assert_eq!(
+            KernelBuild::Lean.cargo_args(aarch64)[4..6],
+            ["--no-default-features", "--target-dir"]
+        );
+        assert!(KernelBuild::Checked
+            .elf(aarch64)
+            .ends_with("qmk/target/aarch64-unknown-none/release/qmk"));
+        assert!(KernelBuild::Lean
+            .elf(aarch64)
+            .ends_with("qmk/target/lean/aarch64-unknown-none/release/qmk"));
     }
 }

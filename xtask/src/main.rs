@@ -3,6 +3,7 @@
 //!
 //! Layout, one job per module:
 //! - [`cli`]: command line to a validated [`cli::Command`];
+//! - [`arch`]: what differs per architecture (target, QEMU, its package);
 //! - [`kernel_build`], [`host_checks`]: the cargo invocations;
 //! - [`qemu_setup`]: find or install QEMU; [`boot_config`]: kernel and QEMU command
 //!   lines; [`qemu`]: run one boot (stream, log, timeout), with [`serial_text`] and
@@ -19,7 +20,7 @@
 
 #![deny(unsafe_code)]
 
-mod arch_aarch64;
+mod arch;
 mod bench;
 mod boot_config;
 mod cli;

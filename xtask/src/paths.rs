@@ -16,11 +16,6 @@ pub fn kernel_dir() -> PathBuf {
     repo_root().join("qmk")
 }
 
-/// The ELF that `cargo build --release` in `qmk/` produces (`docs/kernel-protocol.md`).
-pub fn kernel_elf() -> PathBuf {
-    kernel_dir().join("target/x86_64-unknown-linux-gnu/release/qmk")
-}
-
 /// Directory of per-boot serial logs: `$QMK_LOG_DIR`, else `target/qmk-logs/`.
 pub fn log_dir() -> PathBuf {
     match env::var_os("QMK_LOG_DIR") {

@@ -1,4 +1,5 @@
-//! Finds the QEMU binary, installing Debian's package when we are allowed to.
+//! Finds the QEMU binary of an architecture, installing Debian's package when we are
+//! allowed to.
 
 use std::env;
 use std::ffi::OsStr;
@@ -7,10 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The emulator the kernel targets.
-pub const QEMU_PROGRAM: &str = "qemu-system-x86_64";
-/// The Debian package that provides [`QEMU_PROGRAM`].
-pub const QEMU_PACKAGE: &str = "qemu-system-x86";
+use crate::arch::Arch;
+
 /// Environment variable naming a QEMU binary to use instead (tests use a fake one).
 pub const QEMU_OVERRIDE_VAR: &str = "QMK_QEMU";
 
@@ -23,22 +22,21 @@ pub enum MissingQemu {
     AskUser(String),
 }
 
-/// Decides how to get QEMU; pure so that both paths are tested without being root.
-pub fn missing_qemu_action(is_root: bool) -> MissingQemu {
-    if is_root {
-        MissingQemu::Install
-    } else {
-        MissingQemu::AskUser(format!(
-            "{QEMU_PROGRAM} not found; install it with: sudo apt-get update && sudo \
-             DEBIAN_FRONTEND=noninteractive apt-get install -y {QEMU_PACKAGE} \
-             (or point {QEMU_OVERRIDE_VAR} at a QEMU binary)"
-        ))
+/// Decides how to get `arch`'s QEMU; pure so that both paths are tested without being
+/// root.
+pub fn missing_qemu_action(arch: Arch, is_root: bool) -> MissingQemu {
+    match arch.missing_qemu_hint(is_root) {
+        None => MissingQemu::Install,
+        Some(hint) => MissingQemu::AskUser(format!(
+            "{hint} (or point {QEMU_OVERRIDE_VAR} at a QEMU binary)"
+        )),
     }
 }
 
-/// Returns the QEMU to run: `$QMK_QEMU` if set, else `qemu-system-x86_64` from `PATH`,
-/// installing it first if missing and we run as root. The error is one line.
-pub fn locate_or_install_qemu() -> Result<PathBuf, String> {
+/// Returns the QEMU to run for `arch`: `$QMK_QEMU` if set, else
+/// `qemu-system-x86_64` or `qemu-system-aarch64` from `PATH`, installing its Debian
+/// package first if missing and we run as root. The error is one line.
+pub fn locate_or_install_qemu(arch: Arch) -> Result<PathBuf, String> {
     if let Some(path) = env::var_os(QEMU_OVERRIDE_VAR).filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         return if is_executable(&path) {
@@ -50,27 +48,17 @@ pub fn locate_or_install_qemu() -> Result<PathBuf, String> {
             ))
         };
     }
-    if crate::arch_aarch64::selected() {
-        // TEMPORARY (issue 13): see `arch_aarch64`.
-        let program = crate::arch_aarch64::QEMU_PROGRAM;
-        return find_in_path(program).ok_or_else(|| {
-            format!(
-                "{program} not found; install it with: apt-get install -y {}",
-                crate::arch_aarch64::QEMU_PACKAGE
-            )
-        });
-    }
-    if let Some(path) = find_in_path(QEMU_PROGRAM) {
+    let (program, package) = (arch.qemu_program(), arch.qemu_package());
+    if let Some(path) = find_in_path(program) {
         return Ok(path);
     }
-    match missing_qemu_action(running_as_root()) {
+    match missing_qemu_action(arch, running_as_root()) {
         MissingQemu::AskUser(message) => Err(message),
         MissingQemu::Install => {
-            eprintln!("xtask: {QEMU_PROGRAM} not found; installing Debian package {QEMU_PACKAGE}");
-            apt_install(QEMU_PACKAGE)?;
-            find_in_path(QEMU_PROGRAM).ok_or_else(|| {
-                format!("{QEMU_PROGRAM} still not on PATH after installing {QEMU_PACKAGE}")
-            })
+            eprintln!("xtask: {program} not found; installing Debian package {package}");
+            apt_install(package)?;
+            find_in_path(program)
+                .ok_or_else(|| format!("{program} still not on PATH after installing {package}"))
         }
     }
 }
@@ -135,12 +123,20 @@ mod tests {
 
     #[test]
     fn root_installs_others_are_told_the_command() {
-        assert_eq!(missing_qemu_action(true), MissingQemu::Install);
-        let MissingQemu::AskUser(message) = missing_qemu_action(false) else {
-            panic!("non-root must not install");
-        };
-        assert!(message.contains("apt-get install -y qemu-system-x86"));
-        assert!(!message.contains('\n'));
+        for (arch, package) in [
+            (Arch::X86_64, "qemu-system-x86"),
+            (Arch::Aarch64, "qemu-system-arm"),
+        ] {
+            assert_eq!(missing_qemu_action(arch, true), MissingQemu::Install);
+            let MissingQemu::AskUser(message) = missing_qemu_action(arch, false) else {
+                panic!("non-root must not install");
+            };
+            assert!(
+                message.contains(&format!("apt-get install -y {package} ")),
+                "{message}"
+            );
+            assert!(!message.contains('\n'));
+        }
     }
 
     #[test]

@@ -268,6 +268,11 @@ exit 1
         if args.first() == Some(&"test") && !args.iter().any(|arg| arg.starts_with("--cpus")) {
             args.extend(["--cpus", "1"]);
         }
+        // `test` runs both architectures by default; the scenarios script x86_64 boots
+        // unless they choose.
+        if args.first() == Some(&"test") && !args.iter().any(|arg| arg.starts_with("--arch")) {
+            args.extend(["--arch", "x86_64"]);
+        }
         Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(&args)
             .env("QMK_QEMU", self.dir.join("qemu"))
@@ -368,7 +373,7 @@ fn passing_suite() {
     );
     assert!(
         out.contains(
-            "workload (deferred: ? full flushes, ? window reuses, 0 mismatches): 2 passed, 0 failed\n"
+            "workload, x86_64 (deferred: ? full flushes, ? window reuses, 0 mismatches): 2 passed, 0 failed\n"
         ),
         "{out}"
     );
@@ -569,15 +574,15 @@ fn cpu_sweep_runs_a_suite_per_count() {
     let out = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{out}");
     assert!(
-        out.contains("running 3 kernel tests on 4 CPUs (2 boots)"),
+        out.contains("running 3 kernel tests on 4 x86_64 CPUs (2 boots)"),
         "{out}"
     );
     assert!(
-        out.contains("kernel suite, 1 CPU: 3 passed, 0 failed"),
+        out.contains("kernel suite, x86_64, 1 CPU: 3 passed, 0 failed"),
         "{out}"
     );
     assert!(
-        out.contains("kernel suite, 4 CPUs: 3 passed, 0 failed"),
+        out.contains("kernel suite, x86_64, 4 CPUs: 3 passed, 0 failed"),
         "{out}"
     );
     // Two suites of 3, the static check, the workload in two invalidation modes.
@@ -589,6 +594,34 @@ fn cpu_sweep_runs_a_suite_per_count() {
     assert!(boots.iter().all(|b| b.contains("dmap=256 seed=9 ")));
     assert!(machine
         .log("test-cpus4-suite.log")
+        .contains("qmk: test a ... ok"));
+}
+
+#[test]
+fn both_architectures_by_default() {
+    let machine = FakeMachine::healthy("arches");
+    let output = machine.xtask(&["test", "--kernel-only", "--arch", "all", "--test", "a"]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}\n{}", stderr(&output));
+    assert!(out.contains("kernel part on x86_64\n"), "{out}");
+    assert!(out.contains("kernel part on aarch64\n"), "{out}");
+    assert!(
+        out.contains("kernel suite, x86_64, 1 CPU: 2 passed, 0 failed\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("kernel suite, aarch64, 1 CPU: 2 passed, 0 failed\n"),
+        "{out}"
+    );
+    assert_eq!(last_line(&out), "4 passed, 0 failed");
+    let boots = machine.boots();
+    assert_eq!(boots.len(), 4, "a list and a test boot per architecture");
+    assert!(boots[..2].iter().all(|b| b.contains("isa-debug-exit")));
+    assert!(boots[2..].iter().all(
+        |b| b.contains("-cpu cortex-a72") && b.ends_with("-M virt,gic-version=3 -semihosting")
+    ));
+    assert!(machine
+        .log("aarch64-test-cpus1-a.log")
         .contains("qmk: test a ... ok"));
 }
 

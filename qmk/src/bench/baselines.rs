@@ -9,6 +9,10 @@
 //!   invalidate the address on every CPU with an IPI shootdown, because a
 //!   shared kernel mapping may be cached in any CPU's TLB.
 //!
+//! - [`ShootdownMap::pair_broadcast`]: the same on arm64, as FreeBSD arm64's
+//!   `pmap_qremove` does it: one broadcast `tlbi vale1is` + `dsb ish`, no IPI
+//!   (only on architectures that have it: `BROADCAST_INVALIDATION`).
+//!
 //! Both live outside the 2 MiB-page span of the direct map, like quickmap's
 //! windows, so an `invlpg` costs QEMU one page (DESIGN.md §5).
 
@@ -145,5 +149,28 @@ impl ShootdownMap {
         touch(slot.va);
         slot.clear();
         crate::smp::shootdown(slot.range());
+    }
+
+    /// One pair on CPU `cpu` (the caller is pinned there) invalidated by the
+    /// hardware's broadcast: map, touch, clear, `invalidate` (which drops the
+    /// page from every CPU's TLB and waits for them, no IPI, no lock).
+    ///
+    /// # Safety
+    ///
+    /// `invalidate` is the architecture's `BROADCAST_INVALIDATION`.
+    #[inline(always)]
+    pub unsafe fn pair_broadcast(
+        &self,
+        cpu: usize,
+        page: &VmPage,
+        invalidate: unsafe fn(VirtAddr),
+    ) {
+        let slot = &self.slots[cpu];
+        slot.set(page);
+        touch(slot.va);
+        slot.clear();
+        // SAFETY: kernel code runs at EL1 and the slot's translation is
+        // global: what the architecture's broadcast invalidation requires.
+        unsafe { invalidate(VirtAddr(slot.va)) };
     }
 }

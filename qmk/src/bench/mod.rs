@@ -16,9 +16,10 @@
 //! - [`baselines`]: the global-lock window and the shootdown mapping.
 //! - [`pages`]: the ring of held pages each thread works on, and the touch.
 //!
-//! With `icount=1` (QEMU `-icount shift=0`, one CPU) a TSC tick is one guest
-//! instruction, and the empty loop's ticks per pair are reported for the host
-//! to subtract.
+//! With `icount=1` (QEMU `-icount shift=0`, one CPU) a tick of the bench's
+//! clock (`arch::bench_clock`: the TSC on x86_64, the PMU's cycle counter on
+//! aarch64) is one guest instruction, and the empty loop's ticks per pair are
+//! reported for the host to subtract.
 
 mod baselines;
 mod pages;
@@ -28,7 +29,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{compiler_fence, AtomicUsize, Ordering};
 
-use crate::arch::clock;
+use crate::arch::bench_clock as clock;
 use crate::arch::interrupts::{disable_interrupts, enable_interrupts, interrupts_enabled};
 use crate::boot_options::BootOptions;
 use crate::qemu;
@@ -56,6 +57,11 @@ const THROUGHPUT_REPEATS: usize = 3;
 pub fn run(options: &BootOptions) -> ! {
     let cpus = crate::cpu::cpu_count();
     let pairs = options.bench_pairs.unwrap_or(DEFAULT_PAIRS);
+    match clock::start(options.icount) {
+        Ok(None) => {}
+        Ok(Some(counter)) => crate::println!("qmk: bench-counter {counter}"),
+        Err(problem) => panic!("bench: no instruction counter under icount: {problem}"),
+    }
     crate::println!(
         "qmk: bench-info cpus={cpus} icount={} tsc_hz={} build={BUILD}",
         u8::from(options.icount),
@@ -75,6 +81,9 @@ pub fn run(options: &BootOptions) -> ! {
     for variant in Variant::REPORTED {
         if variant.uses_deferred() && cpus > DEFERRED_MAX_CPUS {
             continue; // The kernel has no deferred instance on this machine.
+        }
+        if !variant.exists_here() {
+            continue; // No broadcast invalidation on this architecture.
         }
         let pairs = (pairs / variant.pairs_divisor()).max(1);
         let result = fastest_of(repeats, variant, cpus, pairs);

@@ -18,16 +18,17 @@
 //! a "pair" is one switch, with one switch-out and one switch-in hook of `K`
 //! slots each.
 
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use quickmap::untyped;
 use quickmap::PAGE_SIZE;
 
 use super::baselines::{GlobalWindow, ShootdownMap};
 use super::pages::{direct_address, touch, PageRing, Pages, RING};
-use alloc::sync::Arc;
-use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
-
 use crate::arch::interrupts::{disable_interrupts, enable_interrupts, interrupts_enabled};
+use crate::arch::quickmap_backend::BROADCAST_INVALIDATION;
 use crate::memory::frame_allocator::Zone;
 use crate::sched::JoinHandle;
 use crate::vm::page::VmPage;
@@ -62,6 +63,7 @@ pub enum Variant {
     DeferredPool,
     GlobalLockWindow,
     ShootdownMap,
+    ShootdownBroadcast,
     ZeroPageQuickmap,
     ZeroPageDirect,
     CopyPageQuickmap,
@@ -75,7 +77,7 @@ pub enum Variant {
 
 impl Variant {
     /// Every reported variant, in the protocol's order.
-    pub const REPORTED: [Variant; 20] = [
+    pub const REPORTED: [Variant; 21] = [
         Variant::DirectRaw,
         Variant::QuickmapWindow,
         Variant::QuickmapDirect,
@@ -87,6 +89,7 @@ impl Variant {
         Variant::DeferredPool,
         Variant::GlobalLockWindow,
         Variant::ShootdownMap,
+        Variant::ShootdownBroadcast,
         Variant::ZeroPageQuickmap,
         Variant::ZeroPageDirect,
         Variant::CopyPageQuickmap,
@@ -97,6 +100,12 @@ impl Variant {
         Variant::LocalSwitch1,
         Variant::LocalSwitch4,
     ];
+
+    /// Whether this architecture can run the variant: `shootdown-broadcast`
+    /// needs a broadcast invalidation instruction (aarch64's `tlbi vale1is`).
+    pub fn exists_here(self) -> bool {
+        self != Variant::ShootdownBroadcast || BROADCAST_INVALIDATION.is_some()
+    }
 
     /// The protocol name.
     pub fn name(self) -> &'static str {
@@ -113,6 +122,7 @@ impl Variant {
             Variant::DeferredPool => "deferred-pool",
             Variant::GlobalLockWindow => "global-lock-window",
             Variant::ShootdownMap => "shootdown-map",
+            Variant::ShootdownBroadcast => "shootdown-broadcast",
             Variant::ZeroPageQuickmap => "zero-page-quickmap",
             Variant::ZeroPageDirect => "zero-page-direct",
             Variant::CopyPageQuickmap => "copy-page-quickmap",
@@ -185,6 +195,7 @@ impl Variant {
                 | Variant::DirectRaw
                 | Variant::GlobalLockWindow
                 | Variant::ShootdownMap
+                | Variant::ShootdownBroadcast
                 | Variant::ZeroPageDirect
                 | Variant::CopyPageDirect
         )
@@ -248,6 +259,7 @@ impl Variant {
             Variant::QuickmapNested4 => quickmap_nested::<4>(ring, iterations),
             Variant::GlobalLockWindow => global_lock_window(ring, iterations),
             Variant::ShootdownMap => shootdown_map(cpu, ring, iterations),
+            Variant::ShootdownBroadcast => shootdown_broadcast(cpu, ring, iterations),
             Variant::ZeroPageQuickmap => zero_page_quickmap(ring, iterations),
             Variant::ZeroPageDirect => zero_page_direct(ring, iterations),
             Variant::CopyPageQuickmap => copy_page_quickmap(ring, iterations),
@@ -423,6 +435,23 @@ fn shootdown_map(cpu: usize, ring: Pages<RING>, iterations: usize) -> OwnCounts 
     OwnCounts {
         // Every CPU online invalidates the page once per shootdown.
         invalidations: iterations as u64 * crate::cpu::cpu_count() as u64,
+        pte_writes: iterations as u64,
+    }
+}
+
+#[inline(never)]
+fn shootdown_broadcast(cpu: usize, ring: Pages<RING>, iterations: usize) -> OwnCounts {
+    let map = ShootdownMap::get();
+    let Some(invalidate) = BROADCAST_INVALIDATION else {
+        unreachable!("shootdown-broadcast runs only where `exists_here`");
+    };
+    // SAFETY: `invalidate` is the architecture's `BROADCAST_INVALIDATION`.
+    each(iterations, |i| unsafe {
+        map.pair_broadcast(cpu, ring.get(i), invalidate)
+    });
+    OwnCounts {
+        // One instruction, which every CPU's TLB acts on.
+        invalidations: iterations as u64,
         pte_writes: iterations as u64,
     }
 }

@@ -8,7 +8,7 @@ use crate::kernel_build::KernelBuild;
 use crate::protocol::{parse_line, protocol_body};
 
 /// Every variant the kernel measures, in the order tables show them.
-pub const VARIANTS: [&str; 20] = [
+pub const VARIANTS: [&str; 21] = [
     "direct-raw",
     "quickmap-window",
     "quickmap-direct",
@@ -20,6 +20,7 @@ pub const VARIANTS: [&str; 20] = [
     "deferred-pool",
     "global-lock-window",
     "shootdown-map",
+    "shootdown-broadcast",
     "zero-page-quickmap",
     "zero-page-direct",
     "copy-page-quickmap",
@@ -35,6 +36,10 @@ pub const VARIANTS: [&str; 20] = [
 /// measures) only on machines with at most [`DEFERRED_MAX_CPUS`] CPUs.
 pub const DEFERRED_VARIANTS: [&str; 2] = ["deferred-window", "deferred-pool"];
 
+/// The variants only kernels of an architecture with a broadcast invalidation
+/// (aarch64's `tlbi vale1is`) measure: optional in every boot.
+pub const BROADCAST_VARIANTS: [&str; 1] = ["shootdown-broadcast"];
+
 /// `qmk::vm::quick::DEFERRED_MAX_CPUS`.
 pub const DEFERRED_MAX_CPUS: u32 = 8;
 
@@ -43,6 +48,7 @@ pub fn expected_variants(cpus: u32) -> impl Iterator<Item = &'static str> {
     VARIANTS
         .into_iter()
         .filter(move |v| cpus <= DEFERRED_MAX_CPUS || !DEFERRED_VARIANTS.contains(v))
+        .filter(|v| !BROADCAST_VARIANTS.contains(v))
 }
 
 /// One line of the bench protocol.
@@ -411,7 +417,8 @@ pub(crate) mod tests {
         let boot = gather(&text)
             .complete(1, true, KernelBuild::Checked)
             .unwrap();
-        assert_eq!(boot.variants.len(), VARIANTS.len());
+        // The x86_64 kernel has no broadcast invalidation to measure.
+        assert_eq!(boot.variants.len(), VARIANTS.len() - 1);
         assert_eq!(boot.overhead_ticks_per_pair, Some(5));
         assert_eq!(boot.variant("quickmap-window").unwrap().ticks, 1000);
         assert_eq!(boot.info.build, KernelBuild::Checked);
@@ -419,9 +426,9 @@ pub(crate) mod tests {
 
     #[test]
     fn machines_beyond_the_deferred_instance_report_no_deferred_variants() {
-        assert_eq!(expected_variants(8).count(), VARIANTS.len());
+        assert_eq!(expected_variants(8).count(), VARIANTS.len() - 1);
         let sixteen: Vec<&str> = expected_variants(16).collect();
-        assert_eq!(sixteen.len(), VARIANTS.len() - 2);
+        assert_eq!(sixteen.len(), VARIANTS.len() - 3);
         assert!(!sixteen.contains(&"deferred-window"), "{sixteen:?}");
         let text = boot_text(16, false, KernelBuild::Checked, |_| {
             counted(1, 1, 0, 0, 0, 0)

@@ -16,11 +16,11 @@ const RIGHT: f64 = 230.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 70.0;
 
-/// Distinguishable colours (Tableau 10 plus ten), in variant order: one per variant.
-const PALETTE: [&str; 20] = [
+/// Distinguishable colours (Tableau 10 plus eleven), in variant order: one per variant.
+const PALETTE: [&str; 21] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
     "#9c755f", "#555555", "#17becf", "#bcbd22", "#222222", "#aec7e8", "#ffbb78", "#98df8a",
-    "#ff9896", "#c5b0d5", "#c49c94", "#8c564b",
+    "#ff9896", "#c5b0d5", "#c49c94", "#8c564b", "#dbdb8d",
 ];
 const _: () = assert!(PALETTE.len() >= super::lines::VARIANTS.len());
 

@@ -48,15 +48,16 @@ struct BootOutcome {
 /// Runs every boot, then reports.
 pub fn bench(options: &BenchOptions) -> Result<(), Failure> {
     let verbose = options.machine.verbose;
-    let checked = build_kernel(verbose)?;
-    let lean = build_kernel_as(KernelBuild::Lean, verbose)?;
+    let arch = options.machine.arch;
+    let checked = build_kernel(arch, verbose)?;
+    let lean = build_kernel_as(KernelBuild::Lean, arch, verbose)?;
     if lean.is_none() {
         eprintln!(
             "xtask: no lean kernel (a prebuilt kernel is given, and {LEAN_KERNEL_OVERRIDE_VAR} \
              names none): its boot is left out"
         );
     }
-    let qemu = locate_or_install_qemu()?;
+    let qemu = locate_or_install_qemu(arch)?;
     let runs = plan(&options.cpu_counts, lean.is_some());
     let mut outcomes = Vec::new();
     for (i, run) in runs.iter().enumerate() {

@@ -33,7 +33,9 @@ impl From<String> for Failure {
 }
 
 /// Boots `kernel` as `spec` says, logging to `target/qmk-logs/LABEL.log` (or
-/// `$QMK_LOG_DIR`), and calls `on_serial_line` for each serial line.
+/// `$QMK_LOG_DIR`; `aarch64-LABEL.log` for an aarch64 boot, so that the two
+/// architectures' logs sit side by side), and calls `on_serial_line` for each serial
+/// line.
 pub fn boot_kernel(
     qemu: &Path,
     kernel: &Path,
@@ -45,8 +47,17 @@ pub fn boot_kernel(
         qemu,
         args: spec.qemu_args(kernel),
         timeout: spec.machine.timeout,
-        log_path: paths::log_dir().join(paths::log_file_name(label)),
+        log_path: paths::log_dir().join(paths::log_file_name(&log_label(spec, label))),
         verbose: spec.machine.verbose,
     };
     run_boot(&boot, on_serial_line)
+}
+
+/// `label`, prefixed with the architecture unless it is x86_64 (whose log names
+/// predate the aarch64 port).
+fn log_label(spec: &BootSpec, label: &str) -> String {
+    match spec.machine.arch {
+        crate::arch::Arch::X86_64 => label.to_string(),
+        arch => format!("{}-{label}", arch.word()),
+    }
 }

@@ -22,12 +22,13 @@ const ALARM_END: &str = "\x1b[0m";
 /// Builds and boots the kernel in `mode=run`; fails unless the workload succeeded.
 pub fn run(options: &RunOptions) -> Result<(), Failure> {
     let machine = &options.machine;
-    let kernel = build_kernel(machine.verbose)?;
-    let qemu = locate_or_install_qemu()?;
+    let kernel = build_kernel(machine.arch, machine.verbose)?;
+    let qemu = locate_or_install_qemu(machine.arch)?;
     let spec = workload_spec(options.cpus, machine, options.stop, options.invalidation);
     eprintln!(
-        "xtask: booting qmk with {} CPU(s), {} MiB, direct map {} MiB, {} invalidation \
-         (kernel command line: {})",
+        "xtask: booting the {} qmk with {} CPU(s), {} MiB, direct map {} MiB, {} \
+         invalidation (kernel command line: {})",
+        machine.arch.word(),
         options.cpus,
         machine.memory_mib,
         machine.dmap_mib,

@@ -6,13 +6,15 @@
 //!    `aarch64-unknown-none`), `cargo doc` with warnings denied, the packaged crate
 //!    unpacked and tested on its own, the client crate outside the workspace
 //!    (`examples/bounce-client`) tested and linted, `cargo fmt --check`.
-//! 2. The kernel part:
+//! 2. The kernel part, once per architecture of `--arch` (default both, x86_64
+//!    first; every summary line names its architecture):
 //!    - `static-check`: in the built ELF, the strict pair `pmap_quick_enter_page` /
 //!      `pmap_quick_remove_page` and the deferred pair `qmk_deferred_enter_page` /
 //!      `qmk_deferred_remove_page` take no lock, and invalidate exactly where their
 //!      design says: one `invlpg` in the strict remove, none on the deferred hot paths,
 //!      one in the deferred remove's uncached slow path, a CR3 write in its flush slow
-//!      path ([`crate::static_check`]). It lives here rather than with the host checks
+//!      path ([`crate::static_check`]); on aarch64 the same with `tlbi vale1` (never
+//!      a broadcast `tlbi ...is`), `tlbi vmalle1` and no exclusive or LSE atomics. It lives here rather than with the host checks
 //!      because it needs the kernel built, and `--host-only` stays free of the kernel;
 //!    - the kernel suite, once per CPU count in `--cpus` (default 1, 2, 4 and 8; 1
 //!      with `--icount`): a `mode=list` boot to learn the tests, one `mode=test` boot
@@ -35,8 +37,9 @@ use std::path::Path;
 
 use super::run::{boot_workload, workload_spec};
 use super::{boot_kernel, Failure};
+use crate::arch::Arch;
 use crate::boot_config::{BootMode, BootSpec};
-use crate::cli::{TestOptions, WorkloadStop};
+use crate::cli::{MachineOptions, TestOptions, WorkloadStop};
 use crate::host_checks::run_host_checks;
 use crate::kernel_build::build_kernel;
 use crate::protocol::{parse_line, KernelLine, ListedTest, TestOutcome};
@@ -53,8 +56,10 @@ pub const WORKLOAD_TEST_CPUS: u32 = 4;
 
 /// The kernel results of one CPU count (or of the static check, or the workload).
 struct SuiteResult {
-    /// e.g. `kernel suite, 4 CPUs`.
+    /// e.g. `kernel suite, x86_64, 4 CPUs`.
     title: String,
+    /// The architecture the results are of.
+    arch: Arch,
     records: Vec<TestRecord>,
 }
 
@@ -65,8 +70,12 @@ pub fn test(options: &TestOptions) -> Result<(), Failure> {
     } else {
         Vec::new()
     };
-    let suites = if options.scope.runs_kernel() {
-        run_kernel_suites(options)
+    let suites: Vec<SuiteResult> = if options.scope.runs_kernel() {
+        options
+            .arches
+            .iter()
+            .flat_map(|&arch| run_kernel_suites(&for_arch(options, arch)))
+            .collect()
     } else {
         Vec::new()
     };
@@ -81,11 +90,20 @@ pub fn test(options: &TestOptions) -> Result<(), Failure> {
     }
     let all_records = || suites.iter().flat_map(|s| s.records.iter());
     if options.scope.runs_kernel() {
-        let failed: Vec<&TestRecord> = all_records().filter(|r| !r.passed()).collect();
+        let several_arches = options.arches.len() > 1;
+        let failed: Vec<(Arch, &TestRecord)> = suites
+            .iter()
+            .flat_map(|suite| suite.records.iter().map(|record| (suite.arch, record)))
+            .filter(|(_, record)| !record.passed())
+            .collect();
         if !failed.is_empty() {
             println!("kernel failures:");
-            for record in failed {
-                println!("    {}", record.name);
+            for (arch, record) in failed {
+                if several_arches {
+                    println!("    {} ({})", record.name, arch.word());
+                } else {
+                    println!("    {}", record.name);
+                }
             }
         }
         if suites.len() > 1 {
@@ -104,15 +122,31 @@ pub fn test(options: &TestOptions) -> Result<(), Failure> {
     }
 }
 
+/// `options` with `arch` as the machine's architecture.
+fn for_arch(options: &TestOptions, arch: Arch) -> TestOptions {
+    TestOptions {
+        machine: MachineOptions {
+            arch,
+            ..options.machine.clone()
+        },
+        ..options.clone()
+    }
+}
+
+/// The kernel part on `options.machine.arch`.
 fn run_kernel_suites(options: &TestOptions) -> Vec<SuiteResult> {
-    let setup = build_kernel(options.machine.verbose)
-        .and_then(|kernel| locate_or_install_qemu().map(|qemu| (kernel, qemu)));
+    let arch = options.machine.arch;
+    println!();
+    println!("kernel part on {}", arch.word());
+    let setup = build_kernel(arch, options.machine.verbose)
+        .and_then(|kernel| locate_or_install_qemu(arch).map(|qemu| (kernel, qemu)));
     let (kernel, qemu) = match setup {
         Ok(found) => found,
         Err(reason) => {
             eprintln!("xtask: {reason}");
             return vec![SuiteResult {
-                title: "kernel suite".into(),
+                title: format!("kernel suite, {}", arch.word()),
+                arch,
                 records: vec![failed_record("<kernel setup>", reason)],
             }];
         }
@@ -120,11 +154,8 @@ fn run_kernel_suites(options: &TestOptions) -> Vec<SuiteResult> {
     let mut results = Vec::new();
     if options.filter.is_some() {
         eprintln!("xtask: note: --test given: static-check and run-workload are skipped");
-    } else if crate::arch_aarch64::selected() {
-        // TEMPORARY (issue 13): see `arch_aarch64`.
-        eprintln!("xtask: note: {}", crate::arch_aarch64::STATIC_CHECK_NOTE);
     } else {
-        results.push(static_check(&kernel));
+        results.push(static_check(&kernel, arch));
     }
     results.extend(
         options
@@ -139,16 +170,17 @@ fn run_kernel_suites(options: &TestOptions) -> Vec<SuiteResult> {
 }
 
 /// The static check as one result, `static-check`.
-fn static_check(kernel: &Path) -> SuiteResult {
+fn static_check(kernel: &Path, arch: Arch) -> SuiteResult {
     println!();
     println!("static check of {}", crate::paths::shown(kernel));
-    let title = "static check".to_string();
-    let outcome = match run_static_check(kernel) {
+    let title = format!("static check, {}", arch.word());
+    let outcome = match run_static_check(kernel, arch) {
         Ok(outcome) => outcome,
         Err(reason) => {
             eprintln!("xtask: {reason}");
             return SuiteResult {
                 title,
+                arch,
                 records: vec![failed_record("static-check", reason)],
             };
         }
@@ -171,6 +203,7 @@ fn static_check(kernel: &Path) -> SuiteResult {
     };
     SuiteResult {
         title,
+        arch,
         records: vec![record],
     }
 }
@@ -187,7 +220,8 @@ fn run_workload(qemu: &Path, kernel: &Path, options: &TestOptions) -> SuiteResul
     } else {
         WORKLOAD_TEST_CPUS
     };
-    let mut title = "workload".to_string();
+    let arch = machine.arch;
+    let mut title = format!("workload, {}", arch.word());
     let mut records = Vec::new();
     for invalidation in Invalidation::ALL {
         let name = match invalidation {
@@ -226,7 +260,7 @@ fn run_workload(qemu: &Path, kernel: &Path, options: &TestOptions) -> SuiteResul
                             count("mismatches")
                         );
                         println!("test {name} ... ok ({counts})");
-                        title = format!("workload (deferred: {counts})");
+                        title = format!("workload, {} (deferred: {counts})", arch.word());
                     } else {
                         println!("test {name} ... ok");
                     }
@@ -247,17 +281,24 @@ fn run_workload(qemu: &Path, kernel: &Path, options: &TestOptions) -> SuiteResul
         };
         records.push(record);
     }
-    SuiteResult { title, records }
+    SuiteResult {
+        title,
+        arch,
+        records,
+    }
 }
 
 /// The whole suite on `cpus` CPUs.
 fn run_suite(qemu: &Path, kernel: &Path, cpus: u32, options: &TestOptions) -> SuiteResult {
+    let arch = options.machine.arch;
     let title = format!(
-        "kernel suite, {cpus} CPU{}",
+        "kernel suite, {}, {cpus} CPU{}",
+        arch.word(),
         if cpus == 1 { "" } else { "s" }
     );
     let fail = |name: &str, reason: String| SuiteResult {
         title: title.clone(),
+        arch,
         records: vec![failed_record(name, reason)],
     };
     let listed = match list_tests(qemu, kernel, cpus, options) {
@@ -274,8 +315,9 @@ fn run_suite(qemu: &Path, kernel: &Path, cpus: u32, options: &TestOptions) -> Su
     let test_count: usize = boots.iter().map(|b| b.expected.len()).sum();
     println!();
     println!(
-        "running {test_count} kernel test{} on {cpus} CPU{} ({} boot{})",
+        "running {test_count} kernel test{} on {cpus} {} CPU{} ({} boot{})",
         if test_count == 1 { "" } else { "s" },
+        arch.word(),
         if cpus == 1 { "" } else { "s" },
         boots.len(),
         if boots.len() == 1 { "" } else { "s" },
@@ -284,7 +326,11 @@ fn run_suite(qemu: &Path, kernel: &Path, cpus: u32, options: &TestOptions) -> Su
         .iter()
         .flat_map(|boot| run_planned_boot(qemu, kernel, cpus, boot, options))
         .collect();
-    SuiteResult { title, records }
+    SuiteResult {
+        title,
+        arch,
+        records,
+    }
 }
 
 /// Boots `mode=list`; the error is the reason the list cannot be trusted.

@@ -1,6 +1,11 @@
-//! Parses the text of `objdump -d -C --no-show-raw-insn -M intel` into functions and
-//! instructions: only what the static check needs (prefixes, mnemonic, operands,
-//! direct branch targets).
+//! Parses a disassembly into functions and instructions: only what the static check
+//! needs (prefixes, mnemonic, operands, direct branch targets), and what each
+//! instruction is to the check (a call, a jump, a return, a single-page or full local
+//! invalidation, a broadcast one, an atomic). x86_64: the text of GNU `objdump -d -C
+//! --no-show-raw-insn -M intel`; aarch64: that of `llvm-objdump -d -C
+//! --no-show-raw-insn`, whose legacy-mangled names this module finishes demangling.
+
+use crate::arch::Arch;
 
 /// Instruction prefixes objdump prints before the mnemonic, as separate words.
 const PREFIXES: [&str; 16] = [
@@ -22,6 +27,8 @@ pub struct Function {
 /// One instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instruction {
+    /// The instruction set it is of.
+    pub arch: Arch,
     /// Where it is.
     pub address: u64,
     /// Prefix words (`lock`, `rep`...), in order.
@@ -36,32 +43,110 @@ pub struct Instruction {
 }
 
 impl Instruction {
-    /// Whether it is a call (direct or not).
+    /// Whether it is a call (direct or not): `call`; `bl`, `blr`.
     pub fn is_call(&self) -> bool {
-        self.mnemonic == "call"
+        match self.arch {
+            Arch::X86_64 => self.mnemonic == "call",
+            Arch::Aarch64 => matches!(self.mnemonic.as_str(), "bl" | "blr"),
+        }
+    }
+
+    /// Whether it is a jump, conditional or not: `jCC`, `jmp`; `b`, `b.CC`, `br`,
+    /// `cbz`, `cbnz`, `tbz`, `tbnz`.
+    pub fn is_jump(&self) -> bool {
+        let mnemonic = self.mnemonic.as_str();
+        match self.arch {
+            Arch::X86_64 => mnemonic.starts_with('j'),
+            Arch::Aarch64 => {
+                matches!(mnemonic, "b" | "br" | "cbz" | "cbnz" | "tbz" | "tbnz")
+                    || mnemonic.starts_with("b.")
+            }
+        }
+    }
+
+    /// Whether it returns (or leaves the kernel's control flow for an exception
+    /// return): `ret`, `iret`, `sysret`; `ret`, `eret`.
+    pub fn is_return(&self) -> bool {
+        let mnemonic = self.mnemonic.as_str();
+        match self.arch {
+            Arch::X86_64 => ["ret", "iret", "sysret"]
+                .iter()
+                .any(|r| mnemonic.starts_with(r)),
+            Arch::Aarch64 => matches!(mnemonic, "ret" | "eret" | "retaa" | "retab"),
+        }
     }
 
     /// Whether it is a call or jump whose target is not in the instruction.
     pub fn is_indirect_branch(&self) -> bool {
-        (self.is_call() || self.mnemonic == "jmp") && self.branch_target.is_none()
+        let unconditional = match self.arch {
+            Arch::X86_64 => self.mnemonic == "jmp",
+            Arch::Aarch64 => self.mnemonic == "br",
+        };
+        (self.is_call() || unconditional) && self.branch_target.is_none()
     }
 
-    /// Whether the CPU executes it as a locked (bus-atomic) operation: a `lock`
-    /// prefix, or `xchg` with a memory operand, which locks without one.
+    /// Whether it is an atomic read-modify-write, the stuff of locks. x86_64: a `lock`
+    /// prefix, or `xchg` with a memory operand, which locks without one. aarch64: an
+    /// exclusive load or store (`ldxr`, `ldaxr`, `stxr`, `stlxr` and their byte, half
+    /// and pair forms) or an LSE atomic (`cas`, `swp`, `ldadd`, `stadd`... in every
+    /// ordering and size); plain acquire/release accesses (`ldar`, `stlr`) are not.
     pub fn is_locked(&self) -> bool {
-        self.prefixes.iter().any(|p| p == "lock")
-            || (self.mnemonic == "xchg" && self.operands.contains('['))
+        match self.arch {
+            Arch::X86_64 => {
+                self.prefixes.iter().any(|p| p == "lock")
+                    || (self.mnemonic == "xchg" && self.operands.contains('['))
+            }
+            Arch::Aarch64 => {
+                const ATOMIC_PREFIXES: [&str; 22] = [
+                    "ldxr", "ldxp", "ldaxr", "ldaxp", "stxr", "stxp", "stlxr", "stlxp", "cas",
+                    "swp", "ldadd", "ldclr", "ldeor", "ldset", "ldsmax", "ldsmin", "ldumax",
+                    "ldumin", "stadd", "stclr", "steor", "stset",
+                ];
+                const STORE_MINMAX: [&str; 4] = ["stsmax", "stsmin", "stumax", "stumin"];
+                let mnemonic = self.mnemonic.as_str();
+                ATOMIC_PREFIXES
+                    .iter()
+                    .chain(&STORE_MINMAX)
+                    .any(|prefix| mnemonic.starts_with(prefix))
+            }
+        }
     }
 
-    /// Whether it invalidates one page's translation (`invlpg`).
+    /// The TLB operation of a `tlbi` (`vale1`, `vmalle1is`...), lower case.
+    fn tlbi_operation(&self) -> Option<String> {
+        (self.arch == Arch::Aarch64 && self.mnemonic == "tlbi").then(|| {
+            let operation = self.operands.split(',').next().unwrap_or_default();
+            operation.trim().to_ascii_lowercase()
+        })
+    }
+
+    /// Whether it invalidates one page's translation on this CPU only: `invlpg`;
+    /// `tlbi vale1`/`vae1` (and the all-ASID `vaale1`/`vaae1`), not their inner
+    /// shareable `...is` forms, which [`is_broadcast_invalidation`]
+    /// (Self::is_broadcast_invalidation) names.
     pub fn is_invlpg(&self) -> bool {
-        self.mnemonic == "invlpg"
+        match self.arch {
+            Arch::X86_64 => self.mnemonic == "invlpg",
+            Arch::Aarch64 => self
+                .tlbi_operation()
+                .is_some_and(|op| matches!(op.as_str(), "vale1" | "vae1" | "vaale1" | "vaae1")),
+        }
     }
 
-    /// Whether it writes CR3 (`mov cr3,REG`), which flushes every non-global
-    /// translation of this CPU.
+    /// Whether it flushes every non-global translation of this CPU: a CR3 write
+    /// (`mov cr3,REG`); `tlbi vmalle1` (every EL1 translation of this CPU).
     pub fn is_cr3_write(&self) -> bool {
-        self.mnemonic == "mov" && self.operands.starts_with("cr3,")
+        match self.arch {
+            Arch::X86_64 => self.mnemonic == "mov" && self.operands.starts_with("cr3,"),
+            Arch::Aarch64 => self.tlbi_operation().is_some_and(|op| op == "vmalle1"),
+        }
+    }
+
+    /// Whether it invalidates on every CPU of the inner shareable domain (`tlbi
+    /// ...is`): the broadcast a per-CPU window never needs. x86_64 has no such
+    /// instruction (a shootdown there is an IPI).
+    pub fn is_broadcast_invalidation(&self) -> bool {
+        self.tlbi_operation().is_some_and(|op| op.ends_with("is"))
     }
 
     /// The instruction as objdump printed it, prefixes included, without its address
@@ -76,18 +161,18 @@ impl Instruction {
     }
 }
 
-/// Parses a whole disassembly. Lines that are neither a function header
-/// (`ADDR <NAME>:`) nor an instruction (`  ADDR:\tTEXT`) are skipped.
-pub fn parse_disassembly(text: &str) -> Vec<Function> {
+/// Parses a whole disassembly of `arch` code. Lines that are neither a function
+/// header (`ADDR <NAME>:`) nor an instruction (`  ADDR:\tTEXT`) are skipped.
+pub fn parse_disassembly(text: &str, arch: Arch) -> Vec<Function> {
     let mut functions: Vec<Function> = Vec::new();
     for line in text.lines() {
         if let Some((address, name)) = parse_header(line) {
             functions.push(Function {
-                name,
+                name: finish_demangling(&name),
                 address,
                 instructions: Vec::new(),
             });
-        } else if let Some(instruction) = parse_instruction(line) {
+        } else if let Some(instruction) = parse_instruction_of(line, arch) {
             if let Some(function) = functions.last_mut() {
                 function.instructions.push(instruction);
             }
@@ -105,41 +190,100 @@ fn parse_header(line: &str) -> Option<(u64, String)> {
     Some((u64::from_str_radix(address, 16).ok()?, name.to_string()))
 }
 
-/// `  1000ba:\tcall   1120b0 <qmk_x86_64_bsp_entry>`.
+/// What LLVM 14's `llvm-objdump -C` leaves of a legacy-mangled Rust name
+/// (`quickmap::deferred::_$LT$impl$u20$quickmap..quick_map..QuickMap$LT$P$GT$$GT$::f::h0123456789abcdef`),
+/// finished as GNU objdump prints it (`quickmap::deferred::<impl
+/// quickmap::quick_map::QuickMap<P>>::f`): the hash dropped, the escapes decoded. A
+/// demangled name passes unchanged.
+pub fn finish_demangling(name: &str) -> String {
+    let mut name = name;
+    if let Some((path, hash)) = name.rsplit_once("::h") {
+        if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            name = path;
+        }
+    }
+    if !name.contains('$') && !name.contains("..") {
+        return name.to_string();
+    }
+    const ESCAPES: [(&str, &str); 17] = [
+        ("$LT$", "<"),
+        ("$GT$", ">"),
+        ("$u20$", " "),
+        ("$C$", ","),
+        ("$RF$", "&"),
+        ("$BP$", "*"),
+        ("$LP$", "("),
+        ("$RP$", ")"),
+        ("$u7b$", "{"),
+        ("$u7d$", "}"),
+        ("$u5b$", "["),
+        ("$u5d$", "]"),
+        ("$u27$", "'"),
+        ("$u3b$", ";"),
+        ("$u7e$", "~"),
+        ("$u21$", "!"),
+        ("$u23$", "#"),
+    ];
+    // A segment that starts with an escape carries a `_` before it.
+    let mut text = name.replace("::_$", "::$").replace("..", "::");
+    if let Some(rest) = text.strip_prefix("_$") {
+        text = format!("${rest}");
+    }
+    for (escape, character) in ESCAPES {
+        text = text.replace(escape, character);
+    }
+    text
+}
+
+/// `  1000ba:\tcall   1120b0 <qmk_x86_64_bsp_entry>` (x86_64, for the unit tests).
+#[cfg(test)]
 fn parse_instruction(line: &str) -> Option<Instruction> {
-    let (address, text) = line.trim_start().split_once(":\t")?;
+    parse_instruction_of(line, Arch::X86_64)
+}
+
+/// `  1000ba:\tcall   1120b0 <qmk_x86_64_bsp_entry>`;
+/// `40254668:      \tb\t0x40230e08 <qmk::sched::...>`.
+fn parse_instruction_of(line: &str, arch: Arch) -> Option<Instruction> {
+    let (address, text) = line.trim_start().split_once(':')?;
     let address = u64::from_str_radix(address, 16).ok()?;
-    let text = match text.split_once('#') {
+    // x86_64's comments start with `#`; aarch64's with `//` (`#` marks its
+    // immediates).
+    let comment = match arch {
+        Arch::X86_64 => "#",
+        Arch::Aarch64 => "//",
+    };
+    let text = match text.split_once(comment) {
         Some((code, _comment)) => code,
         None => text,
     };
     let mut words = text.split_whitespace().peekable();
     let mut prefixes = Vec::new();
-    while let Some(word) = words.next_if(|w| PREFIXES.contains(w)) {
+    while let Some(word) = words.next_if(|w| arch == Arch::X86_64 && PREFIXES.contains(w)) {
         prefixes.push(word.to_string());
     }
     let mnemonic = words.next()?.to_string();
     let operands = words.collect::<Vec<_>>().join(" ");
-    let branch_target = if mnemonic == "call" || mnemonic.starts_with('j') {
-        direct_target(&operands)
-    } else {
-        None
-    };
-    Some(Instruction {
+    let mut instruction = Instruction {
+        arch,
         address,
         prefixes,
         mnemonic,
         operands,
-        branch_target,
-    })
+        branch_target: None,
+    };
+    if instruction.is_call() || instruction.is_jump() {
+        instruction.branch_target = direct_target(&instruction.operands);
+    }
+    Some(instruction)
 }
 
-/// `1120b0 <name+0x10>` gives 0x1120b0; a register or memory operand gives `None`.
+/// `1120b0 <name+0x10>` gives 0x1120b0, and so do aarch64's `0x1120b0 <name>`, `w1,
+/// 0x1120b0 <name>` (`cbz`) and `w1, #3, 0x1120b0 <name>` (`tbz`): the last operand
+/// before the symbol; a register or memory operand gives `None`.
 fn direct_target(operands: &str) -> Option<u64> {
-    let (address, symbol) = operands.split_once(' ')?;
-    if !symbol.starts_with('<') {
-        return None;
-    }
+    let (before, _symbol) = operands.split_once(" <")?;
+    let address = before.rsplit([' ', ',']).next()?;
+    let address = address.strip_prefix("0x").unwrap_or(address);
     u64::from_str_radix(address, 16).ok()
 }
 
@@ -281,7 +425,7 @@ Disassembly of section .text:
 
     #[test]
     fn functions_and_instructions() {
-        let functions = parse_disassembly(SAMPLE);
+        let functions = parse_disassembly(SAMPLE, Arch::X86_64);
         let names: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
@@ -329,7 +473,7 @@ Disassembly of section .text:
 
     #[test]
     fn prefixes_locks_and_indirect_branches() {
-        let functions = parse_disassembly(SAMPLE);
+        let functions = parse_disassembly(SAMPLE, Arch::X86_64);
         let enter = &functions[1].instructions;
         assert_eq!(enter[0].operands, "rax,QWORD PTR gs:0x8");
         assert_eq!(enter[2].branch_target, Some(0x100060));
@@ -355,7 +499,7 @@ Disassembly of section .text:
 
     #[test]
     fn invalidations_and_cr3_writes() {
-        let functions = parse_disassembly(SAMPLE);
+        let functions = parse_disassembly(SAMPLE, Arch::X86_64);
         assert!(functions[4].instructions[1].is_invlpg());
         let flush = &functions[10].instructions;
         assert!(!flush[0].is_cr3_write(), "a read of CR3 flushes nothing");

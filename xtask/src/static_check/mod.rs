@@ -15,6 +15,12 @@
 //!
 //! The counts are of instructions in the code, not of executions: static, so they bound
 //! every path rather than sample the paths a test took.
+//!
+//! On aarch64 the same promises are read in its instructions ([`Words`]): the
+//! single-page invalidation is the local `tlbi vale1` (never the inner shareable
+//! `tlbi vale1is`, which would broadcast to every CPU: no quickmap path may contain
+//! any `tlbi ...is`), the full flush is `tlbi vmalle1`, and a lock shows as an
+//! exclusive load/store pair (`ldxr`/`stxr`) or an LSE atomic (`cas`, `ldadd`, ...).
 
 pub mod disassembly;
 pub mod reach;
@@ -23,6 +29,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::arch::Arch;
 use crate::qemu_setup::{apt_install, find_in_path, is_executable, running_as_root};
 use disassembly::{parse_disassembly, Function, Instruction};
 use reach::{FunctionMap, Reach};
@@ -182,12 +189,53 @@ pub struct CheckOutcome {
     pub problems: Vec<String>,
 }
 
-/// Disassembles `elf` and checks it. `Err` means the check could not run (no objdump,
-/// objdump failed); a failed check is an `Ok` outcome with problems.
-pub fn run_static_check(elf: &Path) -> Result<CheckOutcome, String> {
-    let objdump = locate_or_install_objdump()?;
+/// How the report names the instructions of an architecture.
+#[derive(Debug, Clone, Copy)]
+pub struct Words {
+    /// The local single-page invalidation.
+    pub page: &'static str,
+    /// The local full flush, in counts.
+    pub full: &'static str,
+    /// The local full flush, in problems.
+    pub full_problem: &'static str,
+    /// An atomic read-modify-write.
+    pub locked: &'static str,
+    /// Whether the instruction set has a broadcast invalidation to count.
+    pub has_broadcast: bool,
+}
+
+impl Words {
+    /// The words of `arch`.
+    pub fn of(arch: Arch) -> Words {
+        match arch {
+            Arch::X86_64 => Words {
+                page: "invlpg",
+                full: "CR3 write(s)",
+                full_problem: "CR3 write(s) (mov cr3)",
+                locked: "locked",
+                has_broadcast: false,
+            },
+            Arch::Aarch64 => Words {
+                page: "tlbi vale1",
+                full: "tlbi vmalle1",
+                full_problem: "tlbi vmalle1 (local full flush)",
+                locked: "atomic",
+                has_broadcast: true,
+            },
+        }
+    }
+}
+
+/// Disassembles the `arch` kernel `elf` and checks it. `Err` means the check could not
+/// run (no objdump, objdump failed); a failed check is an `Ok` outcome with problems.
+pub fn run_static_check(elf: &Path, arch: Arch) -> Result<CheckOutcome, String> {
+    let objdump = locate_or_install_objdump(arch)?;
+    let arguments: &[&str] = match arch {
+        Arch::X86_64 => &["-d", "-C", "--no-show-raw-insn", "-M", "intel"],
+        Arch::Aarch64 => &["-d", "-C", "--no-show-raw-insn"],
+    };
     let output = Command::new(&objdump)
-        .args(["-d", "-C", "--no-show-raw-insn", "-M", "intel"])
+        .args(arguments)
         .arg(elf)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", objdump.display()))?;
@@ -200,12 +248,16 @@ pub fn run_static_check(elf: &Path) -> Result<CheckOutcome, String> {
             stderr.lines().next().unwrap_or("")
         ));
     }
-    Ok(check_disassembly(&String::from_utf8_lossy(&output.stdout)))
+    Ok(check_disassembly(
+        &String::from_utf8_lossy(&output.stdout),
+        arch,
+    ))
 }
 
-/// The check itself, on objdump's text.
-pub fn check_disassembly(text: &str) -> CheckOutcome {
-    let functions = parse_disassembly(text);
+/// The check itself, on objdump's text of `arch` code.
+pub fn check_disassembly(text: &str, arch: Arch) -> CheckOutcome {
+    let functions = parse_disassembly(text, arch);
+    let words = Words::of(arch);
     let map = FunctionMap::new(&functions);
     let mut outcome = CheckOutcome {
         report: Vec::new(),
@@ -213,7 +265,7 @@ pub fn check_disassembly(text: &str) -> CheckOutcome {
     };
     for root in &ROOTS {
         match map.find(root.name) {
-            Some(index) => check_root(root, index, &functions, &map, &mut outcome),
+            Some(index) => check_root(root, index, &functions, &map, words, &mut outcome),
             None => outcome.problems.push(format!(
                 "symbol `{}` not found in the kernel: it must be exported with #[no_mangle] \
                  and referenced, or the linker drops it (a #[used] static holding its \
@@ -231,10 +283,11 @@ fn check_root(
     index: usize,
     functions: &[Function],
     map: &FunctionMap,
+    words: Words,
     outcome: &mut CheckOutcome,
 ) {
     let reach = map.reach(index);
-    let hot = PathCode::of(functions, &reach);
+    let hot = PathCode::of(functions, &reach, words);
     let mut line = format!("{}: hot path: {}", root.name, hot.describe(Some(&root.hot)));
     if !reach.slow_paths.is_empty() {
         let names: Vec<&str> = reach
@@ -249,11 +302,7 @@ fn check_root(
     }
     outcome.report.push(line);
     hot.find_problems(&format!("{}: hot path", root.name), &root.hot, outcome);
-    for locked in &hot.locked {
-        outcome
-            .problems
-            .push(format!("{}: locked instruction in {locked}", root.name));
-    }
+    hot.find_forbidden(root.name, outcome);
 
     // Each slow path, and the slow paths those reach, once each.
     let mut examined: Vec<usize> = Vec::new();
@@ -272,7 +321,7 @@ fn check_root(
             .iter()
             .find(|spec| name.ends_with(spec.name_suffix))
             .map(|spec| &spec.expect);
-        let code = PathCode::of(functions, &slow_reach);
+        let code = PathCode::of(functions, &slow_reach, words);
         let subject = format!("{}: cold path {name}", root.name);
         outcome
             .report
@@ -280,11 +329,7 @@ fn check_root(
         if let Some(expected) = expected {
             code.find_problems(&subject, expected, outcome);
         }
-        for locked in &code.locked {
-            outcome
-                .problems
-                .push(format!("{subject}: locked instruction in {locked}"));
-        }
+        code.find_forbidden(&subject, outcome);
     }
     for spec in root.slow_paths {
         if !examined
@@ -292,9 +337,13 @@ fn check_root(
             .any(|&i| functions[i].name.ends_with(spec.name_suffix))
         {
             outcome.problems.push(format!(
-                "{}: reaches no cold path `…{}`, which must hold {} invlpg and {} CR3 \
-                 write(s)",
-                root.name, spec.name_suffix, spec.expect.invlpg, spec.expect.cr3_writes
+                "{}: reaches no cold path `…{}`, which must hold {} {} and {} {}",
+                root.name,
+                spec.name_suffix,
+                spec.expect.invlpg,
+                words.page,
+                spec.expect.cr3_writes,
+                words.full
             ));
         }
     }
@@ -305,16 +354,20 @@ fn check_root(
 struct PathCode<'a> {
     functions: &'a [Function],
     reach: &'a Reach,
+    words: Words,
     /// `FUNCTION at 0xADDR` of each `invlpg`.
     invlpg: Vec<String>,
     /// `FUNCTION at 0xADDR` of each CR3 write.
     cr3_writes: Vec<String>,
     /// `FUNCTION at 0xADDR: INSTRUCTION` of each locked instruction.
     locked: Vec<String>,
+    /// `FUNCTION at 0xADDR: INSTRUCTION` of each broadcast invalidation (aarch64's
+    /// `tlbi ...is`).
+    broadcast: Vec<String>,
 }
 
 impl<'a> PathCode<'a> {
-    fn of(functions: &'a [Function], reach: &'a Reach) -> PathCode<'a> {
+    fn of(functions: &'a [Function], reach: &'a Reach, words: Words) -> PathCode<'a> {
         let find = |wanted: fn(&Instruction) -> bool| -> Vec<(&Function, &Instruction)> {
             reach
                 .functions
@@ -325,9 +378,15 @@ impl<'a> PathCode<'a> {
                 .collect()
         };
         let at = |(f, x): (&Function, &Instruction)| format!("{} at {:#x}", f.name, x.address);
+        let with_text = |(f, x): (&Function, &Instruction)| format!("{}: {}", at((f, x)), x.text());
         PathCode {
             functions,
             reach,
+            words,
+            broadcast: find(Instruction::is_broadcast_invalidation)
+                .into_iter()
+                .map(with_text)
+                .collect(),
             invlpg: find(Instruction::is_invlpg).into_iter().map(at).collect(),
             cr3_writes: find(Instruction::is_cr3_write)
                 .into_iter()
@@ -335,8 +394,25 @@ impl<'a> PathCode<'a> {
                 .collect(),
             locked: find(Instruction::is_locked)
                 .into_iter()
-                .map(|(f, x)| format!("{}: {}", at((f, x)), x.text()))
+                .map(with_text)
                 .collect(),
+        }
+    }
+
+    /// A problem for each instruction no quickmap path may hold: a locked (atomic)
+    /// one, a broadcast invalidation.
+    fn find_forbidden(&self, subject: &str, outcome: &mut CheckOutcome) {
+        for locked in &self.locked {
+            outcome.problems.push(format!(
+                "{subject}: {} instruction in {locked}",
+                self.words.locked
+            ));
+        }
+        for broadcast in &self.broadcast {
+            outcome.problems.push(format!(
+                "{subject}: broadcast invalidation (a local one suffices for a per-CPU \
+                 window) in {broadcast}"
+            ));
         }
     }
 
@@ -371,17 +447,24 @@ impl<'a> PathCode<'a> {
             text
         };
         let mut line = format!(
-            "{total} instructions in {} function(s) ({}); {}; {}; {} locked",
+            "{total} instructions in {} function(s) ({}); {}; {}; {} {}",
             self.reach.functions.len(),
             each.join(", "),
-            count("invlpg", &self.invlpg, expected.map(|e| e.invlpg)),
+            count(self.words.page, &self.invlpg, expected.map(|e| e.invlpg)),
             count(
-                "CR3 write(s)",
+                self.words.full,
                 &self.cr3_writes,
                 expected.map(|e| e.cr3_writes)
             ),
-            self.locked.len()
+            self.locked.len(),
+            self.words.locked
         );
+        if self.words.has_broadcast {
+            line.push_str(&format!(
+                "; {} broadcast tlbi (...is)",
+                self.broadcast.len()
+            ));
+        }
         if !self.reach.cold_skipped.is_empty() {
             let cold: Vec<&str> = self.reach.cold_skipped.iter().map(String::as_str).collect();
             line.push_str(&format!(
@@ -403,9 +486,9 @@ impl<'a> PathCode<'a> {
     /// expected exactly 1 (where they are)`.
     fn find_problems(&self, subject: &str, expected: &PathExpectation, outcome: &mut CheckOutcome) {
         for (what, found, count) in [
-            ("invlpg", &self.invlpg, expected.invlpg),
+            (self.words.page, &self.invlpg, expected.invlpg),
             (
-                "CR3 write(s) (mov cr3)",
+                self.words.full_problem,
                 &self.cr3_writes,
                 expected.cr3_writes,
             ),
@@ -421,9 +504,62 @@ impl<'a> PathCode<'a> {
     }
 }
 
+/// The objdump for `arch`: `$QMK_OBJDUMP`; for x86_64 [`locate_or_install_objdump_x86_64`];
+/// for aarch64 `llvm-objdump` (the host's GNU objdump reads only x86) from `PATH`, else
+/// the one of rustup's `llvm-tools` component, installed with `rustup component add
+/// llvm-tools` when missing (any user may), else fails with the command to run.
+fn locate_or_install_objdump(arch: Arch) -> Result<PathBuf, String> {
+    if arch == Arch::X86_64 || env::var_os(OBJDUMP_OVERRIDE_VAR).is_some_and(|p| !p.is_empty()) {
+        return locate_or_install_objdump_x86_64();
+    }
+    if let Some(path) = find_in_path("llvm-objdump") {
+        return Ok(path);
+    }
+    if let Some(path) = llvm_tools_objdump().filter(|path| is_executable(path)) {
+        return Ok(path);
+    }
+    eprintln!("xtask: llvm-objdump not found; running `rustup component add llvm-tools`");
+    let installed = Command::new("rustup")
+        .args(["component", "add", "llvm-tools"])
+        .current_dir(crate::paths::kernel_dir())
+        .status()
+        .is_ok_and(|status| status.success());
+    match llvm_tools_objdump().filter(|path| installed && is_executable(path)) {
+        Some(path) => Ok(path),
+        None => Err(
+            "llvm-objdump (for the aarch64 static check) not found; install it with: rustup \
+             component add llvm-tools (or apt-get install -y llvm, or point QMK_OBJDUMP at it)"
+                .to_string(),
+        ),
+    }
+}
+
+/// Where rustup's `llvm-tools` component puts `llvm-objdump`:
+/// `SYSROOT/lib/rustlib/HOST/bin/llvm-objdump`.
+fn llvm_tools_objdump() -> Option<PathBuf> {
+    let output = Command::new("rustc")
+        .arg("-vV")
+        .current_dir(crate::paths::kernel_dir())
+        .output()
+        .ok()?;
+    let version = String::from_utf8_lossy(&output.stdout).to_string();
+    let host = version
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))?
+        .trim()
+        .to_string();
+    let output = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .current_dir(crate::paths::kernel_dir())
+        .output()
+        .ok()?;
+    let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    Some(PathBuf::from(sysroot).join(format!("lib/rustlib/{host}/bin/llvm-objdump")))
+}
+
 /// `$QMK_OBJDUMP`, else `objdump` from `PATH`, else installs binutils when root, else
 /// fails with the command to run.
-fn locate_or_install_objdump() -> Result<PathBuf, String> {
+fn locate_or_install_objdump_x86_64() -> Result<PathBuf, String> {
     if let Some(path) = env::var_os(OBJDUMP_OVERRIDE_VAR).filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         return if is_executable(&path) {
@@ -475,12 +611,15 @@ mod tests {
         S: std::fmt::Debug,
         String: PartialEq<S>,
     {
-        assert_eq!(check_disassembly(&sample_with(from, to)).problems, expected);
+        assert_eq!(
+            check_disassembly(&sample_with(from, to), Arch::X86_64).problems,
+            expected
+        );
     }
 
     #[test]
     fn sample_kernel_passes() {
-        let outcome = check_disassembly(SAMPLE);
+        let outcome = check_disassembly(SAMPLE, Arch::X86_64);
         assert_eq!(outcome.problems, Vec::<String>::new());
         assert_eq!(
             outcome.report,
@@ -760,7 +899,7 @@ mod tests {
             "  1002c0:\tmov    QWORD PTR [rcx+rdx*8],0x0",
             "  1002c0:\tlock or QWORD PTR [rcx+rdx*8],0x0",
         );
-        let outcome = check_disassembly(&text);
+        let outcome = check_disassembly(&text, Arch::X86_64);
         assert!(outcome.report.contains(&format!(
             "pmap_quick_remove_page: cold path {UNCACHED}: 3 instructions in 1 function(s) \
              ({UNCACHED} 3); 1 invlpg ({UNCACHED} at 0x1002c8); 0 CR3 write(s); 1 locked"
@@ -784,13 +923,16 @@ mod tests {
     #[test]
     fn cold_panic_paths_may_lock() {
         // SAMPLE's rule check, panic and `page_not_resident` all lock; none is counted.
-        let outcome = check_disassembly(SAMPLE);
+        let outcome = check_disassembly(SAMPLE, Arch::X86_64);
         assert!(outcome.report.iter().all(|line| !line.contains("1 locked")));
     }
 
     #[test]
     fn missing_symbols_fail_clearly() {
-        let outcome = check_disassembly("0000000000000010 <kernel_main>:\n  10:\tret\n");
+        let outcome = check_disassembly(
+            "0000000000000010 <kernel_main>:\n  10:\tret\n",
+            Arch::X86_64,
+        );
         assert_eq!(outcome.problems.len(), ROOTS.len());
         assert!(outcome.problems[0].starts_with("symbol `pmap_quick_enter_page` not found"));
         assert!(outcome.report.is_empty());
@@ -798,7 +940,7 @@ mod tests {
         let deferred = SAMPLE.find("00000000001001c0 <qmk_deferred").unwrap()
             ..SAMPLE.find("0000000000100300 <qmk_local").unwrap();
         let deferred_dropped = SAMPLE.replace(&SAMPLE[deferred], "");
-        let outcome = check_disassembly(&deferred_dropped);
+        let outcome = check_disassembly(&deferred_dropped, Arch::X86_64);
         assert_eq!(
             outcome.problems,
             [
@@ -823,5 +965,164 @@ mod tests {
         assert!(!Count::Exactly(1).admits(0) && !Count::Exactly(1).admits(2));
         assert!(Count::AtLeast(1).admits(3) && !Count::AtLeast(1).admits(0));
         assert_eq!(Count::AtLeast(1).to_string(), "at least 1");
+    }
+}
+
+#[cfg(test)]
+mod aarch64_tests {
+    use super::*;
+
+    /// An aarch64 kernel's disassembly in `llvm-objdump -d -C --no-show-raw-insn`'s
+    /// layout, names as LLVM 14 leaves them, keeping every promise.
+    pub const SAMPLE: &str = "
+qmk:\tfile format elf64-littleaarch64
+
+Disassembly of section .text:
+
+0000000040000000 <pmap_quick_enter_page>:
+40000000:      \tmov\tx0, #16 // =0x10
+40000004:      \tcbz\tx1, 0x40000100 <quickmap::rules::nesting_beyond_capacity::h0123456789abcdef>
+40000008:      \tret
+
+0000000040000040 <pmap_quick_remove_page>:
+40000040:      \tstr\txzr, [x8, x9]
+40000044:      \tdsb\tishst
+40000048:      \ttlbi\tvale1, x13
+4000004c:      \tdsb\tnsh
+40000050:      \tb\t0x40000080 <qmk::sched::perform_owed_preemption::h0123456789abcdef>
+
+0000000040000080 <qmk::sched::perform_owed_preemption::h0123456789abcdef>:
+40000080:      \tldar\tw8, [x0]
+40000084:      \tret
+
+0000000040000100 <quickmap::rules::nesting_beyond_capacity::h0123456789abcdef>:
+40000100:      \tldaxr\tw8, [x0]
+40000104:      \tbl\t0x40000140 <core::panicking::panic_fmt::h0123456789abcdef>
+
+0000000040000140 <core::panicking::panic_fmt::h0123456789abcdef>:
+40000140:      \tbrk\t#0x1
+
+0000000040000180 <qmk_deferred_enter_page>:
+40000180:      \ttbnz\tw1, #3, 0x400001c0 <quickmap::deferred::_$LT$impl$u20$quickmap..quick_map..QuickMap$LT$P$C$M$C$_$C$I$GT$$GT$::cold_flush_free_windows::h0123456789abcdef>
+40000184:      \tret
+
+00000000400001c0 <quickmap::deferred::_$LT$impl$u20$quickmap..quick_map..QuickMap$LT$P$C$M$C$_$C$I$GT$$GT$::cold_flush_free_windows::h0123456789abcdef>:
+400001c0:      \ttlbi\tvmalle1
+400001c4:      \tret
+
+0000000040000200 <qmk_deferred_remove_page>:
+40000200:      \tb.ne\t0x40000240 <quickmap::deferred::_$LT$impl$u20$quickmap..quick_map..QuickMap$LT$P$C$M$C$_$C$I$GT$$GT$::cold_remove_uncached::h0123456789abcdef>
+40000204:      \tret
+
+0000000040000240 <quickmap::deferred::_$LT$impl$u20$quickmap..quick_map..QuickMap$LT$P$C$M$C$_$C$I$GT$$GT$::cold_remove_uncached::h0123456789abcdef>:
+40000240:      \ttlbi\tvale1, x9
+40000244:      \tret
+
+0000000040000300 <qmk_local_enter_page>:
+40000300:      \tstr\tx9, [x8, x10]
+40000304:      \tret
+
+0000000040000340 <qmk_local_remove_page>:
+40000340:      \tstr\txzr, [x8, x9]
+40000344:      \tdsb\tishst
+40000348:      \ttlbi\tvale1, x13
+4000034c:      \tret
+
+0000000040000380 <qmk_local_switch_out>:
+40000380:      \tcbnz\tw8, 0x400003c0 <quickmap::local::_$LT$impl$u20$quickmap..local..LocalQuickMap$LT$P$C$M$C$_$GT$$GT$::cold_save_local_slots::h0123456789abcdef>
+40000384:      \tret
+
+00000000400003c0 <quickmap::local::_$LT$impl$u20$quickmap..local..LocalQuickMap$LT$P$C$M$C$_$GT$$GT$::cold_save_local_slots::h0123456789abcdef>:
+400003c0:      \tstr\txzr, [x8, x9]
+400003c4:      \ttlbi\tvale1, x13
+400003c8:      \tret
+
+0000000040000400 <qmk_local_switch_in>:
+40000400:      \tcbnz\tw8, 0x40000440 <quickmap::local::_$LT$impl$u20$quickmap..local..LocalQuickMap$LT$P$C$M$C$_$GT$$GT$::cold_restore_local_slots::h0123456789abcdef>
+40000404:      \tret
+
+0000000040000440 <quickmap::local::_$LT$impl$u20$quickmap..local..LocalQuickMap$LT$P$C$M$C$_$GT$$GT$::cold_restore_local_slots::h0123456789abcdef>:
+40000440:      \tstr\tx9, [x8, x10]
+40000444:      \tret
+";
+
+    fn problems_with(from: &str, to: &str) -> Vec<String> {
+        assert!(SAMPLE.contains(from), "{from}");
+        check_disassembly(&SAMPLE.replacen(from, to, 1), Arch::Aarch64).problems
+    }
+
+    #[test]
+    fn names_are_finished_and_branches_followed() {
+        let functions = parse_disassembly(SAMPLE, Arch::Aarch64);
+        assert_eq!(
+            functions[6].name,
+            "quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::\
+             cold_flush_free_windows"
+        );
+        assert_eq!(functions[2].name, "qmk::sched::perform_owed_preemption");
+        let enter = &functions[0].instructions;
+        assert_eq!(
+            enter[0].operands, "x0, #16",
+            "`//` starts the comment, `#` does not"
+        );
+        assert_eq!(enter[1].branch_target, Some(0x40000100));
+        assert_eq!(functions[5].instructions[0].branch_target, Some(0x400001c0));
+        assert!(functions[1].instructions[4].is_jump());
+        assert!(
+            !functions[2].instructions[0].is_locked(),
+            "ldar is a plain load"
+        );
+        assert!(
+            functions[3].instructions[0].is_locked(),
+            "ldaxr is exclusive"
+        );
+    }
+
+    #[test]
+    fn sample_kernel_passes() {
+        let outcome = check_disassembly(SAMPLE, Arch::Aarch64);
+        assert_eq!(outcome.problems, Vec::<String>::new());
+        assert!(
+            outcome.report[1].contains(
+                "1 tlbi vale1, expected exactly 1 (pmap_quick_remove_page at 0x40000048); 0 \
+                 tlbi vmalle1, expected exactly 0; 0 atomic; 0 broadcast tlbi (...is)"
+            ),
+            "{}",
+            outcome.report[1]
+        );
+    }
+
+    #[test]
+    fn broadcast_invalidation_fails() {
+        assert_eq!(
+            problems_with("tlbi\tvale1, x13", "tlbi\tvale1is, x13"),
+            [
+                "pmap_quick_remove_page: hot path has 0 tlbi vale1, expected exactly 1",
+                "pmap_quick_remove_page: broadcast invalidation (a local one suffices for a \
+                 per-CPU window) in pmap_quick_remove_page at 0x40000048: tlbi vale1is, x13"
+            ]
+        );
+    }
+
+    #[test]
+    fn atomics_and_missing_flushes_fail() {
+        assert_eq!(
+            problems_with("ldar\tw8, [x0]", "ldadd\tw9, w8, [x0]"),
+            ["pmap_quick_remove_page: atomic instruction in \
+                 qmk::sched::perform_owed_preemption at 0x40000080: ldadd w9, w8, [x0]"]
+        );
+        assert_eq!(
+            problems_with("tlbi\tvmalle1", "tlbi\tvmalle1is"),
+            [
+                "qmk_deferred_enter_page: cold path quickmap::deferred::<impl \
+                 quickmap::quick_map::QuickMap<P,M,_,I>>::cold_flush_free_windows has 0 tlbi \
+                 vmalle1 (local full flush), expected at least 1",
+                "qmk_deferred_enter_page: cold path quickmap::deferred::<impl \
+                 quickmap::quick_map::QuickMap<P,M,_,I>>::cold_flush_free_windows: broadcast \
+                 invalidation (a local one suffices for a per-CPU window) in \
+                 quickmap::deferred::<impl quickmap::quick_map::QuickMap<P,M,_,I>>::\
+                 cold_flush_free_windows at 0x400001c0: tlbi vmalle1is"
+            ]
+        );
     }
 }

@@ -90,12 +90,8 @@ impl<'a> FunctionMap<'a> {
     pub fn may_return(&self, index: usize) -> bool {
         let function = &self.functions[index];
         function.instructions.iter().any(|instruction| {
-            let mnemonic = instruction.mnemonic.as_str();
-            let is_jump = mnemonic.starts_with('j');
-            mnemonic.starts_with("ret")
-                || mnemonic.starts_with("iret")
-                || mnemonic.starts_with("sysret")
-                || (is_jump
+            instruction.is_return()
+                || (instruction.is_jump()
                     && instruction
                         .branch_target
                         .is_none_or(|target| self.containing(target) != Some(index)))
@@ -155,6 +151,7 @@ impl<'a> FunctionMap<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::Arch;
     use crate::static_check::disassembly::{parse_disassembly, tests::SAMPLE};
 
     #[test]
@@ -171,7 +168,7 @@ mod tests {
 
     #[test]
     fn addresses_map_to_functions() {
-        let functions = parse_disassembly(SAMPLE);
+        let functions = parse_disassembly(SAMPLE, Arch::X86_64);
         let map = FunctionMap::new(&functions);
         assert_eq!(map.containing(0x100000), Some(0));
         assert_eq!(map.containing(0x100066), Some(1));
@@ -187,7 +184,7 @@ mod tests {
 
     #[test]
     fn calls_and_tail_jumps_are_followed_but_not_cold_paths() {
-        let functions = parse_disassembly(SAMPLE);
+        let functions = parse_disassembly(SAMPLE, Arch::X86_64);
         let map = FunctionMap::new(&functions);
         let enter = map.reach(0);
         let names: Vec<&str> = enter
@@ -220,7 +217,7 @@ mod tests {
 
     #[test]
     fn slow_paths_are_recorded_not_followed_and_reach_on_their_own() {
-        let functions = parse_disassembly(SAMPLE);
+        let functions = parse_disassembly(SAMPLE, Arch::X86_64);
         let map = FunctionMap::new(&functions);
         let deferred_enter = map.reach(8);
         assert_eq!(deferred_enter.functions, [8, 2]);
@@ -238,7 +235,7 @@ mod tests {
 
     #[test]
     fn functions_that_cannot_return_are_cold() {
-        let functions = parse_disassembly(SAMPLE);
+        let functions = parse_disassembly(SAMPLE, Arch::X86_64);
         let map = FunctionMap::new(&functions);
         let returns: Vec<bool> = (0..functions.len()).map(|i| map.may_return(i)).collect();
         // Only the rule check, the panic and `page_not_resident` end without returning.
@@ -264,7 +261,7 @@ mod tests {
   40:\tjne    10 <tail_call>
   42:\tud2
 ";
-        let functions = parse_disassembly(text);
+        let functions = parse_disassembly(text, Arch::X86_64);
         let map = FunctionMap::new(&functions);
         let returns: Vec<bool> = (0..functions.len()).map(|i| map.may_return(i)).collect();
         assert_eq!(returns, [true, true, false, true]);
@@ -285,7 +282,7 @@ mod tests {
   30:\tcall   999 <nowhere>
   35:\tret
 ";
-        let functions = parse_disassembly(text);
+        let functions = parse_disassembly(text, Arch::X86_64);
         let reach = FunctionMap::new(&functions).reach(0);
         assert_eq!(reach.functions, [0, 1, 2]);
         assert_eq!(

@@ -5,6 +5,7 @@
 //! It defines the names the kernel core uses (see `arch`), as x86_64 does.
 
 mod address;
+pub mod bench_clock;
 mod boot;
 mod context;
 pub mod counters;
@@ -17,6 +18,7 @@ pub mod ipi;
 mod kernel_tests;
 pub mod paging;
 pub mod percpu;
+pub mod pmu;
 pub mod qemu_exit;
 pub mod quickmap_backend;
 pub mod serial;

@@ -80,6 +80,37 @@ pub unsafe fn invalidate_page_local(va: VirtAddr) {
     unsafe { quickmap::arch::aarch64::tlbi_vale1_local(va) };
 }
 
+/// Drops every CPU's translation of the page at `va` without an IPI: `dsb
+/// ishst; tlbi vale1is; dsb ish; isb`, the inner shareable (broadcast) form
+/// that arm64's `pmap_invalidate_page` uses for shared kernel mappings. The
+/// `dsb ish` waits until every CPU of the domain has acted on it. quickmap
+/// never needs it (a window is one CPU's); the benchmark's
+/// `shootdown-broadcast` baseline measures what it costs.
+///
+/// # Safety
+///
+/// 1. Must run at EL1 (every kernel context does: `boot` drops from EL2).
+/// 2. The translation is global (kernel entries never set nG).
+pub unsafe fn invalidate_page_broadcast(va: VirtAddr) {
+    // SAFETY: points 1 and 2 are the caller's: `tlbi` is defined at EL1, and
+    // a global entry is dropped whatever ASID the operand carries; the
+    // barriers only order and complete memory and TLB maintenance.
+    unsafe {
+        core::arch::asm!(
+            "dsb ishst",
+            "tlbi vale1is, {operand}",
+            "dsb ish",
+            "isb",
+            operand = in(reg) quickmap::arch::aarch64::tlbi_va_operand(va),
+            options(nostack, preserves_flags),
+        );
+    }
+}
+
+/// This architecture's broadcast single-page invalidation, for the
+/// benchmark's `shootdown-broadcast` baseline.
+pub const BROADCAST_INVALIDATION: Option<unsafe fn(VirtAddr)> = Some(invalidate_page_broadcast);
+
 /// The physical-address bits of a window descriptor.
 pub use quickmap::arch::aarch64::PTE_ADDRESS_MASK;
 

@@ -6,6 +6,7 @@
 pub mod acpi;
 pub mod ap_boot;
 pub mod apic;
+pub mod bench_clock;
 mod boot;
 mod context;
 pub mod counters;

@@ -52,6 +52,11 @@ pub unsafe fn invalidate_page_local(va: VirtAddr) {
 /// its PAT/PCD/PWT bits select (for tests that read entries back).
 pub use quickmap::arch::x86_64::{attribute_of, PTE_ADDRESS_MASK};
 
+/// x86_64 has no broadcast invalidation here (AMD's INVLPGB is not in QEMU's
+/// TCG CPUs): a shootdown is an IPI, and the benchmark has no
+/// `shootdown-broadcast` baseline.
+pub const BROADCAST_INVALIDATION: Option<unsafe fn(VirtAddr)> = None;
+
 /// Panics, naming what is wrong, unless the window entry `pte` has the
 /// protection quickmap gives windows on x86_64: present, writable,
 /// no-execute, supervisor-only and not global (each CPU's windows are its

@@ -1,7 +1,11 @@
-//! The checks above have teeth: with a backend that skips the local `invlpg`,
-//! a removed window stays reachable through the stale TLB entry, which
-//! `assert_unreachable` would report; and with a backend that skips the local
-//! full flush, so does a deferred window after its flush.
+//! The checks above have teeth: with a backend that skips the local
+//! single-page invalidation (`invlpg` on x86_64, `tlbi vale1` on aarch64), a
+//! removed window stays reachable through the stale TLB entry, which
+//! `assert_unreachable` would report, while the same instance on the real
+//! backend faults at once; and with a backend that skips the local full flush
+//! (a CR3 reload, `tlbi vmalle1`), so does a deferred window after its flush.
+//! The wrappers are arch-neutral: they wrap `arch::quickmap_backend::KernelMmu`,
+//! so the same tests prove it on both architectures.
 
 use crate::arch::quickmap_backend::KernelMmu;
 use quickmap::{
@@ -17,7 +21,7 @@ use crate::vm::quick::{
     self, QmkPlatform, DEFERRED_MAX_CPUS, DEFERRED_WINDOWS_PER_CPU, WINDOWS_PER_CPU,
 };
 
-/// The entry writes of `Mmu`, forwarded to the x86_64 backend in field 0: the
+/// The entry writes of `Mmu`, forwarded to the real backend in field 0: the
 /// broken backends below break invalidation only, so that what the tests see is
 /// the stale TLB entry and not a wrong page-table entry.
 macro_rules! forward_entry_writes {
@@ -35,7 +39,7 @@ macro_rules! forward_entry_writes {
 /// Writes a word through a window of `broken`, removes the window, runs
 /// `after_remove` with its address, and asserts that the window still reads the
 /// word through the stale TLB entry the broken backend left, until a real
-/// `invlpg` makes it fault.
+/// local invalidation makes it fault.
 fn assert_reachable_until_invlpg<P: Platform, M: Mmu, const N: usize, I: Invalidation>(
     broken: &QuickMap<P, M, N, I>,
     after_remove: impl FnOnce(usize),
@@ -58,7 +62,8 @@ fn assert_reachable_until_invlpg<P: Platform, M: Mmu, const N: usize, I: Invalid
     super::assert_unreachable(va);
 }
 
-/// Delegates to the x86_64 backend but never invalidates.
+/// Delegates to the real backend but never invalidates a page (no `invlpg`,
+/// no `tlbi vale1`).
 struct SkipsInvalidation(KernelMmu);
 
 // SAFETY: test-only and deliberately broken (promise 2 of `Mmu`): the window
@@ -73,17 +78,32 @@ static BROKEN_WINDOWS: [CpuWindows<WINDOWS_PER_CPU>; MAX_CPUS] =
     [const { CpuWindows::new() }; MAX_CPUS];
 
 kernel_test! {
-    /// Without `invlpg`, the removed window still reads the old page.
+    /// Without `invlpg` (`tlbi vale1`), the removed window still reads the old
+    /// page; the same windows on the real backend fault right after remove.
     fn a_backend_without_invlpg_leaves_the_window_reachable() {
         let region = WINDOW_REGION.start + 2 * LARGE_PAGE_SIZE;
         let windows = &BROKEN_WINDOWS[..crate::cpu::cpu_count()];
         let broken: QuickMap<_, _, WINDOWS_PER_CPU> =
             quick::build(QmkPlatform, region, windows, SkipsInvalidation).unwrap();
         assert_reachable_until_invlpg(&broken, |_| {});
+
+        // The control: the same region and windows (all free again), the real
+        // backend. The page is read through the window first, so that a
+        // translation is cached for remove to drop.
+        let real: QuickMap<_, _, WINDOWS_PER_CPU> =
+            quick::build(QmkPlatform, region, windows, |mmu| mmu).unwrap();
+        let page = TestPage::high(MemoryAttribute::WriteBack);
+        let wired = page.page().wire();
+        let mapping = real.map(&wired);
+        mapping.write_u64(0, 0xa5a5_a5a5);
+        assert_eq!(mapping.read_u64(0), 0xa5a5_a5a5);
+        let va = mapping.va().0;
+        drop(mapping);
+        super::assert_unreachable(va);
     }
 }
 
-/// Delegates to the x86_64 backend but never flushes the whole local TLB.
+/// Delegates to the real backend but never flushes the whole local TLB.
 struct SkipsFullFlush(KernelMmu);
 
 // SAFETY: test-only and deliberately broken (promise 2 of `Mmu`, for
