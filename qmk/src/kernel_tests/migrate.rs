@@ -237,6 +237,19 @@ kernel_test! {
     }
 }
 
+/// Waits (5 s at most) until idle CPU `target` is one a wake-up would kick.
+fn wait_until_kickable(round: usize, target: usize) {
+    let deadline = clock::read() + 5 * clock::hz();
+    while sched::kickable_idle_cpus() & (1 << target) == 0 {
+        assert!(
+            clock::read() < deadline,
+            "round {round}: CPU {target}, kicked for a thread and idle again, is not kickable 5 s later (idle CPUs a wake-up would kick: {:#b}): a thread pinned to it would wait for its tick",
+            sched::kickable_idle_cpus()
+        );
+        core::hint::spin_loop();
+    }
+}
+
 kernel_test! {
     /// A CPU kicked for a thread that another CPU then took goes back to
     /// idle kickable: a thread pinned to it later gets it out of `hlt` with
@@ -254,6 +267,14 @@ kernel_test! {
         // The lowest idle CPU: the one every unbound wake-up kicks.
         let target = if here == 0 { 1 } else { 0 };
         for round in 0..ROUNDS {
+            // The bait's kick goes to `target` only if `target` is kickable
+            // when it is queued. Not a given at round 0: the previous test's
+            // last wake-up may have kicked `target` for a thread another CPU
+            // took, and if `target` counted that IPI before `before_bait` but
+            // its switch (which makes it kickable again) was still to come
+            // when the bait was queued — a vCPU stall under TCG — the bait
+            // kicked another CPU and no IPI after `before_bait` would come.
+            wait_until_kickable(round, target);
             let before_bait = sched::reschedule_ipis_received(target);
             // Queued and kicked to `target`; yielding makes this CPU take it
             // first, most of the time.
@@ -267,15 +288,7 @@ kernel_test! {
             // may stall in between for milliseconds): the probe below would
             // be picked by that switch, kicked or not. Kickable again means
             // the switch is over — and that is what the bug lost.
-            let deadline = clock::read() + 5 * clock::hz();
-            while sched::kickable_idle_cpus() & (1 << target) == 0 {
-                assert!(
-                    clock::read() < deadline,
-                    "round {round}: CPU {target}, kicked for a thread and idle again, is not kickable 5 s later (idle CPUs a wake-up would kick: {:#b}): a thread pinned to it would wait for its tick",
-                    sched::kickable_idle_cpus()
-                );
-                core::hint::spin_loop();
-            }
+            wait_until_kickable(round, target);
             let before_probe = sched::reschedule_ipis_received(target);
             let probe = sched::spawn_pinned("migrate-probe", target, move || {
                 sched::reschedule_ipis_received(target)
@@ -450,6 +463,38 @@ fn test_switch_in(thread: &Thread) {
     HOOK_LOG.ins.fetch_add(1, Ordering::AcqRel);
 }
 
+/// Blocks the calling thread (`me`) until a helper thread, which waits to
+/// see it parked, wakes it: the caller is certain to have switched out.
+///
+/// Why not `sleep`: a sleep switches out only if it parks before its
+/// deadline passes. Under TCG (more vCPUs than host CPUs, neighbours
+/// hammering the scheduler lock) a vCPU — or the holder of the scheduler
+/// lock it spins on — can be descheduled by the host for longer than a
+/// 500 µs sleep between `sleep` reading the clock and its park taking the
+/// lock; a tick on another CPU then expires the still-running sleeper,
+/// leaving a wake permit, and the park returns at once without a switch.
+/// That is `sleep`'s contract (the deadline had passed), yet it failed
+/// this test in 2 of 28 aarch64 boots at 4 CPUs on a 2-CPU host ("the
+/// thread slept with switch work, but no switch-out hook ran"). Parked
+/// is set by the switch itself, under the scheduler lock, so the helper's
+/// wake-up finds the caller switched out, whatever the host's timing.
+fn block_until_woken_from_another_thread(me: &Arc<Thread>) {
+    let woken = Arc::new(AtomicBool::new(false));
+    let queue = Arc::new(WaitQueue::new());
+    let waker = {
+        let (me, woken, queue) = (me.clone(), woken.clone(), queue.clone());
+        sched::spawn("hook-waker", move || {
+            wait_for("the hook worker to block", 5, || {
+                me.state() == ThreadState::Parked
+            });
+            woken.store(true, Ordering::Release);
+            queue.wake_all();
+        })
+    };
+    queue.wait_until(|| woken.load(Ordering::Acquire));
+    waker.join();
+}
+
 kernel_test! {
     /// The switch hooks run for a thread that has its work bit, once per
     /// switch out and once per switch in, on the CPU of the switch, before
@@ -480,21 +525,22 @@ kernel_test! {
             HOOK_LOG.worker.store(sched::thread::current_thread_id(), Ordering::Release);
             sched::migrate_disable();
             let home = cpu::current_cpu_index();
+            let me = current_thread();
             sched::add_switch_work(SwitchWork::KernelTest);
             assert_eq!(current_thread().switch_work(), SwitchWork::KernelTest.bit());
-            for sleep in 0..SLEEPS {
+            for block in 0..SLEEPS {
                 let (outs, _) = hook_counts();
-                sched::sleep(Duration::from_micros(500));
+                block_until_woken_from_another_thread(&me);
                 let (outs_after, ins_after) = hook_counts();
-                assert!(outs_after > outs, "sleep {sleep}: the thread slept with switch work, but no switch-out hook ran");
+                assert!(outs_after > outs, "block {block}: the thread blocked with switch work, but no switch-out hook ran");
                 assert_eq!(
                     ins_after, outs_after,
-                    "sleep {sleep}: every switch-out of a running thread is followed by one switch-in"
+                    "block {block}: every switch-out of a running thread is followed by one switch-in"
                 );
                 let (out_cpu, in_cpu) = (HOOK_LOG.out_cpu.load(Ordering::Acquire), HOOK_LOG.in_cpu.load(Ordering::Acquire));
                 assert!(
                     out_cpu == home && in_cpu == home,
-                    "sleep {sleep}: bound to CPU {home}, the hooks ran on CPU {out_cpu} (out) and {in_cpu} (in)"
+                    "block {block}: bound to CPU {home}, the hooks ran on CPU {out_cpu} (out) and {in_cpu} (in)"
                 );
             }
             sched::remove_switch_work(SwitchWork::KernelTest);
