@@ -285,6 +285,12 @@ pub enum ConfigError {
         /// The backend's [`Mmu::PHYS_LIMIT`](crate::Mmu::PHYS_LIMIT).
         mmu_limit: PhysAddr,
     },
+    /// Another instance already took this CPU's [`CpuWindows`](crate::CpuWindows):
+    /// each instance needs an array of its own, for the life of the program.
+    WindowsAlreadyInUse {
+        /// The index, in the array given, of the first state already taken.
+        cpu: usize,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -324,6 +330,13 @@ impl fmt::Display for ConfigError {
                 write!(
                     f,
                     "quickmap: physical limit {phys_limit} is above the MMU backend's limit {mmu_limit}"
+                )
+            }
+            ConfigError::WindowsAlreadyInUse { cpu } => {
+                write!(
+                    f,
+                    "quickmap: the CpuWindows of CPU {cpu} already serve another QuickMap; give \
+                     each instance its own array (a `static` per instance)"
                 )
             }
         }

@@ -23,7 +23,7 @@
 //!
 //! The atomic types only keep the compiler from caching, tearing or eliding accesses.
 
-use core::sync::atomic::{compiler_fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use crate::addr::{PhysAddr, PAGE_SIZE};
 use crate::page::MemoryAttribute;
@@ -38,6 +38,12 @@ const HINT_BUCKETS: usize = 64;
 /// [`CpuWindows::new`], and give it to [`QuickMap::new`](crate::QuickMap::new).
 ///
 /// Each CPU's state starts on its own cache line, so CPUs never write a shared line.
+///
+/// One array per instance, for the life of the program: [`QuickMap::new`] takes each
+/// CPU's state for good and refuses one that another instance took
+/// ([`ConfigError::WindowsAlreadyInUse`](crate::ConfigError::WindowsAlreadyInUse)).
+///
+/// [`QuickMap::new`]: crate::QuickMap::new
 ///
 /// ```
 /// use quickmap::CpuWindows;
@@ -64,6 +70,9 @@ pub struct CpuWindows<const N: usize> {
     views: AtomicU32,
     #[cfg(feature = "stats")]
     pub(crate) counters: CpuCounters<N>,
+    /// Set once, by the [`QuickMap::new`](crate::QuickMap::new) that takes this CPU's
+    /// state, and never cleared (see [`bind`](Self::bind)).
+    bound: AtomicBool,
 }
 
 /// What a window's page-table entry holds, as its claimer sees it.
@@ -171,7 +180,20 @@ impl<const N: usize> CpuWindows<N> {
             views: AtomicU32::new(0),
             #[cfg(feature = "stats")]
             counters: CpuCounters::new(),
+            bound: AtomicBool::new(false),
         }
+    }
+
+    /// Claim this state for one instance, for the rest of the program: `false` if an
+    /// instance has it already.
+    ///
+    /// Two instances over one state would be unsound from safe code, not merely
+    /// wasteful: a deferred instance's per-window entries say what *its* region's
+    /// entries map, and another instance with another region would trust them (a
+    /// window taken back for a page its own entry does not map). Never released, not
+    /// even when the instance is dropped, for the same reason: the entries outlive it.
+    pub(crate) fn bind(&self) -> bool {
+        !self.bound.swap(true, Ordering::AcqRel)
     }
 
     /// One bit per window.

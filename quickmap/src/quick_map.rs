@@ -195,6 +195,11 @@ impl<P: Platform, M: Mmu, const N: usize, I: Invalidation> QuickMap<P, M, N, I> 
         };
         let layout = WindowLayout::guarded(config.window_base, N);
         let routing = Routing::new(&config, layout, cpus.len(), M::PHYS_LIMIT)?;
+        // Last, so that a configuration refused for any other reason leaves the
+        // array free for a corrected one.
+        if let Some(cpu) = cpus.iter().position(|windows| !windows.bind()) {
+            return Err(ConfigError::WindowsAlreadyInUse { cpu });
+        }
         Ok(QuickMap {
             platform,
             mmu,

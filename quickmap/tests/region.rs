@@ -2,7 +2,9 @@
 //! windows quickmap actually hands out and the span `QuickMap::new` guards.
 
 use quickmap::sim::{SimConfig, SimMachine, SimPage, WINDOW_BASE};
-use quickmap::{ConfigError, CpuWindows, DirectMap, PhysAddr, QuickMap, VirtAddr, PAGE_SIZE};
+use quickmap::{
+    ConfigError, CpuWindows, Deferred, DirectMap, PhysAddr, QuickMap, VirtAddr, PAGE_SIZE,
+};
 
 /// Every window of every CPU, entered all at once, lies with its guard page inside the
 /// region, and the last CPU's last window is no further than its stride allows.
@@ -64,7 +66,9 @@ fn new_guards_exactly_the_region_len() {
             len: 16 * PAGE_SIZE as u64,
             virt_start,
         });
-        QuickMap::<_, _, 4>::new(config, machine.platform(), machine.mmu(), cpus).map(|_| ())
+        // A fresh array each time: an accepted instance keeps the one it took.
+        let fresh: &'static [CpuWindows<4>] = Box::leak(Box::new([const { CpuWindows::new() }; 3]));
+        QuickMap::<_, _, 4>::new(config, machine.platform(), machine.mmu(), fresh).map(|_| ())
     };
     assert_eq!(with_direct_map_at(end), Ok(()));
     assert!(matches!(
@@ -79,4 +83,29 @@ fn new_guards_exactly_the_region_len() {
         with_direct_map_at(VirtAddr(layout.base.0 - 15 * PAGE_SIZE)),
         Err(ConfigError::DirectMapOverlapsWindows { .. })
     ));
+}
+
+#[test]
+fn two_instances_cannot_share_one_array_of_cpu_windows() {
+    // A deferred instance trusts its per-window entries to describe its own region;
+    // a second instance over the same state (another region) would take windows back
+    // for pages its entries never mapped.
+    let machine = SimMachine::new(SimConfig::default());
+    let cpus: &'static [CpuWindows<4>] = Box::leak(Box::new([const { CpuWindows::new() }; 2]));
+    let first = QuickMap::<_, _, 4, Deferred>::new(
+        machine.quickmap_config(),
+        machine.platform(),
+        machine.mmu(),
+        cpus,
+    );
+    assert!(first.is_ok());
+    let second = QuickMap::<_, _, 4, Deferred>::new(
+        machine.quickmap_config(),
+        machine.platform(),
+        machine.mmu(),
+        &cpus[1..],
+    );
+    let error = second.err().expect("a second instance over taken windows");
+    assert_eq!(error, ConfigError::WindowsAlreadyInUse { cpu: 0 });
+    assert!(error.to_string().contains("already serve another QuickMap"));
 }
