@@ -76,6 +76,9 @@ unsafe impl Mmu for SkipsInvalidation {
 
 static BROKEN_WINDOWS: [CpuWindows<WINDOWS_PER_CPU>; MAX_CPUS] =
     [const { CpuWindows::new() }; MAX_CPUS];
+/// The control's own: an array of `CpuWindows` serves one instance for good.
+static CONTROL_WINDOWS: [CpuWindows<WINDOWS_PER_CPU>; MAX_CPUS] =
+    [const { CpuWindows::new() }; MAX_CPUS];
 
 kernel_test! {
     /// Without `invlpg` (`tlbi vale1`), the removed window still reads the old
@@ -87,11 +90,12 @@ kernel_test! {
             quick::build(QmkPlatform, region, windows, SkipsInvalidation).unwrap();
         assert_reachable_until_invlpg(&broken, |_| {});
 
-        // The control: the same region and windows (all free again), the real
+        // The control: the same region (its windows all free again), the real
         // backend. The page is read through the window first, so that a
         // translation is cached for remove to drop.
+        let control_windows = &CONTROL_WINDOWS[..crate::cpu::cpu_count()];
         let real: QuickMap<_, _, WINDOWS_PER_CPU> =
-            quick::build(QmkPlatform, region, windows, |mmu| mmu).unwrap();
+            quick::build(QmkPlatform, region, control_windows, |mmu| mmu).unwrap();
         let page = TestPage::high(MemoryAttribute::WriteBack);
         let wired = page.page().wire();
         let mapping = real.map(&wired);
