@@ -66,7 +66,7 @@ pub struct PerCpu {
     /// IPIs of the "call function" kind this CPU has handled.
     pub(crate) calls_handled: AtomicU64,
     /// This CPU's page-fault expectation (see `arch::fault_probe`).
-    pub(crate) fault_expectation: crate::arch::fault_probe::FaultExpectation,
+    pub(crate) fault_expectation: crate::fault_expectation::FaultExpectation,
 }
 
 impl PerCpu {
@@ -86,7 +86,7 @@ impl PerCpu {
             online: AtomicBool::new(false),
             deferred_preemptions: AtomicU64::new(0),
             calls_handled: AtomicU64::new(0),
-            fault_expectation: crate::arch::fault_probe::FaultExpectation::new(),
+            fault_expectation: crate::fault_expectation::FaultExpectation::new(),
         }
     }
 

@@ -38,6 +38,7 @@ mod static_storage;
 mod bench;
 mod console;
 pub mod cpu;
+mod fault_expectation;
 mod kernel_tests;
 mod memory;
 mod panic;

@@ -1,5 +1,6 @@
-use crate::arch::fault_probe::{expect_page_fault, probe_read_u8};
+use crate::arch::fault_probe::probe_read_u8;
 use crate::arch::stacks;
+use crate::fault_expectation::expect_page_fault;
 use crate::kernel_test;
 
 kernel_test! {

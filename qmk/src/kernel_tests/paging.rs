@@ -1,11 +1,12 @@
 use core::ops::Range;
 
 use super::{scratch_page, test_frame};
-use crate::arch::fault_probe::{expect_page_fault, probe_read_u8, probe_write_u8};
+use crate::arch::fault_probe::{probe_read_u8, probe_write_u8};
 use crate::arch::paging::{
     self, MapError, PageTableFlags, UnmapError, DIRECT_MAP_BASE, PAGE_SIZE, WINDOW_REGION,
 };
 use crate::arch::{PhysAddr, VirtAddr};
+use crate::fault_expectation::expect_page_fault;
 use crate::kernel_test;
 use crate::memory::frame_allocator::{self, Zone};
 

@@ -4,10 +4,11 @@
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::{scratch_page, test_frame};
-use crate::arch::fault_probe::{expect_page_fault, probe_read_u8};
+use crate::arch::fault_probe::probe_read_u8;
 use crate::arch::interrupts::{set_interrupt_handler, InterruptFrame};
 use crate::arch::{clock, ipi, paging};
 use crate::cpu::{self, MAX_CPUS};
+use crate::fault_expectation::expect_page_fault;
 use crate::{kernel_test, sched, smp};
 
 /// Spins until `condition` holds, or panics with `what` after `seconds`.

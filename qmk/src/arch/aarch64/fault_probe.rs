@@ -1,7 +1,7 @@
 //! Fault probes: memory accesses whose fault a test can expect.
 //!
 //! The same contract as on x86_64 (see `arch::x86_64::fault_probe`): a test
-//! arms an expectation for an address range with [`expect_page_fault`] and
+//! arms an expectation for an address range with [`expect_page_fault`](crate::fault_expectation::expect_page_fault) and
 //! touches memory only through [`probe_read_u8`]/[`probe_write_u8`], tiny
 //! assembly functions whose single memory instruction sits at a known
 //! address. The data-abort handler recovers a fault only when (a) the
@@ -12,9 +12,6 @@
 //!
 //! The probes are leaf functions: x30 still holds the caller's return
 //! address when the abort is taken, so the landing pad just returns.
-
-use core::ops::Range;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::exceptions::{InterruptFrame, Syndrome};
 use super::VirtAddr;
@@ -69,7 +66,7 @@ fn probe_sites() -> [u64; 3] {
 pub struct ProbeFaulted;
 
 /// Reads the byte at `address`, or returns `Err` when the read faults inside
-/// an armed [`expect_page_fault`] range. Any other fault is fatal as usual.
+/// an armed [`expect_page_fault`](crate::fault_expectation::expect_page_fault) range. Any other fault is fatal as usual.
 ///
 /// # Safety
 ///
@@ -89,7 +86,7 @@ pub unsafe fn probe_read_u8(address: VirtAddr) -> Result<u8, ProbeFaulted> {
 }
 
 /// Writes `value` to the byte at `address`, or returns `Err` when the write
-/// faults inside an armed [`expect_page_fault`] range.
+/// faults inside an armed [`expect_page_fault`](crate::fault_expectation::expect_page_fault) range.
 ///
 /// # Safety
 ///
@@ -128,83 +125,6 @@ impl PageFaultRecord {
     }
 }
 
-/// One CPU's armed fault expectation and what it caught. Atomics because
-/// the abort handler (same CPU, exception context) writes it.
-pub struct FaultExpectation {
-    armed: AtomicBool,
-    expected_start: AtomicU64,
-    expected_end: AtomicU64,
-    fault_recorded: AtomicBool,
-    recorded_address: AtomicU64,
-    recorded_syndrome: AtomicU64,
-}
-
-impl FaultExpectation {
-    /// No expectation armed.
-    pub const fn new() -> Self {
-        Self {
-            armed: AtomicBool::new(false),
-            expected_start: AtomicU64::new(0),
-            expected_end: AtomicU64::new(0),
-            fault_recorded: AtomicBool::new(false),
-            recorded_address: AtomicU64::new(0),
-            recorded_syndrome: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Default for FaultExpectation {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Runs `access`, which must fault through a probe at an address in
-/// `expected`; returns the first such fault.
-///
-/// The expectation belongs to this CPU, so the thread must not migrate
-/// while it is armed: the whole call runs with preemption held off, and
-/// `access` must not sleep.
-///
-/// # Panics
-///
-/// If `access` completes without such a fault (the memory was reachable),
-/// or if expectations are nested. The panic names the caller's location.
-#[track_caller]
-pub fn expect_page_fault(expected: Range<VirtAddr>, access: impl FnOnce()) -> PageFaultRecord {
-    let guard = crate::cpu::PreemptGuard::new();
-    let expectation = &crate::cpu::this_cpu(&guard).fault_expectation;
-    let was_armed = expectation.armed.load(Ordering::Acquire);
-    assert!(
-        !was_armed,
-        "expect_page_fault may not be nested: an expectation is already armed"
-    );
-    expectation
-        .expected_start
-        .store(expected.start.as_u64(), Ordering::Relaxed);
-    expectation
-        .expected_end
-        .store(expected.end.as_u64(), Ordering::Relaxed);
-    expectation.fault_recorded.store(false, Ordering::Relaxed);
-    expectation.armed.store(true, Ordering::Release);
-
-    access();
-
-    expectation.armed.store(false, Ordering::Release);
-    assert!(
-        expectation.fault_recorded.load(Ordering::Acquire),
-        "expected a page fault at an address in {:#x}..{:#x}, but the access completed without one",
-        expected.start.as_u64(),
-        expected.end.as_u64()
-    );
-    let record = PageFaultRecord {
-        address: VirtAddr::new(expectation.recorded_address.load(Ordering::Relaxed)),
-        error_code: expectation.recorded_syndrome.load(Ordering::Relaxed),
-    };
-    drop(guard);
-    record
-}
-
 /// True when `pc` is a probe's memory access.
 pub fn is_probe_access(pc: u64) -> bool {
     let [read_access, write_access, _] = probe_sites();
@@ -217,22 +137,8 @@ pub(super) fn recover_expected_fault(frame: &mut InterruptFrame, fault_address: 
     // The fault is handled on the CPU where it happened, which is the CPU
     // whose expectation the (pinned) prober armed.
     let expectation = &crate::cpu::this_cpu_unguarded().fault_expectation;
-    if !expectation.armed.load(Ordering::Acquire) || !is_probe_access(frame.elr) {
+    if !expectation.catch(fault_address, is_probe_access(frame.elr), frame.esr) {
         return false;
-    }
-    let expected = expectation.expected_start.load(Ordering::Relaxed)
-        ..expectation.expected_end.load(Ordering::Relaxed);
-    if !expected.contains(&fault_address) {
-        return false;
-    }
-    if !expectation.fault_recorded.load(Ordering::Relaxed) {
-        expectation
-            .recorded_address
-            .store(fault_address, Ordering::Relaxed);
-        expectation
-            .recorded_syndrome
-            .store(frame.esr, Ordering::Relaxed);
-        expectation.fault_recorded.store(true, Ordering::Release);
     }
     let [_, _, landing_pad] = probe_sites();
     frame.elr = landing_pad;

@@ -2,7 +2,7 @@
 //!
 //! To prove that an address is unreachable (a removed quickmap window, the
 //! guard page after one, high memory outside the direct map), a test must
-//! touch it and survive the fault. [`expect_page_fault`] arms an expectation
+//! touch it and survive the fault. [`expect_page_fault`](crate::fault_expectation::expect_page_fault) arms an expectation
 //! for an address range and runs the test's access; the access goes through
 //! [`probe_read_u8`]/[`probe_write_u8`], tiny assembly functions whose single
 //! memory instruction sits at a known address. When the page-fault handler
@@ -16,14 +16,12 @@
 //! probe functions hold no state, touch no stack, and their callers see an
 //! ordinary return.
 //!
-//! The expectation is per CPU (a field of `cpu::PerCpu`): a fault is
-//! handled on the CPU where it happened, and several CPUs may probe at once.
-//! [`expect_page_fault`] therefore holds off preemption (a critical section)
-//! from arming to disarming, so the thread cannot migrate away from its
-//! expectation; the access closure must not sleep.
-
-use core::ops::Range;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+//! The expectation (`crate::fault_expectation`, shared by every arch) is
+//! per CPU (a field of `cpu::PerCpu`): a fault is handled on the CPU where it
+//! happened, and several CPUs may probe at once. `expect_page_fault`
+//! therefore holds off preemption (a critical section) from arming to
+//! disarming, so the thread cannot migrate away from its expectation; the
+//! access closure must not sleep.
 
 use ::x86_64::VirtAddr;
 
@@ -80,7 +78,7 @@ fn probe_sites() -> [u64; 3] {
 pub struct ProbeFaulted;
 
 /// Reads the byte at `address`, or returns `Err` when the read faults inside
-/// an armed [`expect_page_fault`] range. Any other fault is fatal as usual.
+/// an armed [`expect_page_fault`](crate::fault_expectation::expect_page_fault) range. Any other fault is fatal as usual.
 ///
 /// # Safety
 ///
@@ -100,7 +98,7 @@ pub unsafe fn probe_read_u8(address: VirtAddr) -> Result<u8, ProbeFaulted> {
 }
 
 /// Writes `value` to the byte at `address`, or returns `Err` when the write
-/// faults inside an armed [`expect_page_fault`] range.
+/// faults inside an armed [`expect_page_fault`](crate::fault_expectation::expect_page_fault) range.
 ///
 /// # Safety
 ///
@@ -138,82 +136,6 @@ impl PageFaultRecord {
     }
 }
 
-/// One CPU's armed page-fault expectation and what it caught. Atomics
-/// because the page-fault handler (same CPU, interrupt context) writes it.
-pub struct FaultExpectation {
-    armed: AtomicBool,
-    expected_start: AtomicU64,
-    expected_end: AtomicU64,
-    fault_recorded: AtomicBool,
-    recorded_address: AtomicU64,
-    recorded_error_code: AtomicU64,
-}
-
-impl FaultExpectation {
-    /// No expectation armed.
-    pub const fn new() -> Self {
-        Self {
-            armed: AtomicBool::new(false),
-            expected_start: AtomicU64::new(0),
-            expected_end: AtomicU64::new(0),
-            fault_recorded: AtomicBool::new(false),
-            recorded_address: AtomicU64::new(0),
-            recorded_error_code: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Default for FaultExpectation {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Runs `access`, which must page-fault through a probe at an address in
-/// `expected`; returns the first such fault.
-///
-/// The whole call is a critical section (the expectation belongs to this
-/// CPU), so `access` must not sleep.
-///
-/// # Panics
-///
-/// If `access` completes without such a fault (the memory was reachable),
-/// or if expectations are nested. The panic names the caller's location.
-#[track_caller]
-pub fn expect_page_fault(expected: Range<VirtAddr>, access: impl FnOnce()) -> PageFaultRecord {
-    let guard = crate::cpu::PreemptGuard::new();
-    let expectation = &crate::cpu::this_cpu(&guard).fault_expectation;
-    let was_armed = expectation.armed.load(Ordering::Acquire);
-    assert!(
-        !was_armed,
-        "expect_page_fault may not be nested: an expectation is already armed"
-    );
-    expectation
-        .expected_start
-        .store(expected.start.as_u64(), Ordering::Relaxed);
-    expectation
-        .expected_end
-        .store(expected.end.as_u64(), Ordering::Relaxed);
-    expectation.fault_recorded.store(false, Ordering::Relaxed);
-    expectation.armed.store(true, Ordering::Release);
-
-    access();
-
-    expectation.armed.store(false, Ordering::Release);
-    assert!(
-        expectation.fault_recorded.load(Ordering::Acquire),
-        "expected a page fault at an address in {:#x}..{:#x}, but the access completed without one",
-        expected.start.as_u64(),
-        expected.end.as_u64()
-    );
-    let record = PageFaultRecord {
-        address: VirtAddr::new(expectation.recorded_address.load(Ordering::Relaxed)),
-        error_code: expectation.recorded_error_code.load(Ordering::Relaxed),
-    };
-    drop(guard);
-    record
-}
-
 /// True when `rip` is a probe's memory access.
 pub fn is_probe_access(rip: u64) -> bool {
     let [read_access, write_access, _] = probe_sites();
@@ -226,22 +148,8 @@ pub(super) fn recover_expected_fault(frame: &mut InterruptFrame, fault_address: 
     // The fault is handled on the CPU where it happened, which is the CPU
     // whose expectation the (pinned) prober armed.
     let expectation = &crate::cpu::this_cpu_unguarded().fault_expectation;
-    if !expectation.armed.load(Ordering::Acquire) || !is_probe_access(frame.rip) {
+    if !expectation.catch(fault_address, is_probe_access(frame.rip), frame.error_code) {
         return false;
-    }
-    let expected = expectation.expected_start.load(Ordering::Relaxed)
-        ..expectation.expected_end.load(Ordering::Relaxed);
-    if !expected.contains(&fault_address) {
-        return false;
-    }
-    if !expectation.fault_recorded.load(Ordering::Relaxed) {
-        expectation
-            .recorded_address
-            .store(fault_address, Ordering::Relaxed);
-        expectation
-            .recorded_error_code
-            .store(frame.error_code, Ordering::Relaxed);
-        expectation.fault_recorded.store(true, Ordering::Release);
     }
     let [_, _, landing_pad] = probe_sites();
     frame.rip = landing_pad;

@@ -29,8 +29,9 @@ mod views;
 
 use quickmap::{MemoryAttribute, PhysAddr};
 
-use crate::arch::fault_probe::{expect_page_fault, probe_read_u8};
+use crate::arch::fault_probe::probe_read_u8;
 use crate::arch::VirtAddr;
+use crate::fault_expectation::expect_page_fault;
 use crate::memory::frame_allocator::{self, Zone};
 use crate::vm::page::VmPage;
 
