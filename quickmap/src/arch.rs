@@ -8,4 +8,5 @@
 //! [`Mmu`](crate::Mmu) implementation and its instructions need its own architecture.
 
 pub mod aarch64;
+mod entry_array;
 pub mod x86_64;

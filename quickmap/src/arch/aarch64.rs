@@ -216,7 +216,8 @@
 //! the address and takes shareability from `TCR_EL1`), and a kernel running at EL2 with
 //! `HCR_EL2.E2H` (VHE): each needs a descriptor or an invalidation of its own.
 
-use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+use super::entry_array::EntryArray;
+use crate::addr::{PhysAddr, VirtAddr};
 #[cfg(target_arch = "aarch64")]
 use crate::mmu::Mmu;
 #[cfg(any(target_arch = "aarch64", test))]
@@ -476,9 +477,7 @@ pub unsafe fn tlbi_vmalle1_local() {
 /// exists on aarch64 only; the encodings above build and are tested
 /// everywhere.
 pub struct Aarch64Mmu {
-    region_base: VirtAddr,
-    region_pages: usize,
-    ptes: *mut u64,
+    entries: EntryArray,
 }
 
 // SAFETY: every CPU writes only the descriptors of its own windows (quickmap's per-CPU
@@ -514,32 +513,15 @@ impl Aarch64Mmu {
         ptes: *mut u64,
     ) -> Aarch64Mmu {
         Aarch64Mmu {
-            region_base,
-            region_pages,
-            ptes,
+            entries: EntryArray::new(region_base, region_pages, ptes),
         }
-    }
-
-    #[inline]
-    fn pte_of(&self, region_page: usize) -> *mut u64 {
-        debug_assert!(
-            region_page < self.region_pages,
-            "quickmap: window page {region_page} is outside the aarch64 backend's region"
-        );
-        // Quickmap passes only pages of its own region, whose descriptors lie in the
-        // array (constructor's first promise).
-        self.ptes.wrapping_add(region_page)
     }
 
     /// The descriptor of the window at `va`, e.g. for a test that checks its bits.
     pub fn read_pte(&self, va: VirtAddr) -> u64 {
-        let region_page = va.0.wrapping_sub(self.region_base.0) / PAGE_SIZE;
-        assert!(
-            region_page < self.region_pages,
-            "quickmap: {va} is outside the aarch64 backend's window region"
-        );
-        // SAFETY: `pte_of` points into the live descriptor array (checked just above).
-        unsafe { self.pte_of(region_page).read_volatile() }
+        // SAFETY: `entry_at` checked that `va` is in the region, whose live descriptors
+        // form the array (constructor's first promise).
+        unsafe { self.entries.entry_at(va, "aarch64").read_volatile() }
     }
 
     /// The store half of `set_window_pte`: the descriptor, without the barrier that
@@ -556,7 +538,11 @@ impl Aarch64Mmu {
         let entry = pa.0 | WINDOW_PTE_FLAGS[attribute as usize];
         // SAFETY: the descriptor belongs to this CPU's claimed window and is invalid;
         // one aligned 64-bit store, which the walker reads single-copy atomically.
-        unsafe { self.pte_of(window.region_page).write_volatile(entry) };
+        unsafe {
+            self.entries
+                .entry(window.region_page, "aarch64")
+                .write_volatile(entry)
+        };
     }
 
     /// The store half of `clear_window_pte`: an invalid descriptor. Its barrier comes
@@ -565,7 +551,11 @@ impl Aarch64Mmu {
     #[inline]
     fn clear_entry(&self, window: Window) {
         // SAFETY: as above; the window is about to be released.
-        unsafe { self.pte_of(window.region_page).write_volatile(0) };
+        unsafe {
+            self.entries
+                .entry(window.region_page, "aarch64")
+                .write_volatile(0)
+        };
     }
 }
 
@@ -609,6 +599,7 @@ mod tests {
     //! never computed from this module's constants, so that a wrong constant fails.
 
     use super::*;
+    use crate::addr::PAGE_SIZE;
 
     /// Hand-written AttrIndx and `MAIR_EL1` byte per attribute (the module
     /// documentation's table).

@@ -31,6 +31,7 @@
 //! |---|---|---|---|---|---|---|---|---|
 //! | type | WB | WT | UC- | UC | WP | WC | UC- | UC |
 
+use super::entry_array::EntryArray;
 use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 #[cfg(target_arch = "x86_64")]
 use crate::mmu::{Mmu, Window};
@@ -254,9 +255,7 @@ pub const fn leaf_tables(start: VirtAddr, len: usize) -> usize {
 /// `X86Mmu::from_page_table` builds the backend from that table as the `x86_64` crate
 /// types it, rather than from a raw pointer.
 pub struct X86Mmu {
-    region_base: VirtAddr,
-    region_pages: usize,
-    ptes: *mut u64,
+    entries: EntryArray,
 }
 
 // SAFETY: every CPU writes only the entries of its own windows (quickmap's per-CPU
@@ -281,32 +280,15 @@ impl X86Mmu {
     ///    `IA32_PAT` holds [`PAT_MSR_VALUE`].
     pub const unsafe fn new(region_base: VirtAddr, region_pages: usize, ptes: *mut u64) -> X86Mmu {
         X86Mmu {
-            region_base,
-            region_pages,
-            ptes,
+            entries: EntryArray::new(region_base, region_pages, ptes),
         }
-    }
-
-    #[inline]
-    fn pte_of(&self, region_page: usize) -> *mut u64 {
-        debug_assert!(
-            region_page < self.region_pages,
-            "quickmap: window page {region_page} is outside the x86_64 backend's region"
-        );
-        // Quickmap passes only pages of its own region, whose entries lie in the array
-        // (constructor's first promise).
-        self.ptes.wrapping_add(region_page)
     }
 
     /// The entry of the window at `va`, e.g. for a test that checks its bits.
     pub fn read_pte(&self, va: VirtAddr) -> u64 {
-        let region_page = va.0.wrapping_sub(self.region_base.0) / PAGE_SIZE;
-        assert!(
-            region_page < self.region_pages,
-            "quickmap: {va} is outside the x86_64 backend's window region"
-        );
-        // SAFETY: `pte_of` points into the live entry array (checked just above).
-        unsafe { self.pte_of(region_page).read_volatile() }
+        // SAFETY: `entry_at` checked that `va` is in the region, whose live entrys
+        // form the array (constructor's first promise).
+        unsafe { self.entries.entry_at(va, "x86_64").read_volatile() }
     }
 }
 
@@ -325,13 +307,21 @@ unsafe impl Mmu for X86Mmu {
         let entry = pa.0 | WINDOW_PTE_FLAGS[attribute as usize];
         debug_assert_eq!(entry, window_pte(pa, attribute));
         // SAFETY: the entry belongs to this CPU's claimed window and is clear.
-        unsafe { self.pte_of(window.region_page).write_volatile(entry) };
+        unsafe {
+            self.entries
+                .entry(window.region_page, "x86_64")
+                .write_volatile(entry)
+        };
     }
 
     #[inline]
     fn clear_window_pte(&self, window: Window) {
         // SAFETY: as above; the window is about to be released.
-        unsafe { self.pte_of(window.region_page).write_volatile(0) };
+        unsafe {
+            self.entries
+                .entry(window.region_page, "x86_64")
+                .write_volatile(0)
+        };
     }
 
     #[inline]

@@ -70,29 +70,13 @@ macro_rules! percpu_read_u32 {
     }};
 }
 
-/// Reads the `u32` at `$offset` in this CPU's block as a `u64` (`ldr` of a
-/// `w` register clears the upper half).
+/// Reads the `u32` at `$offset` in this CPU's block as a `u64`: the same
+/// `ldr` of a `w` register, which already clears the upper half, so the
+/// widening costs nothing.
 macro_rules! percpu_read_u32_as_u64 {
-    ($offset:expr) => {{
-        let value: u64;
-        // SAFETY: as in `percpu_read_u32`; writing a `w` register zeroes
-        // bits 32..64, so `value` is the field's value.
-        unsafe {
-            core::arch::asm!(
-                "mrs {daif}, daif",
-                "msr daifset, #2",
-                "mrs {base}, tpidr_el1",
-                "ldr {value:w}, [{base}, #{offset}]",
-                "msr daif, {daif}",
-                offset = const $offset,
-                daif = out(reg) _,
-                base = out(reg) _,
-                value = out(reg) value,
-                options(nostack, preserves_flags, readonly)
-            )
-        };
-        value
-    }};
+    ($offset:expr) => {
+        u64::from($crate::arch::percpu::percpu_read_u32!($offset))
+    };
 }
 
 /// Reads the `u64` at `$offset` in this CPU's block.
