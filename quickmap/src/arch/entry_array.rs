@@ -41,3 +41,38 @@ impl EntryArray {
         self.entries.wrapping_add(region_page)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_indexed_by_region_page_and_by_address() {
+        let mut entries = [0u64; 4];
+        let base = VirtAddr(0xffff_c000_0000_0000);
+        let array = EntryArray::new(base, entries.len(), entries.as_mut_ptr());
+        assert_eq!(array.entry(2, "test"), entries.as_mut_ptr().wrapping_add(2));
+        assert_eq!(
+            array.entry_at(base.add(3 * PAGE_SIZE + 7), "test"),
+            entries.as_mut_ptr().wrapping_add(3)
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "is outside the test backend's window region")]
+    fn an_address_past_the_region_is_refused() {
+        let mut entries = [0u64; 4];
+        let base = VirtAddr(0xffff_c000_0000_0000);
+        let array = EntryArray::new(base, entries.len(), entries.as_mut_ptr());
+        array.entry_at(base.add(4 * PAGE_SIZE), "test");
+    }
+
+    #[test]
+    #[should_panic(expected = "is outside the test backend's window region")]
+    fn an_address_below_the_region_is_refused() {
+        let mut entries = [0u64; 4];
+        let base = VirtAddr(0xffff_c000_0000_0000);
+        let array = EntryArray::new(base, entries.len(), entries.as_mut_ptr());
+        array.entry_at(VirtAddr(base.0 - PAGE_SIZE), "test");
+    }
+}
